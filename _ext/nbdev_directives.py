@@ -1,0 +1,68 @@
+"""Sphinx extension: nbdev's `#|` cell directives become myst-nb cell tags, and the reader never sees them.
+
+The notebooks in nbs/ are nbdev sources, so their code cells start with lines such as `#| export` or `#| hide`.
+Before myst-nb parses a notebook, this extension strips those lines from every code cell and maps the ones that
+change what a reader sees onto myst-nb's tags:
+
+    #| hide            -> remove-cell       (the cell runs, nothing of it is shown)
+    #| echo: false     -> remove-input
+    #| output: false   -> remove-output
+    #| eval: false     -> skip-execution
+    #| default_exp ... -> remove-cell       (a cell holding only directives is removed)
+
+It also drops the horizontal rule (`---`) that nbdev's `show_doc` puts at the top of its Markdown: inside a cell output
+docutils cannot place a transition and stops the build.
+"""
+import json
+
+from docutils import nodes
+from docutils.transforms import Transform
+
+_TAGS = {"hide": "remove-cell", "echo:false": "remove-input", "output:false": "remove-output",
+         "eval:false": "skip-execution"}
+
+
+def _directives(source: str):
+    "Split a cell's source into its leading `#|` directives (normalised) and the rest."
+    lines = source.splitlines(keepends=True)
+    found = []
+    while lines and lines[0].lstrip().startswith("#|"):
+        found.append(lines.pop(0).strip()[2:].replace(" ", "").lower())
+    return found, "".join(lines)
+
+
+def process_cell(cell: dict) -> dict:
+    "Strip a code cell's `#|` lines and tag it for myst-nb; other cells pass unchanged."
+    if cell.get("cell_type") != "code": return cell
+    source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+    found, rest = _directives(source)
+    if not found: return cell
+    tags = set(cell.setdefault("metadata", {}).get("tags", []))
+    tags |= {_TAGS[d] for d in found if d in _TAGS}
+    if not rest.strip(): tags.add("remove-cell")
+    cell["metadata"]["tags"] = sorted(tags)
+    cell["source"] = rest
+    return cell
+
+
+def _source_read(app, docname, source):
+    if not str(app.env.doc2path(docname)).endswith(".ipynb"): return
+    nb = json.loads(source[0])
+    nb["cells"] = [process_cell(c) for c in nb.get("cells", [])]
+    source[0] = json.dumps(nb)
+
+
+class DropNestedTransitions(Transform):
+    "Remove transitions (horizontal rules) that are not direct children of a section or the document."
+    default_priority = 500  # before docutils' own check of transitions (830)
+
+    def apply(self):
+        for node in list(self.document.findall(nodes.transition)):
+            if not isinstance(node.parent, (nodes.document, nodes.section)):
+                node.parent.remove(node)
+
+
+def setup(app):
+    app.connect("source-read", _source_read)
+    app.add_transform(DropNestedTransitions)
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
