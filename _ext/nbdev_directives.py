@@ -10,8 +10,9 @@ change what a reader sees onto myst-nb's tags:
     #| eval: false     -> skip-execution
     #| default_exp ... -> remove-cell       (a cell holding only directives is removed)
 
-It also drops the horizontal rule (`---`) that nbdev's `show_doc` puts at the top of its Markdown: inside a cell output
-docutils cannot place a transition and stops the build.
+It also drops two things that break a strict build or a clean browser console: the horizontal rule (`---`) that nbdev's `show_doc` puts at the top of its Markdown: inside a cell output
+docutils cannot place a transition and stops the build; and script tags that appear twice on a page (sphinx-thebe, loaded by
+Jupyter Book, registers its inline configuration once per build phase, and the second copy is a console error).
 """
 import json
 
@@ -62,7 +63,17 @@ class DropNestedTransitions(Transform):
                 node.parent.remove(node)
 
 
+def _dedupe_scripts(app, pagename, templatename, context, doctree):
+    "Keep the first of identical script tags (same file, same attributes and body)."
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        key = (str(getattr(script, "filename", script) or ""), repr(sorted(getattr(script, "attributes", {}).items())))
+        if key not in seen: seen.add(key); unique.append(script)
+    context["script_files"] = unique
+
+
 def setup(app):
     app.connect("source-read", _source_read)
+    app.connect("html-page-context", _dedupe_scripts)
     app.add_transform(DropNestedTransitions)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}

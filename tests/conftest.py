@@ -1,0 +1,3 @@
+import os
+
+os.environ.setdefault("HESSIAN_NB_QUIET", "1")

@@ -1,0 +1,76 @@
+"""Properties of the core `Objective` on models the chapter does not use."""
+import torch
+from torch import nn
+
+from hessian_nb.core import Objective
+
+torch.set_default_dtype(torch.float64)
+
+
+def gelu_net(seed=0, n=20, d=5, c=4):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(d, 7), nn.GELU(), nn.Linear(7, 7), nn.Softplus(), nn.Linear(7, c))
+    return model, torch.randn(n, d), torch.randint(0, c, (n,))
+
+
+def test_model_is_not_modified():
+    model, X, y = gelu_net()
+    before = [p.detach().clone() for p in model.parameters()]
+    obj = Objective(model, X, y)
+    obj.hessian(); obj.hvp(torch.randn(obj.num_params, 3)); obj.grad(obj.theta + 1)
+    for p, q in zip(model.parameters(), before): assert torch.equal(p, q)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_hvp_is_linear_and_symmetric():
+    model, X, y = gelu_net(1)
+    obj = Objective(model, X, y)
+    u, v = torch.randn(obj.num_params), torch.randn(obj.num_params)
+    torch.testing.assert_close(u @ obj.hvp(v), v @ obj.hvp(u), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(obj.hvp(2 * u - 3 * v), 2 * obj.hvp(u) - 3 * obj.hvp(v), rtol=1e-12, atol=1e-13)
+
+
+def test_theta_change_invalidates_the_cached_graph():
+    model, X, y = gelu_net(2)
+    obj = Objective(model, X, y)
+    v = torch.randn(obj.num_params)
+    first = obj.hvp(v)
+    obj.theta.mul_(1.5)  # in place: products must now be taken at the new point
+    moved = obj.hvp(v)
+    ref = torch.func.jvp(torch.func.grad(lambda t: obj.loss_fn(obj.forward(t, X), y)), (obj.theta,), (v,))[1]
+    torch.testing.assert_close(moved, ref, rtol=1e-12, atol=1e-13)
+    assert not torch.allclose(first, moved)
+
+
+def test_small_chunks_give_the_same_hessian():
+    model, X, y = gelu_net(3)
+    full = Objective(model, X, y).hessian()
+    tiny = Objective(model, X, y, chunk_bytes=1)  # one product at a time
+    assert tiny._chunk() == 1
+    torch.testing.assert_close(tiny.hessian(), full, rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(tiny.hvp(torch.eye(tiny.num_params)[:, :5]), full[:, :5], rtol=1e-13, atol=1e-15)
+
+
+def test_float32_works_in_float32():
+    model, X, y = gelu_net(4)
+    obj = Objective(model.float(), X.float(), y)
+    assert obj.theta.dtype == torch.float32 and obj.X.dtype == torch.float32
+    H = obj.hessian()
+    assert H.dtype == torch.float32
+    H64 = Objective(model.double(), X, y).hessian()
+    torch.testing.assert_close(H.double(), H64, rtol=1e-4, atol=1e-5)
+
+
+def test_mse_with_integer_labels_means_one_hot():
+    model, X, y = gelu_net(5)
+    a = Objective(model, X, y, loss="mse")
+    b = Objective(model, X, nn.functional.one_hot(y, 4).double(), loss="mse")
+    torch.testing.assert_close(a.loss(), b.loss(), rtol=0, atol=0)
+    torch.testing.assert_close(a.loss(), 0.5 * ((model(X) - b.y) ** 2).sum(1).mean(), rtol=1e-14, atol=0)
+
+
+def test_custom_loss_matches_builtin():
+    model, X, y = gelu_net(6)
+    a = Objective(model, X, y, loss=lambda z, t: nn.functional.cross_entropy(z, t))
+    b = Objective(model, X, y, loss="ce", batch_size=7)
+    torch.testing.assert_close(a.hessian(), b.hessian(), rtol=1e-12, atol=1e-14)
