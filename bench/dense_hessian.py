@@ -1,0 +1,164 @@
+"""Dense Hessian and Hessian-vector products: hessian_nb against the routes a user would otherwise take.
+
+Problem: an MLP 64-42-42-10 (ReLU, P = 4,966) on 1,000 scikit-learn digits, cross-entropy, full batch.
+Peers: torch.func.hessian, torch.autograd.functional.hessian, curvlinops' HessianLinearOperator applied to the identity
+(dense); torch.func jvp-of-grad, torch.autograd.functional.hvp and curvlinops (products).
+Each dense measurement runs in a fresh subprocess, so its peak memory (the rise of the process's maximum resident set
+over its size just before the call) is its own. Times are medians; ratios are peer / hessian_nb, measured in one run.
+
+    .venv/bin/python bench/dense_hessian.py            # everything (about 15 minutes on 2 cores)
+    .venv/bin/python bench/dense_hessian.py --quick    # one repeat, float64 only
+"""
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+
+from hessian_nb.core import Objective
+
+DENSE = ["hessian_nb", "torch.func.hessian", "torch.autograd.functional.hessian", "curvlinops H @ I"]
+HIDDEN, N = 42, 1000
+
+
+def problem(dtype):
+    "The benchmark model, data and Objective, seeded."
+    torch.manual_seed(0)
+    d = load_digits()
+    X = torch.tensor(d.data[:N], dtype=dtype) / 16
+    y = torch.tensor(d.target[:N])
+    model = nn.Sequential(nn.Linear(64, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
+                          nn.Linear(HIDDEN, 10)).to(dtype)
+    return model, X, y, Objective(model, X, y, loss="ce")
+
+
+def loss_of_theta(obj):
+    return lambda t: obj.loss_fn(obj.forward(t, obj.X), obj.y)
+
+
+def curvlinops_op(model, X, y):
+    from curvlinops import HessianLinearOperator
+    params = [p for p in model.parameters()]
+    return HessianLinearOperator(model, nn.CrossEntropyLoss(), params, [(X, y)], check_deterministic=False)
+
+
+def dense_method(name, model, X, y, obj):
+    "A zero-argument function computing the dense Hessian the way `name` does."
+    f, th = loss_of_theta(obj), obj.theta
+    if name == "hessian_nb":
+        return lambda: Objective(model, X, y, loss="ce").hessian()  # a fresh Objective: nothing cached
+    if name == "torch.func.hessian":
+        return lambda: torch.func.hessian(f)(th)
+    if name == "torch.autograd.functional.hessian":
+        return lambda: torch.autograd.functional.hessian(f, th)
+    if name == "curvlinops H @ I":
+        op = curvlinops_op(model, X, y)
+        return lambda: op @ torch.eye(obj.num_params, dtype=th.dtype)
+    raise ValueError(name)
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def run_one(name, dtype_name, repeats):
+    "Worker: time one dense method in this fresh process; print JSON."
+    dtype = getattr(torch, dtype_name)
+    model, X, y, obj = problem(dtype)
+    fn = dense_method(name, model, X, y, obj)
+    before = rss_bytes()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); H = fn(); times.append(time.perf_counter() - t0)
+        if _ < repeats - 1: del H
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    ref = Objective(model, X, y).hessian() if name != "hessian_nb" else H
+    err = float((H - ref).abs().max() / ref.abs().max())
+    print(json.dumps({"method": name, "dtype": dtype_name, "times": times, "peak_bytes": peak,
+                      "P": obj.num_params, "max_rel_diff_vs_hessian_nb": err}))
+
+
+def timeit(fn, repeats, warmup=2):
+    for _ in range(warmup): fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def products(dtype, repeats=30, k=32):
+    "Gradient and Hessian-vector product times in this process, hessian_nb and peers."
+    model, X, y, obj = problem(dtype)
+    f, th, P = loss_of_theta(obj), obj.theta, obj.num_params
+    v, V = torch.randn(P, dtype=dtype), torch.randn(P, k, dtype=dtype)
+    op = curvlinops_op(model, X, y)
+
+    def plain_backward():
+        model.zero_grad(set_to_none=True); nn.functional.cross_entropy(model(X), y).backward()
+
+    def fresh(M):  # a product at a new theta: the gradient graph is rebuilt
+        obj._graph_cache = None; return obj.hvp(M)
+
+    fwd_rev = lambda w: torch.func.jvp(torch.func.grad(f), (th,), (w,))[1]
+    r = {"gradient (hessian_nb)": timeit(obj.grad, repeats),
+         "gradient (plain loss.backward)": timeit(plain_backward, repeats),
+         "HVP hessian_nb (new theta)": timeit(lambda: fresh(v), repeats),
+         "HVP hessian_nb (same theta, graph kept)": timeit(lambda: obj.hvp(v), repeats),
+         "HVP torch.func jvp(grad)": timeit(lambda: fwd_rev(v), repeats),
+         "HVP torch.autograd.functional.hvp": timeit(lambda: torch.autograd.functional.hvp(f, th, v), repeats),
+         "HVP curvlinops": timeit(lambda: op @ v, repeats),
+         f"{k} HVPs hessian_nb (new theta)": timeit(lambda: fresh(V), max(3, repeats // 5)),
+         f"{k} HVPs hessian_nb (same theta)": timeit(lambda: obj.hvp(V), max(3, repeats // 5)),
+         f"{k} HVPs torch.func vmap(jvp(grad))": timeit(lambda: torch.vmap(fwd_rev, in_dims=1, out_dims=1)(V), max(3, repeats // 5)),
+         f"{k} HVPs curvlinops": timeit(lambda: op @ V, max(3, repeats // 5))}
+    return r, P
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="one repeat, float64 only")
+    ap.add_argument("--repeats", type=int, default=3, help="repeats per dense method (median)")
+    ap.add_argument("--one", nargs=2, metavar=("METHOD", "DTYPE"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.one: return run_one(a.one[0], a.one[1], a.repeats)
+    dtypes = ["float64"] if a.quick else ["float64", "float32"]
+    repeats = 1 if a.quick else a.repeats
+    print(f"# bench/dense_hessian.py: torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    for dt in dtypes:
+        rows = []
+        for name in DENSE:
+            out = subprocess.run([sys.executable, __file__, "--one", name, dt, "--repeats", str(repeats)],
+                                 capture_output=True, text=True)
+            if out.returncode: rows.append({"method": name, "error": out.stderr.strip().splitlines()[-1]}); continue
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        ours = statistics.median(rows[0]["times"])
+        P = rows[0]["P"]; result = P * P * torch.empty(0, dtype=getattr(torch, dt)).element_size()
+        print(f"## Dense Hessian, {dt}, P = {P:,} (the P x P result is {result / 1e6:.0f} MB)\n")
+        print("| method | median time (s) | time / hessian_nb | peak extra memory (MB) | peak / result | max rel. diff vs hessian_nb |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            if "error" in r: print(f"| {r['method']} | failed: {r['error']} | | | | |"); continue
+            t = statistics.median(r["times"])
+            print(f"| {r['method']} | {t:.2f} | {t / ours:.2f} | {r['peak_bytes'] / 1e6:.0f} | "
+                  f"{r['peak_bytes'] / result:.2f} | {r['max_rel_diff_vs_hessian_nb']:.1e} |")
+        print()
+        times, P = products(getattr(torch, dt))
+        g = times["gradient (hessian_nb)"]
+        print(f"## Gradient and Hessian-vector products, {dt} (median ms; ratio to one hessian_nb gradient)\n")
+        print("| operation | time (ms) | per product / gradient |")
+        print("|---|---|---|")
+        for k, t in times.items():
+            n = int(k.split()[0]) if k[0].isdigit() else 1
+            print(f"| {k} | {t * 1e3:.2f} | {t / n / g:.2f} |")
+        print()
+
+
+if __name__ == "__main__":
+    main()
