@@ -54,6 +54,7 @@ lab: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/dense_hessian.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf _build _vendor

@@ -4,7 +4,8 @@ Problem: an MLP 64-42-42-10 (ReLU, P = 4,966) on 1,000 scikit-learn digits, cros
 Peers: torch.func.hessian, torch.autograd.functional.hessian, curvlinops' HessianLinearOperator applied to the identity
 (dense); torch.func jvp-of-grad, torch.autograd.functional.hvp and curvlinops (products).
 Each dense measurement runs in a fresh subprocess, so its peak memory (the rise of the process's maximum resident set
-over its size just before the call) is its own. Times are medians; ratios are peer / hessian_nb, measured in one run.
+over its size just before the call, after a warm-up of the same method on a tiny problem has loaded code and thread pools)
+is its own. Times are medians; ratios are peer / hessian_nb, measured in one run.
 
     .venv/bin/python bench/dense_hessian.py            # everything (about 15 minutes on 2 cores)
     .venv/bin/python bench/dense_hessian.py --quick    # one repeat, float64 only
@@ -27,14 +28,14 @@ DENSE = ["hessian_nb", "torch.func.hessian", "torch.autograd.functional.hessian"
 HIDDEN, N = 42, 1000
 
 
-def problem(dtype):
+def problem(dtype, hidden=HIDDEN, n=N):
     "The benchmark model, data and Objective, seeded."
     torch.manual_seed(0)
     d = load_digits()
-    X = torch.tensor(d.data[:N], dtype=dtype) / 16
-    y = torch.tensor(d.target[:N])
-    model = nn.Sequential(nn.Linear(64, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
-                          nn.Linear(HIDDEN, 10)).to(dtype)
+    X = torch.tensor(d.data[:n], dtype=dtype) / 16
+    y = torch.tensor(d.target[:n])
+    model = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                          nn.Linear(hidden, 10)).to(dtype)
     return model, X, y, Objective(model, X, y, loss="ce")
 
 
@@ -71,6 +72,7 @@ def rss_bytes():
 def run_one(name, dtype_name, repeats):
     "Worker: time one dense method in this fresh process; print JSON."
     dtype = getattr(torch, dtype_name)
+    dense_method(name, *problem(dtype, hidden=4, n=50))()  # warm-up on a tiny problem: code pages and thread pools
     model, X, y, obj = problem(dtype)
     fn = dense_method(name, model, X, y, obj)
     before = rss_bytes()
