@@ -3,9 +3,10 @@
 Problem: an MLP 64-42-42-10 (ReLU, P = 4,966) on 1,000 scikit-learn digits, cross-entropy, full batch.
 Peers: torch.func.hessian, torch.autograd.functional.hessian, curvlinops' HessianLinearOperator applied to the identity
 (dense); torch.func jvp-of-grad, torch.autograd.functional.hvp and curvlinops (products).
-Each dense measurement runs in a fresh subprocess, so its peak memory (the rise of the process's maximum resident set
-over its size just before the call, after a warm-up of the same method on a tiny problem has loaded code and thread pools)
-is its own. Times are medians; ratios are peer / hessian_nb, measured in one run.
+Peak memory: each dense method runs once alone in a fresh subprocess (the rise of the process's maximum resident set over its
+size just before the call, after a warm-up of the same method on a tiny problem has loaded code and thread pools).
+Time: the dense methods run in one process in rounds that rotate their order (the machine is shared and noisy; interleaving
+makes drift hit every method alike); medians over the rounds. Ratios are method / hessian_nb.
 
     .venv/bin/python bench/dense_hessian.py            # everything (about 15 minutes on 2 cores)
     .venv/bin/python bench/dense_hessian.py --quick    # one repeat, float64 only
@@ -87,6 +88,17 @@ def run_one(name, dtype_name, repeats):
                       "P": obj.num_params, "max_rel_diff_vs_hessian_nb": err}))
 
 
+def interleaved_times(dtype, names, repeats):
+    "Wall times of each dense method in this process, in rounds that rotate the order, so drift hits all alike."
+    model, X, y, obj = problem(dtype)
+    fns = {n: dense_method(n, model, X, y, obj) for n in names}
+    times = {n: [] for n in names}
+    for r in range(repeats):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter(); fns[n](); times[n].append(time.perf_counter() - t0)
+    return times
+
+
 def timeit(fn, repeats, warmup=2):
     for _ in range(warmup): fn()
     ts = []
@@ -135,11 +147,12 @@ def main():
     print(f"# bench/dense_hessian.py: torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     for dt in dtypes:
         rows = []
-        for name in DENSE:
-            out = subprocess.run([sys.executable, __file__, "--one", name, dt, "--repeats", str(repeats)],
-                                 capture_output=True, text=True)
+        for name in DENSE:  # memory: each method alone in a fresh process, one call
+            out = subprocess.run([sys.executable, __file__, "--one", name, dt, "--repeats", "1"], capture_output=True, text=True)
             if out.returncode: rows.append({"method": name, "error": out.stderr.strip().splitlines()[-1]}); continue
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        times = interleaved_times(getattr(torch, dt), [r["method"] for r in rows if "error" not in r], repeats)
+        for r in rows: r["times"] = times.get(r["method"], [])
         ours = statistics.median(rows[0]["times"])
         P = rows[0]["P"]; result = P * P * torch.empty(0, dtype=getattr(torch, dt)).element_size()
         print(f"## Dense Hessian, {dt}, P = {P:,} (the P x P result is {result / 1e6:.0f} MB)\n")
