@@ -70,6 +70,12 @@ def rss_bytes():
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
+def peak_rss_bytes():
+    "This process's peak resident set (VmHWM). Not ru_maxrss: Linux carries that over from the parent across fork and exec."
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
 def run_one(name, dtype_name, repeats):
     "Worker: time one dense method in this fresh process; print JSON."
     dtype = getattr(torch, dtype_name)
@@ -81,7 +87,7 @@ def run_one(name, dtype_name, repeats):
     for _ in range(repeats):
         t0 = time.perf_counter(); H = fn(); times.append(time.perf_counter() - t0)
         if _ < repeats - 1: del H
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    peak = peak_rss_bytes() - before
     ref = Objective(model, X, y).hessian() if name != "hessian_nb" else H
     err = float((H - ref).abs().max() / ref.abs().max())
     print(json.dumps({"method": name, "dtype": dtype_name, "times": times, "peak_bytes": peak,
