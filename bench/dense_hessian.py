@@ -5,7 +5,7 @@ Peers: torch.func.hessian, torch.autograd.functional.hessian, curvlinops' Hessia
 (dense); torch.func jvp-of-grad, torch.autograd.functional.hvp and curvlinops (products).
 Peak memory: each dense method runs once alone in a fresh subprocess (the rise of the process's maximum resident set over its
 size just before the call, after a warm-up of the same method on a tiny problem has loaded code and thread pools).
-Time: the dense methods run in one process in rounds that rotate their order (the machine is shared and noisy; interleaving
+Time: the dense methods (and, separately, the products) run in one process in rounds that rotate their order (the machine is shared and noisy; interleaving
 makes drift hit every method alike); medians over the rounds. Ratios are method / hessian_nb.
 
     .venv/bin/python bench/dense_hessian.py            # everything (about 15 minutes on 2 cores)
@@ -105,16 +105,8 @@ def interleaved_times(dtype, names, repeats):
     return times
 
 
-def timeit(fn, repeats, warmup=2):
-    for _ in range(warmup): fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
-
-def products(dtype, repeats=30, k=32):
-    "Gradient and Hessian-vector product times in this process, hessian_nb and peers."
+def products(dtype, rounds=15, k=32):
+    "Gradient and Hessian-vector product times, hessian_nb and peers, in interleaved rounds (medians)."
     model, X, y, obj = problem(dtype)
     f, th, P = loss_of_theta(obj), obj.theta, obj.num_params
     v, V = torch.randn(P, dtype=dtype), torch.randn(P, k, dtype=dtype)
@@ -127,18 +119,23 @@ def products(dtype, repeats=30, k=32):
         obj._graph_cache = None; return obj.hvp(M)
 
     fwd_rev = lambda w: torch.func.jvp(torch.func.grad(f), (th,), (w,))[1]
-    r = {"gradient (hessian_nb)": timeit(obj.grad, repeats),
-         "gradient (plain loss.backward)": timeit(plain_backward, repeats),
-         "HVP hessian_nb (new theta)": timeit(lambda: fresh(v), repeats),
-         "HVP hessian_nb (same theta, graph kept)": timeit(lambda: obj.hvp(v), repeats),
-         "HVP torch.func jvp(grad)": timeit(lambda: fwd_rev(v), repeats),
-         "HVP torch.autograd.functional.hvp": timeit(lambda: torch.autograd.functional.hvp(f, th, v), repeats),
-         "HVP curvlinops": timeit(lambda: op @ v, repeats),
-         f"{k} HVPs hessian_nb (new theta)": timeit(lambda: fresh(V), max(3, repeats // 5)),
-         f"{k} HVPs hessian_nb (same theta)": timeit(lambda: obj.hvp(V), max(3, repeats // 5)),
-         f"{k} HVPs torch.func vmap(jvp(grad))": timeit(lambda: torch.vmap(fwd_rev, in_dims=1, out_dims=1)(V), max(3, repeats // 5)),
-         f"{k} HVPs curvlinops": timeit(lambda: op @ V, max(3, repeats // 5))}
-    return r, P
+    ops = {"gradient (hessian_nb)": obj.grad,
+           "gradient (plain loss.backward)": plain_backward,
+           "HVP hessian_nb (new theta)": lambda: fresh(v),
+           "HVP hessian_nb (same theta, graph kept)": lambda: obj.hvp(v),
+           "HVP torch.func jvp(grad)": lambda: fwd_rev(v),
+           "HVP torch.autograd.functional.hvp": lambda: torch.autograd.functional.hvp(f, th, v),
+           "HVP curvlinops": lambda: op @ v,
+           f"{k} HVPs hessian_nb (new theta)": lambda: fresh(V),
+           f"{k} HVPs hessian_nb (same theta)": lambda: obj.hvp(V),
+           f"{k} HVPs torch.func vmap(jvp(grad))": lambda: torch.vmap(fwd_rev, in_dims=1, out_dims=1)(V),
+           f"{k} HVPs curvlinops": lambda: op @ V}
+    for fn in ops.values(): fn(); fn()  # warm-up
+    times = {name: [] for name in ops}
+    for _ in range(rounds):  # one call of each per round: drift on the shared machine hits all alike
+        for name, fn in ops.items():
+            t0 = time.perf_counter(); fn(); times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}, P
 
 
 def main():
