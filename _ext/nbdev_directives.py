@@ -9,6 +9,7 @@ change what a reader sees onto myst-nb's tags:
     #| output: false   -> remove-output
     #| eval: false     -> skip-execution
     #| default_exp ... -> remove-cell       (a cell holding only directives is removed)
+    nbdev_export()     -> skip-execution    (as under nbdev_test: the book build does not rewrite the library)
 
 It also drops two things that break a strict build or a clean browser console: the horizontal rule (`---`) that nbdev's `show_doc` puts at the top of its Markdown: inside a cell output
 docutils cannot place a transition and stops the build; and script tags that appear twice on a page (sphinx-thebe, loaded by
@@ -41,6 +42,7 @@ def process_cell(cell: dict) -> dict:
     tags = set(cell.setdefault("metadata", {}).get("tags", []))
     tags |= {_TAGS[d] for d in found if d in _TAGS}
     if not rest.strip(): tags.add("remove-cell")
+    if "nbdev_export(" in rest: tags.add("skip-execution")  # as nbdev_test does: building the book must not rewrite the library
     cell["metadata"]["tags"] = sorted(tags)
     cell["source"] = rest
     return cell
