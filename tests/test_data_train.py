@@ -102,3 +102,16 @@ def test_mse_training_reduces_the_loss():
                       loss="mse", lr=0.05, max_steps=100)
     r = train(cfg)
     assert r.history[-1]["loss"] < 0.5 * r.history[0]["loss"]
+
+
+def test_mnist_from_a_local_copy():
+    "Reads MNIST when HESSIAN_NB_MNIST names a local copy and torchvision works; skipped otherwise (never downloaded)."
+    import os
+    root = os.environ.get("HESSIAN_NB_MNIST")
+    if not root: pytest.skip("set HESSIAN_NB_MNIST to a folder holding MNIST/raw to run this test")
+    try:
+        import torchvision  # noqa: F401
+    except Exception as e:
+        pytest.skip(f"torchvision does not load here ({type(e).__name__})")
+    d = mnist(root, n_per_class=10)
+    assert d.class_counts().tolist() == [10] * 10 and d.X.shape[1] == 784 and len(d.X_test) == 10_000
