@@ -1,6 +1,5 @@
 """Bad input and failure modes of the lab (hessian_nb.data, hessian_nb.train)."""
 import warnings
-from dataclasses import asdict
 
 import pytest
 import torch
