@@ -16,7 +16,7 @@ import yaml
 
 ROOT = Path(__file__).parents[1]
 HTML = ROOT / "_build" / "html"
-EXECUTED = ROOT / "_build" / "html" / ".." / "jupyter_execute"
+EXECUTED = ROOT / "_build" / "jupyter_execute"
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
