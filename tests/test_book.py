@@ -110,7 +110,10 @@ def test_page(server, browser, doc):
         assert page.locator("main .math mjx-container").count() >= n_math
         assert page.locator("mjx-merror").count() == 0
     # nbdev directives stay out of sight
-    assert "#|" not in page.locator("body").inner_text()
+    text = page.locator("body").inner_text()
+    assert "#|" not in text
+    # Markdown tables printed by a notebook (measurements) are rendered as tables, not left as pipes and dashes
+    assert "|---|" not in text, "a Markdown table was not rendered (nb_render_markdown_format)"
     assert not outside, f"requests outside localhost: {outside}"
     unknown = [e for e in errors if not any(k in e for k in KNOWN_CONSOLE_ERRORS)]
     assert not unknown, unknown

@@ -1,23 +1,18 @@
 """Bad input to the core `Objective`: every case fails with a message that names the problem and the fix."""
-import re
-
 import pytest
 import torch
 from torch import nn
 
 from hessian_nb.core import Objective, toy_problem
+from helpers import raises
 
-torch.set_default_dtype(torch.float64)
+
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 @pytest.fixture
 def problem():
     return toy_problem("mlp", n=8, seed=3)
-
-
-def raises(exc, *fragments):
-    "pytest.raises for `exc` whose message contains every fragment (in any order)."
-    return pytest.raises(exc, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments))
 
 
 def test_length_mismatch(problem):
@@ -116,7 +111,7 @@ def test_non_finite_gradient(problem):
 @pytest.mark.parametrize("layer,name", [(nn.BatchNorm1d(6), "BatchNorm1d"), (nn.Dropout(0.2), "Dropout")])
 def test_training_mode_layers(problem, layer, name):
     _, X, y = problem
-    model = nn.Sequential(nn.Linear(4, 6), layer, nn.Tanh(), nn.Linear(6, 3))
+    model = nn.Sequential(nn.Linear(4, 6), layer, nn.Tanh(), nn.Linear(6, 3)).double()
     with raises(ValueError, f"'1' ({name}) in training mode", "would depend on the batch", "model.eval()"):
         Objective(model, X, y)
     Objective(model.eval(), X, y).hessian()  # in eval mode it is a fixed function: accepted

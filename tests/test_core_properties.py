@@ -1,10 +1,11 @@
 """Properties of the core `Objective` on models the chapter does not use."""
+import pytest
 import torch
 from torch import nn
 
 from hessian_nb.core import Objective
 
-torch.set_default_dtype(torch.float64)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def gelu_net(seed=0, n=20, d=5, c=4):
