@@ -37,8 +37,10 @@ book: $(VENV)/.installed _vendor/.assets
 # Every test: the notebooks, the library in sync with them, the book, then pytest (bad input, the book in a browser).
 test: sync nbtest book pytest
 
+# Two notebooks at a time, one thread each: two processes with torch's default thread pools on two cores oversubscribe them,
+# and the small, many-step training loops then run tens of times slower (OpenMP threads waiting on descheduled peers).
 nbtest: $(VENV)/.installed
-	$(BIN)/nbdev_test --n_workers 2
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2
 
 # nbdev_export and nbdev_clean must change nothing: the library and the notebooks agree.
 sync: $(VENV)/.installed
@@ -55,6 +57,8 @@ lab: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python bench/dense_hessian.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/gauss_newton.py
+	$(BIN)/python bench/spectrum.py
 
 clean:
 	rm -rf _build _vendor

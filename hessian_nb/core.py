@@ -192,22 +192,23 @@ def _check_targets(self: Objective):
                          f"got {tuple(self.y.shape)}.")
     self._set_batches(self.batch_size)  # the batches are views of self.y, which may have changed
 
-# %% ../nbs/00_core.ipynb #b3c94fa9
+# %% ../nbs/00_core.ipynb #9d62eca2
 def toy_problem(arch: str = "mlp", # "mlp" (4-6-3, tanh) or "cnn" (conv 3x3, ReLU, max-pool, linear) on 6x6 images
                 n: int = 8, # number of samples
                 loss: str = "ce", # "ce": integer labels; "mse": real targets (N, 3)
                 seed: int = 0, # seeds the model and the data
                 dtype: torch.dtype = torch.float64):
-    "A tiny seeded (model, X, y) for checks: about 50 parameters, 3 outputs."
-    g = torch.Generator().manual_seed(seed)
+    "A tiny seeded (model, X, y) for checks: about 50 parameters, 3 outputs; the same numbers whatever torch's default dtype."
+    g, f32 = torch.Generator().manual_seed(seed), torch.float32  # drawn in float32, then cast: independent of the default dtype
     torch.manual_seed(seed)
     if arch == "mlp":
-        model, X = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)), torch.randn(n, 4, generator=g)
+        model = nn.Sequential(nn.Linear(4, 6, dtype=f32), nn.Tanh(), nn.Linear(6, 3, dtype=f32))
+        X = torch.randn(n, 4, generator=g, dtype=f32)
     elif arch == "cnn":
-        model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3))
-        X = torch.randn(n, 1, 6, 6, generator=g)
+        model = nn.Sequential(nn.Conv2d(1, 2, 3, dtype=f32), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3, dtype=f32))
+        X = torch.randn(n, 1, 6, 6, generator=g, dtype=f32)
     else: raise ValueError(f"arch={arch!r}: choose 'mlp' or 'cnn'.")
-    y = torch.randint(0, 3, (n,), generator=g) if loss == "ce" else torch.randn(n, 3, generator=g)
+    y = torch.randint(0, 3, (n,), generator=g) if loss == "ce" else torch.randn(n, 3, generator=g, dtype=f32)
     return model.to(dtype), X.to(dtype), y if loss == "ce" else y.to(dtype)
 
 # %% ../nbs/00_core.ipynb #ba2af054

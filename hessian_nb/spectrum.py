@@ -20,7 +20,7 @@ from .gauss_newton import ggn_vp, residual_vp
 __all__ = ['SymOp', 'curvature', 'Eigs', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density', 'wasserstein1',
            'spectral_w1', 'plot_density', 'hutchpp', 'count_outliers', 'spiked_wishart', 'plot_scree']
 
-# %% ../nbs/04_spectrum.ipynb #5e22d0e8
+# %% ../nbs/04_spectrum.ipynb #d34edbca
 class SymOp:
     "A symmetric linear map v -> A v on R^P (an Objective's Hessian, a square matrix, or a function) that counts its products."
     def __init__(self,
@@ -28,10 +28,12 @@ class SymOp:
                  P: int|None = None, # the dimension, needed for a function
                  dtype: torch.dtype|None = None, # for a function (default: torch's default dtype)
                  device=None, # for a function (default: cpu)
-                 name: str|None = None): # how errors name it
-        if isinstance(A, SymOp): A, P, dtype, device, name = A.f, A.P, A.dtype, A.device, name or A.name
+                 name: str|None = None, # how errors name it
+                 symmetric: bool = False): # symmetric by construction: Lanczos then skips its symmetry check
+        if isinstance(A, SymOp): A, P, dtype, device, name, symmetric = A.f, A.P, A.dtype, A.device, name or A.name, A.symmetric
         if isinstance(A, Objective):
             f, P, dtype, device, name = A.hvp, A.num_params, A.theta.dtype, A.theta.device, name or "the Hessian product"
+            symmetric = True
         elif torch.is_tensor(A):
             if A.ndim != 2 or A.shape[0] != A.shape[1]:
                 raise ValueError(f"a matrix operand must be square (P, P), got shape {tuple(A.shape)}.")
@@ -42,6 +44,7 @@ class SymOp:
         else: raise TypeError(f"A must be an Objective, a square tensor or a function v -> A v, got {type(A).__name__}.")
         self.f, self.P, self.dtype = f, int(P), dtype or torch.get_default_dtype()
         self.device, self.name, self.products = torch.device(device or "cpu"), name or "the product", 0
+        self.symmetric = symmetric
 
     def __call__(self, V: torch.Tensor) -> torch.Tensor:
         "A V for V of shape (P,) or (P, k), checked for shape and finiteness."
@@ -54,14 +57,14 @@ class SymOp:
         return check_finite(f"{self.name} (product {self.products})", out,
                             "The operator produced NaN or inf: check the model, the data and the parameters (a diverged run?).")
 
-# %% ../nbs/04_spectrum.ipynb #b1b72959
+# %% ../nbs/04_spectrum.ipynb #19c4d519
 def curvature(obj: Objective, # the objective
               which: str = "H", # "H" (Hessian), "G" (Gauss-Newton) or "R" (residual)
              ) -> SymOp:
     "The Hessian, Gauss-Newton matrix or residual of `obj` as a product-counting operator."
     f = {"H": obj.hvp, "G": lambda v: ggn_vp(obj, v), "R": lambda v: residual_vp(obj, v)}.get(which)
     if f is None: raise ValueError(f"which={which!r}: use 'H' (Hessian), 'G' (Gauss-Newton) or 'R' (residual).")
-    return SymOp(f, obj.num_params, obj.theta.dtype, obj.theta.device, name=f"the {which} product")
+    return SymOp(f, obj.num_params, obj.theta.dtype, obj.theta.device, name=f"the {which} product", symmetric=True)
 
 # %% ../nbs/04_spectrum.ipynb #e4e5c467
 @patch
@@ -100,7 +103,7 @@ def _tridiagonal(alpha: list, beta: list) -> torch.Tensor:
         T += torch.diag(b, 1) + torch.diag(b, -1)
     return T
 
-# %% ../nbs/04_spectrum.ipynb #8ee0f6a6
+# %% ../nbs/04_spectrum.ipynb #9744e03d
 def lanczos(A, # an Objective (its Hessian), a square tensor, a SymOp, or a function v -> A v (then pass P=)
             k: int = 10, # how many eigenpairs
             which: str = "top", # "top": the largest (algebraic) eigenvalues; "bottom": the smallest
@@ -110,8 +113,8 @@ def lanczos(A, # an Objective (its Hessian), a square tensor, a SymOp, or a func
             P: int|None = None, # the dimension, for a function
             dtype: torch.dtype|None = None, # the vectors' dtype, for a function (default: torch's default dtype)
             vectors: bool = True, # also return the Ritz vectors
-            check: bool = True, # check symmetry first (two products)
-            check_every: int = 5, # solve the small tridiagonal problem every this many steps
+            check: bool|None = None, # check symmetry first (two products); default: unless symmetric by construction
+            check_every: int|None = None, # test convergence every this many steps (default: every step up to 50, then rarer)
             progress: bool|None = None) -> Eigs:
     "Extreme eigenpairs of a symmetric operator by Lanczos with full reorthogonalisation and a residual-based stop."
     op = A if isinstance(A, SymOp) else SymOp(A, P, dtype)
@@ -119,7 +122,7 @@ def lanczos(A, # an Objective (its Hessian), a square tensor, a SymOp, or a func
     if not isinstance(k, int) or not 1 <= k <= op.P:
         raise ValueError(f"k={k!r} eigenpairs asked of a {op.P:,} x {op.P:,} operator: k must be an integer in 1..{op.P:,}.")
     start = op.products
-    if check: op.check_symmetric()
+    if check or (check is None and not op.symmetric): op.check_symmetric()
     m = min(op.P, max_iter or max(3 * k + 60, 2 * k + 100))
     g = torch.Generator(op.device).manual_seed(seed)
     Q = torch.empty(m, op.P, dtype=op.dtype, device=op.device)
@@ -131,7 +134,8 @@ def lanczos(A, # an Objective (its Hessian), a square tensor, a SymOp, or a func
         alpha.append(float(Q[j] @ w))
         for _ in range(2): w -= Q[:j + 1].T @ (Q[:j + 1] @ w)  # full reorthogonalisation (twice is enough)
         b = float(w.norm())
-        if j + 1 >= k and ((j + 1) % check_every == 0 or j + 1 == m or b <= 1e-10 * scale):
+        every = check_every or max(1, (j + 1) // 50)  # the tridiagonal eigenproblem costs O(j^2): cheap next to a product
+        if j + 1 >= k and ((j + 1) % every == 0 or j + 1 == m or b <= 1e-10 * scale):
             theta, S = torch.linalg.eigh(_tridiagonal(alpha, beta))
             scale = max(scale, float(theta.abs().max()))
             idx = torch.arange(j, j - k, -1) if which == "top" else torch.arange(k)

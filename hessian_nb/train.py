@@ -26,7 +26,7 @@ __all__ = ['ACTIVATIONS', 'DATASETS', 'CACHE_VERSION', 'mlp', 'num_params', 'cnn
            'CorruptCheckpoint', 'atomic_save', 'load_checkpoint', 'batch_indices', 'evaluate', 'Run', 'train',
            'save_state', 'cache_root', 'run', 'run_at', 'cached', 'plot_history']
 
-# %% ../nbs/02_train.ipynb #7f4fd1c0
+# %% ../nbs/02_train.ipynb #7f99f118
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 def mlp(widths: list[int], # [input, hidden..., output]
@@ -41,14 +41,14 @@ def mlp(widths: list[int], # [input, hidden..., output]
         torch.manual_seed(seed)
         layers = []
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            layers += [nn.Linear(a, b)] + ([ACTIVATIONS[activation]()] if i < len(widths) - 2 else [])
-        return nn.Sequential(*layers).to(dtype)
+            layers += [nn.Linear(a, b, dtype=torch.float32)] + ([ACTIVATIONS[activation]()] if i < len(widths) - 2 else [])
+        return nn.Sequential(*layers).to(dtype)  # initialised in float32 whatever torch's default dtype, then cast
 
 def num_params(model: nn.Module) -> int:
     "The number of trainable parameters."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-# %% ../nbs/02_train.ipynb #25e480db
+# %% ../nbs/02_train.ipynb #2e5af6d5
 def cnn(channels: tuple[int, int] = (8, 16), # output channels of the two convolutions
         hidden: int = 32, # width of the first linear layer
         num_classes: int = 10, # outputs
@@ -58,13 +58,14 @@ def cnn(channels: tuple[int, int] = (8, 16), # output channels of the two convol
     c1, c2 = channels
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return nn.Sequential(nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                             nn.Linear(4 * c2, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)).to(dtype)
+        f32 = torch.float32  # initialised in float32 whatever torch's default dtype, then cast
+        return nn.Sequential(nn.Conv2d(1, c1, 3, padding=1, dtype=f32), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(c1, c2, 3, padding=1, dtype=f32), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(4 * c2, hidden, dtype=f32), nn.ReLU(), nn.Linear(hidden, num_classes, dtype=f32)).to(dtype)
 
-# %% ../nbs/02_train.ipynb #b7777180
+# %% ../nbs/02_train.ipynb #f70facd6
 DATASETS = {"blobs": blobs, "two_blobs": two_blobs, "digits": digits}
-CACHE_VERSION = 2 # part of every run's key: bump it when data generation or training arithmetic changes
+CACHE_VERSION = 3 # part of every run's key: bump it when data generation or training arithmetic changes
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -85,7 +86,7 @@ class TrainConfig:
         "A short hash of the whole configuration: the run's name in the cache."
         return hashlib.sha256(json.dumps([CACHE_VERSION, asdict(self)], sort_keys=True).encode()).hexdigest()[:16]
 
-# %% ../nbs/02_train.ipynb #9666f0b1
+# %% ../nbs/02_train.ipynb #4a7ddc23
 def make_data(cfg: TrainConfig) -> Data:
     "The data a configuration names, in its dtype."
     spec = dict(cfg.data)
@@ -103,7 +104,7 @@ def make_model(cfg: TrainConfig, data: Data) -> nn.Module:
     if arch == "cnn": return cnn(num_classes=data.num_classes, seed=cfg.seed, dtype=dtype, **spec)
     raise ValueError(f"model arch {arch!r} is not 'mlp' or 'cnn'.")
 
-# %% ../nbs/02_train.ipynb #af16784f
+# %% ../nbs/02_train.ipynb #201ebd7a
 class CorruptCheckpoint(ValueError):
     "A checkpoint file that cannot be read back."
 
@@ -131,7 +132,7 @@ def load_checkpoint(path: str|os.PathLike) -> dict:
         raise CorruptCheckpoint(f"{path} is not a hessian_nb checkpoint (expected keys state, step, history, config).")
     return ck
 
-# %% ../nbs/02_train.ipynb #db22cd60
+# %% ../nbs/02_train.ipynb #f1859471
 def batch_indices(step: int, n: int, batch_size: int|None, seed: int) -> torch.Tensor|None:
     "The sample indices of minibatch `step` (None for full-batch GD): epoch-wise permutations seeded by (seed, epoch)."
     if batch_size is None or batch_size >= n: return None
@@ -140,7 +141,7 @@ def batch_indices(step: int, n: int, batch_size: int|None, seed: int) -> torch.T
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
     return perm[i * batch_size:(i + 1) * batch_size]
 
-# %% ../nbs/02_train.ipynb #878a13ea
+# %% ../nbs/02_train.ipynb #0b12b05b
 def _targets(loss: str, y: torch.Tensor, C: int, dtype) -> torch.Tensor:
     return nn.functional.one_hot(y, C).to(dtype) if loss == "mse" else y
 
@@ -159,7 +160,7 @@ def evaluate(model: nn.Module, data: Data, loss: str = "ce") -> dict:
                 "test_loss": f(zt, _targets(loss, data.y_test, data.num_classes, dt)).item(),
                 "test_acc": (zt.argmax(1) == data.y_test).double().mean().item()}
 
-# %% ../nbs/02_train.ipynb #58fed56b
+# %% ../nbs/02_train.ipynb #f97949e6
 @dataclass
 class Run:
     "A trained model with its configuration and history."
@@ -177,7 +178,7 @@ class Run:
                 f"loss {last.get('loss', float('nan')):.3g}, grad norm {last.get('grad_norm', float('nan')):.2g}, "
                 f"test acc {last.get('test_acc', float('nan')):.3f}{', cached' if self.from_cache else ''})")
 
-# %% ../nbs/02_train.ipynb #47fde02a
+# %% ../nbs/02_train.ipynb #b38c2573
 def train(cfg: TrainConfig, # what to run
           data: Data|None = None, # default: make_data(cfg)
           model: nn.Module|None = None, # default: make_model(cfg, data)
@@ -213,13 +214,13 @@ def train(cfg: TrainConfig, # what to run
     bar.close()
     return Run(model.eval(), data, cfg, history, step, converged)
 
-# %% ../nbs/02_train.ipynb #2870e43d
+# %% ../nbs/02_train.ipynb #5b08f23d
 def save_state(model: nn.Module, step: int, history: list, cfg: TrainConfig, path: str|os.PathLike, converged: bool = False):
     "Save a checkpoint of `model` at `step` (atomically)."
     atomic_save({"state": model.state_dict(), "step": step, "history": history, "config": asdict(cfg),
                  "converged": converged}, path)
 
-# %% ../nbs/02_train.ipynb #e23934c9
+# %% ../nbs/02_train.ipynb #8e3b79f0
 def cache_root() -> Path:
     "The run cache: $HESSIAN_NB_CACHE, else .cache/hessian_nb at the project root (the folder with settings.ini), else ~/.cache."
     if os.environ.get("HESSIAN_NB_CACHE"): return Path(os.environ["HESSIAN_NB_CACHE"])
@@ -227,7 +228,7 @@ def cache_root() -> Path:
         if (d / "settings.ini").exists() and (d / "hessian_nb").is_dir(): return d / ".cache" / "hessian_nb"
     return Path.home() / ".cache" / "hessian_nb"
 
-# %% ../nbs/02_train.ipynb #a2c6ce49
+# %% ../nbs/02_train.ipynb #a20bb90c
 def run(cfg: TrainConfig, progress: bool|None = None) -> Run:
     "The trained run for `cfg`: read back from the cache if it is there and intact, else trained and cached."
     folder = cache_root() / "runs" / cfg.key()
@@ -248,7 +249,7 @@ def run(cfg: TrainConfig, progress: bool|None = None) -> Run:
     (folder / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     return r
 
-# %% ../nbs/02_train.ipynb #5af84ca8
+# %% ../nbs/02_train.ipynb #fe5ca8b5
 def run_at(cfg: TrainConfig, step: int) -> nn.Module:
     "The model of run `cfg` at checkpoint `step` (0: the initialisation), in eval mode, from the run cache."
     if step == 0: return make_model(cfg, make_data(cfg)).eval()
@@ -268,7 +269,7 @@ def run_at(cfg: TrainConfig, step: int) -> nn.Module:
     model.load_state_dict(ck["state"])
     return model.eval()
 
-# %% ../nbs/02_train.ipynb #3cdbbd31
+# %% ../nbs/02_train.ipynb #3dc1da6c
 def cached(name: str, # a readable prefix for the file, e.g. "gn_trajectory"
            config: dict, # JSON-able: everything the result depends on
            compute: Callable[[], object], # makes the result: tensors, numbers, lists and dicts of them
@@ -287,7 +288,7 @@ def cached(name: str, # a readable prefix for the file, e.g. "gn_trajectory"
     atomic_save({"config": text, "value": value}, path)
     return value
 
-# %% ../nbs/02_train.ipynb #042dbba2
+# %% ../nbs/02_train.ipynb #de76f374
 def plot_history(history: list, # Run.history
                  grad_tol: float|None = None, # draw the stopping tolerance
                  axes=None):
