@@ -301,9 +301,9 @@ def hutchpp(A, # an Objective, a square tensor, a SymOp, or a function v -> A v 
     z = (G * op(G)).sum(0).double()
     return top + float(z.mean()), float(z.std() / math.sqrt(m))
 
-# %% ../nbs/04_spectrum.ipynb #dd5a260a
+# %% ../nbs/04_spectrum.ipynb #ff107906
 def count_outliers(eigenvalues: torch.Tensor, # the spectrum (any order), or its top part
-                   window: int = 100, # look for the edge among the top `window` positive eigenvalues
+                   window: int|None = None, # look for the edge among the top `window` eigenvalues (default: a tenth of them, 10 to 100)
                    kappa: float = 3.0, # the edge's log-gap must be kappa times the largest of the next `after` log-gaps
                    after: int = 10, # how many log-gaps below the edge it is compared with
                    floor: float = 1e-10, # ignore eigenvalues below floor x the largest (numerical zeros)
@@ -311,6 +311,7 @@ def count_outliers(eigenvalues: torch.Tensor, # the spectrum (any order), or its
     "How many eigenvalues stand apart from the bulk: where lambda_i / lambda_(i+1) is largest in the top window, if that gap dwarfs the next ones; else 0."
     lam = torch.sort(eigenvalues.reshape(-1).double(), descending=True).values
     if len(lam) == 0 or lam[0] <= 0: return 0
+    window = window or min(100, max(10, len(lam) // 10))
     lam = lam[lam > floor * lam[0]][: window + 1]
     r = torch.log(lam[:-1] / lam[1:])  # log-gaps between consecutive eigenvalues
     if len(r) < 2: return 0
