@@ -59,6 +59,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/gauss_newton.py
 	$(BIN)/python bench/spectrum.py
+	$(BIN)/python bench/class_structure.py
 
 clean:
 	rm -rf _build _vendor
