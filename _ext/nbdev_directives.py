@@ -17,6 +17,8 @@ Jupyter Book, registers its inline configuration once per build phase, and the s
 """
 import json
 
+import re
+
 from docutils import nodes
 from docutils.transforms import Transform
 
@@ -74,8 +76,27 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = unique
 
 
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def _drop_unused_widgets(app, pagename, templatename, context, doctree):
+    """A page that displays no widget gets no widget machinery: widgets created while a notebook ran (in a test cell, say)
+    leave their state in the notebook, and myst-nb would load the widget embedder, which fetches fonts the book does not have."""
+    body = context.get("body", "")
+    if "application/vnd.jupyter.widget-view+json" in body: return
+    context["body"] = re.sub(r'<script type="application/vnd\.jupyter\.widget-state\+json">.*?</script>', "", body, flags=re.S)
+    keep = []
+    for script in context.get("script_files", []):
+        attrs = getattr(script, "attributes", {}) or {}
+        name = str(getattr(script, "filename", script) or "")
+        if attrs.get("type") == WIDGET_STATE or name.removeprefix("_static/").startswith("widgets/"): continue
+        keep.append(script)
+    context["script_files"] = keep
+
+
 def setup(app):
     app.connect("source-read", _source_read)
     app.connect("html-page-context", _dedupe_scripts)
+    app.connect("html-page-context", _drop_unused_widgets, priority=900)  # after myst-nb has added its widget scripts
     app.add_transform(DropNestedTransitions)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}

@@ -130,3 +130,20 @@ def test_the_chapters_have_math_and_figures(server, browser):
     page.evaluate("() => MathJax.startup.promise")
     assert page.locator("main mjx-container").count() > 10
     page.close()
+
+
+def test_the_offline_sliders_scrub(server, browser):
+    "The explorer page's precomputed sliders (matplotlib's JavaScript player) change the frame when moved, offline."
+    page, errors, outside = open_page(browser, f"{server}/nbs/08_explore.html", server)
+    sliders = page.locator("main input.anim-slider")
+    assert sliders.count() >= 2, "the explorer page should hold two offline sliders"
+    for i in range(sliders.count()):
+        slider = sliders.nth(i)
+        img = page.locator("main img[id^='_anim_img']").nth(i)
+        before = img.get_attribute("src")
+        slider.evaluate("el => { el.value = el.max; el.dispatchEvent(new Event('input')); }")
+        page.wait_for_function("([el, src]) => el.src !== src", arg=[img.element_handle(), before])
+        assert img.get_attribute("src") != before and img.evaluate("el => el.naturalWidth") > 0
+    assert not outside, f"requests outside localhost: {outside}"
+    assert not [e for e in errors if not any(k in e for k in KNOWN_CONSOLE_ERRORS)], errors
+    page.close()

@@ -39,3 +39,17 @@ def test_markdown_and_plain_cells_are_untouched():
     assert process_cell(dict(md)) == md
     plain = cell("x = 1  #| trailing")
     assert process_cell(dict(plain)) == plain
+
+
+def test_pages_without_widget_views_get_no_widget_scripts():
+    from types import SimpleNamespace as NS
+    from nbdev_directives import _drop_unused_widgets
+    state = '<script type="application/vnd.jupyter.widget-state+json">{"state": {}}</script>'
+    scripts = lambda: [NS(filename="_static/doctools.js", attributes={}), NS(filename=None, attributes={"type": "application/vnd.jupyter.widget-state+json"}),
+                       NS(filename="_static/widgets/require.js", attributes={}), NS(filename="_static/widgets/embed-amd.js", attributes={})]
+    ctx = {"body": "<p>text</p>" + state, "script_files": scripts()}
+    _drop_unused_widgets(None, "page", None, ctx, None)
+    assert ctx["body"] == "<p>text</p>" and [s.filename for s in ctx["script_files"]] == ["_static/doctools.js"]
+    shown = {"body": '<script type="application/vnd.jupyter.widget-view+json">{}</script>' + state, "script_files": scripts()}
+    _drop_unused_widgets(None, "page", None, shown, None)
+    assert len(shown["script_files"]) == 4 and state in shown["body"]  # a displayed widget keeps everything
