@@ -15,10 +15,10 @@ from .train import TrainConfig, cached, make_data, run
 __all__ = ['EXPLORER_GRID', 'offline_jshtml', 'frames_player', 'explorer_config', 'explorer_facts', 'draw_spectrum',
            'SpectrumExplorer', 'draw_line', 'InterpolationExplorer']
 
-# %% ../nbs/08_explore.ipynb #a220860e
-_ICONS = {"fa-minus": "&minus;", "fa-fast-backward": "&#x23EE;", "fa-step-backward": "&#x25C0;&#xFE0E;|",
-          "fa-play fa-flip-horizontal": "&#x25C0;&#xFE0E;", "fa-pause": "&#x23F8;&#xFE0E;", "fa-play": "&#x25B6;&#xFE0E;",
-          "fa-step-forward": "|&#x25B6;&#xFE0E;", "fa-fast-forward": "&#x23ED;", "fa-plus": "+"}
+# %% ../nbs/08_explore.ipynb #af47ea65
+_ICONS = {"fa-minus": "&minus;", "fa-fast-backward": "|&#x25C0;&#xFE0E;&#x25C0;&#xFE0E;", "fa-step-backward": "|&#x25C0;&#xFE0E;",
+          "fa-play fa-flip-horizontal": "&#x25C0;&#xFE0E;", "fa-pause": "||", "fa-play": "&#x25B6;&#xFE0E;",
+          "fa-step-forward": "&#x25B6;&#xFE0E;|", "fa-fast-forward": "&#x25B6;&#xFE0E;&#x25B6;&#xFE0E;|", "fa-plus": "+"}  # text, no icon font
 
 def offline_jshtml(anim) -> str:
     "matplotlib's self-contained HTML animation player, with its one CDN stylesheet (icon font) replaced by text icons."
