@@ -36,7 +36,7 @@ def _scale(scale: str, part: str) -> dict:
     if scale not in SCALES: raise ValueError(f"scale={scale!r}: choose one of {list(SCALES)}.")
     return SCALES[scale][part]
 
-# %% ../nbs/05_bulk_and_outliers.ipynb #72be93d6
+# %% ../nbs/05_bulk_and_outliers.ipynb #31006078
 def spectrum_facts(model, data, loss: str = "ce", with_residual: bool = True) -> dict:
     "Dense spectra of H, G (and R) of `model` on its training data, with the quantities the claims need."
     obj = Objective(model, data.X, data.y, loss=loss)
@@ -46,7 +46,12 @@ def spectrum_facts(model, data, loss: str = "ce", with_residual: bool = True) ->
     if with_residual: out["R_min"] = float(torch.linalg.eigvalsh(residual(obj))[0])
     return out
 
-# %% ../nbs/05_bulk_and_outliers.ipynb #08e2a548
+def _trained_facts(name: str, configs: dict, with_residual: bool = False) -> dict:
+    "spectrum_facts of each configuration's trained network, cached under `name`."
+    return {key: cached(name, {"run": cfg.key()}, lambda: spectrum_facts(run(cfg).model, make_data(cfg), with_residual))
+            for key, cfg in configs.items()}
+
+# %% ../nbs/05_bulk_and_outliers.ipynb #fc2800b3
 def class_configs(scale: str = "book") -> dict:
     "The blob classifiers of the class sweep, one TrainConfig per number of classes k."
     s = _scale(scale, "classes")
@@ -56,8 +61,7 @@ def class_configs(scale: str = "book") -> dict:
 
 def class_sweep(scale: str = "book") -> dict:
     "Spectra of H and G (and the residual's smallest eigenvalue) of trained blob classifiers, for each number of classes."
-    return {k: cached("class_sweep", {"run": cfg.key()}, lambda: spectrum_facts(run(cfg).model, make_data(cfg)))
-            for k, cfg in class_configs(scale).items()}
+    return _trained_facts("class_sweep", class_configs(scale), with_residual=True)
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #dbed17ed
 def plot_spectrum_hist(spectra: dict, # label -> eigenvalues
@@ -76,7 +80,7 @@ def plot_spectrum_hist(spectra: dict, # label -> eigenvalues
     ax.legend(frameon=False, fontsize=8)
     return ax
 
-# %% ../nbs/05_bulk_and_outliers.ipynb #11711a18
+# %% ../nbs/05_bulk_and_outliers.ipynb #8ffc4248
 def width_configs(scale: str = "book") -> dict:
     "One-hidden-layer digits MLPs of several widths, same data, step size and step count (Sagun et al. 2017, Fig. 3)."
     s = _scale(scale, "widths")
@@ -85,8 +89,7 @@ def width_configs(scale: str = "book") -> dict:
 
 def width_sweep(scale: str = "book") -> dict:
     "Spectra of H and G of the width sweep's trained networks."
-    return {h: cached("width_sweep", {"run": cfg.key()}, lambda: spectrum_facts(run(cfg).model, make_data(cfg), with_residual=False))
-            for h, cfg in width_configs(scale).items()}
+    return _trained_facts("width_sweep", width_configs(scale))
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #7996f24e
 def plot_top_eigenvalues(sweep: dict, # parameter value -> spectrum_facts(...)
@@ -103,7 +106,7 @@ def plot_top_eigenvalues(sweep: dict, # parameter value -> spectrum_facts(...)
     ax.set(xlabel=xlabel, ylabel=f"top {top} eigenvalues of H")
     return ax
 
-# %% ../nbs/05_bulk_and_outliers.ipynb #7008c972
+# %% ../nbs/05_bulk_and_outliers.ipynb #1086f118
 def spread_configs(scale: str = "book") -> dict:
     "The 2-D two-blob networks (2-10-10-2, M = 162) trained by GD at step 0.1, one per cluster spread (Sagun et al. 2016, Fig. 7)."
     s = _scale(scale, "spreads")
@@ -113,8 +116,7 @@ def spread_configs(scale: str = "book") -> dict:
 
 def spread_sweep(scale: str = "book") -> dict:
     "Spectra of H and G of the spread sweep's trained networks."
-    return {sp: cached("spread_sweep", {"run": cfg.key()}, lambda: spectrum_facts(run(cfg).model, make_data(cfg), with_residual=False))
-            for sp, cfg in spread_configs(scale).items()}
+    return _trained_facts("spread_sweep", spread_configs(scale))
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #aa58d916
 TRAJECTORY = TrainConfig(data={"name": "digits", "n_per_class": 10, "image": False}, model={"arch": "mlp", "hidden": [20]},
@@ -126,7 +128,7 @@ def training_spectra(cfg: TrainConfig = TRAJECTORY, # a run with checkpoints (de
     return {s: cached("training_spectra", {"run": cfg.key(), "step": s},
                       lambda: spectrum_facts(run_at(cfg, s), make_data(cfg), with_residual=False)) for s in steps}
 
-# %% ../nbs/05_bulk_and_outliers.ipynb #60aad0d9
+# %% ../nbs/05_bulk_and_outliers.ipynb #b71175c8
 def batch_configs(scale: str = "book") -> dict:
     "Small-batch SGD and full-batch GD from the same initialisation, same step size and step count (Sagun et al. 2017, Fig. 4)."
     s = _scale(scale, "batches")
@@ -136,5 +138,4 @@ def batch_configs(scale: str = "book") -> dict:
 
 def batch_comparison(scale: str = "book") -> dict:
     "Spectra of H and G of the small- and large-batch solutions."
-    return {name: cached("batch_comparison", {"run": cfg.key()}, lambda: spectrum_facts(run(cfg).model, make_data(cfg), with_residual=False))
-            for name, cfg in batch_configs(scale).items()}
+    return _trained_facts("batch_comparison", batch_configs(scale))

@@ -35,7 +35,7 @@ def check_interpolable(model_a: nn.Module, model_b: nn.Module):
         raise ValueError("the two models do not have the same parameters (names, shapes and dtypes must match): a line between "
                          "them needs two points of one parameter space, e.g. two trainings of one architecture.")
 
-# %% ../nbs/07_interpolation.ipynb #0caea259
+# %% ../nbs/07_interpolation.ipynb #223e644d
 def interpolate(model_a: nn.Module, # the point at alpha = 0
                 model_b: nn.Module, # the point at alpha = 1
                 data: Data, # train and test sets
@@ -50,8 +50,9 @@ def interpolate(model_a: nn.Module, # the point at alpha = 0
     for a in alphas.tolist():
         theta = (1 - a) * ta + a * tb
         for split, obj, labels in (("train", train_obj, data.y), ("test", test_obj, data.y_test)):
-            out[f"{split}_loss"].append(float(obj.loss(theta)))
-            out[f"{split}_acc"].append(float((obj.logits(theta).argmax(1) == labels).double().mean()))
+            z = obj.logits(theta)  # one forward pass for both the loss and the accuracy
+            out[f"{split}_loss"].append(float(obj.loss_fn(z, obj.y)))
+            out[f"{split}_acc"].append(float((z.argmax(1) == labels).double().mean()))
     return {"alpha": alphas, **{k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}}
 
 def barrier(curve: dict, # from interpolate

@@ -79,7 +79,7 @@ def check_symmetric(self: SymOp, rtol: float = 1e-6, seed: int = 0):
         raise ValueError(f"{self.name} is not symmetric: u.(A w) = {a:.6g} but w.(A u) = {b:.6g} for random u, w (a difference of "
                          f"{abs(a - b) / scale:.1e} relative to |A||u||w|). Lanczos needs a symmetric operator: use (A + A^T) / 2.")
 
-# %% ../nbs/04_spectrum.ipynb #c3ac586d
+# %% ../nbs/04_spectrum.ipynb #e226ad77
 @dataclass
 class Eigs:
     "Eigenpairs from `lanczos`, with what it cost and how well they converged."
@@ -95,6 +95,13 @@ class Eigs:
         return (f"Eigs(k={len(self.values)}, {self.iterations} iterations, {self.products} products, "
                 f"{'converged' if self.converged else 'NOT converged'}, max residual {float(self.residuals.max()):.1e})")
 
+def _step(op: SymOp, Q: torch.Tensor, j: int) -> tuple[float, torch.Tensor, float]:
+    "One Lanczos step from basis vector j: (q_j . A q_j, A q_j orthogonalised against q_0..q_j twice, its norm)."
+    w = op(Q[j])
+    a = float(Q[j] @ w)
+    for _ in range(2): w -= Q[:j + 1].T @ (Q[:j + 1] @ w)  # full reorthogonalisation (twice is enough)
+    return a, w, float(w.norm())
+
 def _tridiagonal(alpha: list, beta: list) -> torch.Tensor:
     "The symmetric tridiagonal matrix (float64) with diagonal alpha and off-diagonal beta."
     T = torch.diag(torch.tensor(alpha, dtype=torch.float64))
@@ -103,7 +110,7 @@ def _tridiagonal(alpha: list, beta: list) -> torch.Tensor:
         T += torch.diag(b, 1) + torch.diag(b, -1)
     return T
 
-# %% ../nbs/04_spectrum.ipynb #9744e03d
+# %% ../nbs/04_spectrum.ipynb #010e1656
 def lanczos(A, # an Objective (its Hessian), a square tensor, a SymOp, or a function v -> A v (then pass P=)
             k: int = 10, # how many eigenpairs
             which: str = "top", # "top": the largest (algebraic) eigenvalues; "bottom": the smallest
@@ -130,10 +137,8 @@ def lanczos(A, # an Objective (its Hessian), a square tensor, a SymOp, or a func
     q = torch.randn(op.P, dtype=op.dtype, device=op.device, generator=g)
     Q[0] = q / q.norm()
     for j in tqdm(range(m), desc="Lanczos", disable=quiet() if progress is None else not progress):
-        w = op(Q[j])
-        alpha.append(float(Q[j] @ w))
-        for _ in range(2): w -= Q[:j + 1].T @ (Q[:j + 1] @ w)  # full reorthogonalisation (twice is enough)
-        b = float(w.norm())
+        a, w, b = _step(op, Q, j)
+        alpha.append(a)
         every = check_every or max(1, (j + 1) // 50)  # the tridiagonal eigenproblem costs O(j^2): cheap next to a product
         if j + 1 >= k and ((j + 1) % every == 0 or j + 1 == m or b <= 1e-10 * scale):
             theta, S = torch.linalg.eigh(_tridiagonal(alpha, beta))
@@ -173,7 +178,7 @@ def plot_convergence(runs: dict, # label -> Eigs from lanczos
     ax.legend(frameon=False, fontsize=8)
     return ax
 
-# %% ../nbs/04_spectrum.ipynb #fc32938b
+# %% ../nbs/04_spectrum.ipynb #827fcb7b
 @dataclass
 class Quadrature:
     "Stochastic Lanczos quadrature: for each probe, Ritz values (nodes) and their weights (first components squared)."
@@ -208,10 +213,8 @@ def _lanczos_run(op: SymOp, q: torch.Tensor, steps: int):
     Q = torch.empty(steps, op.P, dtype=op.dtype, device=op.device)
     Q[0], alpha, beta = q, [], []
     for j in range(steps):
-        w = op(Q[j])
-        alpha.append(float(Q[j] @ w))
-        for _ in range(2): w -= Q[:j + 1].T @ (Q[:j + 1] @ w)
-        b = float(w.norm())
+        a, w, b = _step(op, Q, j)
+        alpha.append(a)
         if j + 1 == steps or b <= 1e-12 * max(abs(a) for a in alpha): break  # the Krylov space is exhausted: the quadrature is exact
         beta.append(b); Q[j + 1] = w / b
     theta, S = torch.linalg.eigh(_tridiagonal(alpha, beta))
