@@ -36,7 +36,7 @@ def _scale(scale: str, part: str) -> dict:
     if scale not in SCALES: raise ValueError(f"scale={scale!r}: choose one of {list(SCALES)}.")
     return SCALES[scale][part]
 
-# %% ../nbs/05_bulk_and_outliers.ipynb #31006078
+# %% ../nbs/05_bulk_and_outliers.ipynb #84b943a6
 def spectrum_facts(model, data, loss: str = "ce", with_residual: bool = True) -> dict:
     "Dense spectra of H, G (and R) of `model` on its training data, with the quantities the claims need."
     obj = Objective(model, data.X, data.y, loss=loss)
@@ -48,7 +48,7 @@ def spectrum_facts(model, data, loss: str = "ce", with_residual: bool = True) ->
 
 def _trained_facts(name: str, configs: dict, with_residual: bool = False) -> dict:
     "spectrum_facts of each configuration's trained network, cached under `name`."
-    return {key: cached(name, {"run": cfg.key()}, lambda: spectrum_facts(run(cfg).model, make_data(cfg), with_residual))
+    return {key: cached(name, {"run": cfg.key()}, lambda: spectrum_facts(run(cfg).model, make_data(cfg), with_residual=with_residual))
             for key, cfg in configs.items()}
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #fc2800b3
