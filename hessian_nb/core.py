@@ -16,8 +16,10 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['LOSSES', 'quiet', 'format_bytes', 'check_finite', 'check_eval_mode', 'ce', 'mse', 'check_data', 'Objective',
-           'toy_problem', 'plot_fd_error', 'plot_hessian']
+__all__ = ['LOSSES', 'quiet', 'format_bytes', 'check_finite', 'check_eval_mode', 'ce', 'mse', 'Loss', 'CrossEntropy',
+           'SquaredError', 'as_loss', 'check_data', 'check_parameters', 'Objective', 'toy_problem', 'check_vectors',
+           'check_dense_size', 'plot_fd_error', 'plot_hessian', 'Operator', 'DenseOp', 'FunctionOp', 'as_op', 'SumOp',
+           'FactorOp', 'HessianOp']
 
 # %% ../nbs/00_core.ipynb #d0b14497
 def quiet() -> bool:
@@ -57,26 +59,112 @@ def mse(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     "Half the squared error summed over outputs, mean over samples: its Hessian in the logits is the identity."
     return 0.5 * (logits - targets).pow(2).sum(-1).mean()
 
-LOSSES = {"ce": ce, "mse": mse}
+# %% ../nbs/00_core.ipynb #1466892e
+class Loss:
+    "A mean loss of the logits (N, C) and targets, with each sample's gradient, Hessian and Hessian factor in its logits."
+    name, convex = "custom", None  # convex: whether the Hessian in the logits is PSD (None: checked when factored)
+    def __init__(self, fn: Callable|None = None): # callable(logits, y) -> mean loss; derivatives by autodiff
+        self.fn = fn
+        if fn is not None: self.name = getattr(fn, "__name__", "custom")
+    def __call__(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor: return self.fn(z, y)
+    def __repr__(self): return f"{type(self).__name__}({self.name!r})"
+
+# %% ../nbs/00_core.ipynb #8d1d8ea6
+def _one(fn: Callable) -> Callable:
+    "The loss of one sample (z_i, y_i), from a loss that takes a batch and returns its mean."
+    return lambda zi, yi: fn(zi[None], yi[None])
+
+@patch
+def grad(self: Loss, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    "Each sample's gradient in its own logits, (N, C): row i is dl_i / dz_i."
+    return torch.func.vmap(torch.func.grad(_one(self)))(z, y)
+
+@patch
+def hessian(self: Loss, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    "Each sample's Hessian in its own logits, (N, C, C)."
+    return torch.func.vmap(torch.func.hessian(_one(self)))(z, y)
+
+# %% ../nbs/00_core.ipynb #205f975c
+@patch
+def factor(self: Loss, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    "Square roots S (N, C, C) with S_i S_i^T = the Hessian of sample i in its logits (by eigendecomposition)."
+    w, U = torch.linalg.eigh(self.hessian(z, y))
+    if (w < -1e-10 * w.abs().amax(-1, keepdim=True)).any():
+        raise ValueError(f"the loss {self.name!r} is not convex in the logits (its Hessian there has negative eigenvalues), "
+                         "so the Gauss-Newton matrix is not PSD and has no real factor G = V V^T: use its products instead.")
+    return U * w.clamp_min(0).sqrt()[:, None, :]
+
+# %% ../nbs/00_core.ipynb #658b2d4b
+class CrossEntropy(Loss):
+    "Softmax cross-entropy with integer labels: closed-form derivatives in the logits."
+    name, convex = "ce", True
+    def __call__(self, z, y): return ce(z, y)
+    def grad(self, z, y): return torch.softmax(z, -1) - F.one_hot(y, z.shape[1]).to(z.dtype)
+    def hessian(self, z, y):
+        p = torch.softmax(z, -1)
+        return torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    def factor(self, z, y):  # column c' is sqrt(p_c') (e_c' - p): Papyan's Lemma 2.1
+        p = torch.softmax(z, -1)
+        return (torch.eye(z.shape[1], dtype=z.dtype, device=z.device) - p[:, :, None]) * p.sqrt()[:, None, :]
+
+# %% ../nbs/00_core.ipynb #f739cf43
+class SquaredError(Loss):
+    "Half the squared error summed over outputs: gradient z - y, Hessian and factor the identity."
+    name, convex = "mse", True
+    def __call__(self, z, y): return mse(z, y)
+    def grad(self, z, y): return z - y
+    def hessian(self, z, y): return torch.eye(z.shape[1], dtype=z.dtype, device=z.device).expand(len(z), -1, -1)
+    def factor(self, z, y): return self.hessian(z, y)
+
+LOSSES = {"ce": CrossEntropy(), "mse": SquaredError()}
+
+# %% ../nbs/00_core.ipynb #7312e09f
+def as_loss(loss: str|Callable|Loss) -> Loss:
+    "The `Loss` for 'ce', 'mse', a `Loss`, or a callable(logits, y) -> mean loss (differentiated by autodiff)."
+    if isinstance(loss, Loss): return loss
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"loss={loss!r} is not one of {list(LOSSES)}; pass one of those or a callable(logits, y) -> mean loss.")
+        return LOSSES[loss]
+    if callable(loss): return Loss(loss)
+    raise TypeError(f"loss must be 'ce', 'mse', a Loss or a callable(logits, y) -> mean loss, got {type(loss).__name__}.")
 
 # %% ../nbs/00_core.ipynb #a408d589
-def check_data(X, y, loss: str|Callable, dtype: torch.dtype, device: torch.device):
+def check_data(X, y, loss: str|Callable|Loss, dtype: torch.dtype, device: torch.device):
     "Validate inputs `X` and labels/targets `y` for `loss`; return them on `device`, floating inputs cast to `dtype`."
     for name, t in (("X", X), ("y", y)):
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}: wrap it with torch.as_tensor({name}).")
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}: wrap it with torch.as_tensor({name}) "
+                            "(for a DataLoader or Dataset, stack its samples first).")
         if t.device != device:
             raise ValueError(f"{name} is on {t.device} but the model's parameters are on {device}: pass {name}.to('{device}').")
+        if t.is_complex(): raise TypeError(f"{name} is complex ({t.dtype}): the loss must be a real function of real data.")
     if X.ndim == 0 or y.ndim == 0 or len(X) != len(y):
         raise ValueError(f"X has shape {tuple(X.shape)} and y has shape {tuple(y.shape)}: they must have the same length N "
                          "along the first dimension (one label or target per sample).")
     if len(X) == 0: raise ValueError("X and y are empty: the loss is a mean over samples and needs at least one.")
     X = check_finite("X", X.to(dtype) if X.is_floating_point() else X, "Remove or impute the bad samples.")
-    if loss == "ce" and (y.is_floating_point() or y.ndim != 1):
-        raise ValueError(f"loss='ce' needs integer class labels of shape (N,), got {y.dtype} of shape {tuple(y.shape)}. "
-                         "For one-hot targets pass y.argmax(1); for regression targets use loss='mse'.")
+    if isinstance(as_loss(loss), CrossEntropy):
+        if y.is_floating_point() or y.ndim != 1 or y.dtype == torch.bool:
+            raise ValueError(f"loss='ce' needs integer class labels of shape (N,), got {y.dtype} of shape {tuple(y.shape)}. "
+                             "For one-hot targets pass y.argmax(1); for regression targets use loss='mse'.")
+        y = y.long()
     if y.is_floating_point(): y = check_finite("y", y.to(dtype), "Remove or impute the bad targets.")
     return X, y
+
+# %% ../nbs/00_core.ipynb #e2014e65
+def check_parameters(named: list):
+    "Refuse parameter sets the curvature cannot be taken of: mixed, integer or complex dtypes, the meta device."
+    dts, devs = {p.dtype for _, p in named}, {p.device for _, p in named}
+    if len(dts) > 1:
+        raise ValueError("the model's parameters mix dtypes: call model.to(torch.float64) (or another single dtype) first.")
+    dt, dev = dts.pop(), devs.pop() if len(devs) == 1 else None
+    if dev is None: raise ValueError(f"the model's parameters lie on several devices {sorted(map(str, devs))}: move it to one.")
+    if not dt.is_floating_point:
+        raise TypeError(f"the model's parameters are {dt}: curvature needs real floating point (model.double() or model.float()).")
+    if dev.type == "meta":
+        raise ValueError("the model's parameters are on the meta device (no values): materialise it (model.to_empty(...) and "
+                         "load weights) first.")
 
 # %% ../nbs/00_core.ipynb #bf31d562
 class Objective:
@@ -85,35 +173,32 @@ class Objective:
                  model: nn.Module, # maps X to logits of shape (N, C); in eval mode if it has BatchNorm or dropout
                  X: torch.Tensor, # inputs, first dimension N
                  y: torch.Tensor, # labels (N,) in 0..C-1; for "mse" also targets (N, C)
-                 loss: str|Callable="ce", # "ce", "mse" (half squared error) or callable(logits, y) -> mean loss
+                 loss: str|Callable|Loss="ce", # "ce", "mse" (half squared error), a Loss, or callable(logits, y) -> mean loss
                  batch_size: int|None=None, # evaluate in batches of this many samples (exact sums); None: one batch
-                 max_dense_bytes: int=4 * 2**30, # `hessian()` refuses a dense matrix larger than this
+                 max_dense_bytes: int=4 * 2**30, # dense matrices (`hessian()`, `.dense()`) are refused past this size
                  chunk_bytes: int=2**26, # workspace for a block of batched products (small blocks stay in cache)
                 ):
         check_eval_mode(model)
-        if isinstance(loss, str) and loss not in LOSSES:
-            raise ValueError(f"loss={loss!r} is not one of {list(LOSSES)}; pass one of those or a callable(logits, y) -> mean loss.")
+        self.loss_fn = as_loss(loss)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named: raise ValueError("the model has no trainable parameters (requires_grad=True): there is nothing to differentiate.")
-        if len({p.dtype for _, p in named}) > 1:
-            raise ValueError("the model's parameters mix dtypes: call model.to(torch.float64) (or another single dtype) first.")
+        check_parameters(named)
         self.model, self.max_dense_bytes, self.chunk_bytes = model, max_dense_bytes, chunk_bytes
-        self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
-        self.loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
         self._names, self._shapes = [n for n, _ in named], [p.shape for _, p in named]
         self._numels = [p.numel() for _, p in named]
         self._theta = check_finite("the model's parameters", torch.cat([p.detach().reshape(-1) for _, p in named]).clone(),
                                    "Re-initialise the model or load a finite checkpoint.")
-        self.X, self.y = check_data(X, y, loss, self._theta.dtype, self._theta.device)
+        self.X, self.y = check_data(X, y, self.loss_fn, self._theta.dtype, self._theta.device)
         self._set_batches(batch_size)
         self._graph_cache = None
         self._inspect_outputs()
+        self._versions = self._data_versions()
 
 # %% ../nbs/00_core.ipynb #35adb8db
 @patch(as_prop=True)
 def theta(self: Objective) -> torch.Tensor:
-    "The flat parameter vector (P,): a detached copy of the model's trainable parameters."
-    return self._theta
+    "The flat parameter vector (P,): a copy of the point where the curvature is taken (editing it changes nothing)."
+    return self._theta.clone()
 
 @patch(as_prop=True)
 def num_params(self: Objective) -> int:
@@ -124,6 +209,11 @@ def num_params(self: Objective) -> int:
 def N(self: Objective) -> int:
     "The number of samples."
     return len(self.X)
+
+@patch(as_prop=True)
+def loss_name(self: Objective) -> str:
+    "The loss's name: 'ce', 'mse', or a custom loss's function name."
+    return self.loss_fn.name
 
 @patch
 def __repr__(self: Objective):
@@ -165,32 +255,86 @@ def _inspect_outputs(self: Objective):
         with torch.no_grad(): z = self.forward(self._theta, Xb)
     finally:
         for h in hooks: h.remove()
+    if not torch.is_tensor(z):
+        raise TypeError(f"the model returned a {type(z).__name__}, not a tensor of logits: wrap it so that forward returns "
+                        "the logits alone, e.g. nn.Sequential(model, SelectFirst()) or a lambda module taking out[0].")
     if z.ndim != 2 or len(z) != len(Xb):
         raise ValueError(f"the model maps a batch of {len(Xb)} inputs to shape {tuple(z.shape)}, but the Objective needs "
                          f"logits of shape (N, C) = ({len(Xb)}, C): flatten or reshape the model's output.")
     self.num_classes = z.shape[1]
     self._act_numel = sum(acts) * max(len(b[0]) for b in self.batches) // len(Xb)
     self._check_targets()
-    with torch.no_grad(): out = self.loss_fn(z, self.batches[0][1])
-    if not torch.is_tensor(out) or out.numel() != 1:
-        shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
-        raise ValueError(f"the loss returned {shape}, not a scalar: it must return the mean over the batch "
-                         "(reduction='mean', or .mean() at the end).")
+    self._check_loss(z, self.batches[0][1])
+    self._check_forward(Xb, self.batches[0][1], z)
+
+# %% ../nbs/00_core.ipynb #5f4fec2f
+@patch
+def _check_loss(self: Objective, z: torch.Tensor, yb: torch.Tensor):
+    "The loss must return a finite real scalar, the mean over the batch (checked on the batch against its two halves)."
+    with torch.no_grad(): out = self.loss_fn(z, yb)
+    if not torch.is_tensor(out) or out.numel() != 1 or not out.is_floating_point():
+        shape = f"{tuple(out.shape)} {out.dtype}" if torch.is_tensor(out) else type(out).__name__
+        raise ValueError(f"the loss returned {shape}, not a floating-point scalar: it must return the mean over the batch "
+                         "as a tensor (reduction='mean', or .mean() at the end).")
     check_finite("the loss at the model's parameters", out, "Check the data, the initialisation and the loss.")
+    n = len(z)
+    if n >= 2 and not isinstance(self.loss_fn, (CrossEntropy, SquaredError)):
+        with torch.no_grad(): a, b = self.loss_fn(z[:n // 2], yb[:n // 2]), self.loss_fn(z[n // 2:], yb[n // 2:])
+        mean = (a * (n // 2) + b * (n - n // 2)) / n
+        if not torch.isclose(out.reshape(()), mean.reshape(()), rtol=1e-4, atol=1e-6 * float(mean.abs()) + 1e-12):
+            kind = "the sum" if torch.isclose(out.reshape(()), (a + b).reshape(()), rtol=1e-4) else "not the mean"
+            raise ValueError(f"the loss of a batch ({float(out):.6g}) is {kind} of its samples' losses (the weighted mean of its "
+                             f"halves is {float(mean):.6g}): the Objective needs the mean over samples. Use reduction='mean' "
+                             "(or divide by the batch size).")
+
+# %% ../nbs/00_core.ipynb #f253182e
+@patch
+def _check_forward(self: Objective, Xb: torch.Tensor, yb: torch.Tensor, z: torch.Tensor):
+    "A forward pass that is random (dropout, noise) or that cuts parameters off the loss gives wrong curvature: refuse it."
+    with torch.no_grad(): z2 = self.forward(self._theta, Xb)
+    if not torch.equal(z, z2):
+        raise ValueError("two forward passes at the same parameters gave different logits: the model is random in eval mode "
+                         "(F.dropout(training=True), torch.randn, ...). Make its forward deterministic.")
+    with torch.enable_grad():
+        leaves = {n: p.detach().requires_grad_() for n, p in self.unflatten(self._theta).items()}
+        out = self.loss_fn(functional_call(self.model, leaves, (Xb,)), yb)
+        grads = torch.autograd.grad(out, list(leaves.values()), allow_unused=True) if out.requires_grad else [None] * len(leaves)
+    cut = [n for n, g in zip(leaves, grads) if g is None]
+    if cut:
+        raise ValueError(f"parameter(s) {cut} have no path to the loss: forward detaches them, runs them under no_grad, or never "
+                         "uses them, so their curvature would silently be zero. Remove the detach/no_grad, or freeze them "
+                         "with requires_grad_(False) so they are not part of theta.")
 
 # %% ../nbs/00_core.ipynb #1afccdbc
 @patch
 def _check_targets(self: Objective):
     C, y = self.num_classes, self.y
-    if not y.is_floating_point() and self.loss_name in ("ce", "mse") and y.ndim == 1:
+    if C < 2 and isinstance(self.loss_fn, CrossEntropy):
+        raise ValueError("the model has C = 1 output, and softmax cross-entropy of one logit is identically 0: use two "
+                         "outputs (one per class), or loss='mse' for one regression output.")
+    if not y.is_floating_point() and isinstance(self.loss_fn, (CrossEntropy, SquaredError)) and y.ndim == 1:
         if len(y) and (y.min() < 0 or y.max() >= C):
             raise ValueError(f"labels must lie in 0..{C - 1} for a model with C = {C} outputs; found values from "
                              f"{int(y.min())} to {int(y.max())}. Relabel the classes or widen the output layer.")
-        if self.loss_name == "mse": self.y = F.one_hot(y, C).to(self._theta.dtype)
-    if self.loss_name == "mse" and tuple(self.y.shape) != (self.N, C):
+        if isinstance(self.loss_fn, SquaredError): self.y = F.one_hot(y, C).to(self._theta.dtype)
+    if isinstance(self.loss_fn, SquaredError) and tuple(self.y.shape) != (self.N, C):
         raise ValueError(f"loss='mse' needs targets of shape (N, C) = ({self.N}, {C}) or integer labels of shape (N,), "
                          f"got {tuple(self.y.shape)}.")
     self._set_batches(self.batch_size)  # the batches are views of self.y, which may have changed
+
+# %% ../nbs/00_core.ipynb #0bb706f4
+@patch
+def _data_versions(self: Objective) -> tuple:
+    return (self.X._version, self.y._version)
+
+@patch
+def check_fresh(self: Objective):
+    "Refuse to compute if X or y were modified in place, or the model left eval mode, since the Objective was built."
+    if self._data_versions() != self._versions:
+        raise RuntimeError("X or y was modified in place after the Objective was built, so cached curvature would mix old and "
+                           "new data: build a new Objective (pass a copy, X.clone(), if you keep editing the data).")
+    check_eval_mode(self.model)
+
 
 # %% ../nbs/00_core.ipynb #9d62eca2
 def toy_problem(arch: str = "mlp", # "mlp" (4-6-3, tanh) or "cnn" (conv 3x3, ReLU, max-pool, linear) on 6x6 images
@@ -212,43 +356,51 @@ def toy_problem(arch: str = "mlp", # "mlp" (4-6-3, tanh) or "cnn" (conv 3x3, ReL
     return model.to(dtype), X.to(dtype), y if loss == "ce" else y.to(dtype)
 
 # %% ../nbs/00_core.ipynb #ba2af054
-@patch
-def _check_vector(self: Objective, v, name: str = "v", allow_matrix: bool = True):
-    "Rows (k, P) from `v` of shape (P,) or (P, k), and whether `v` was a single vector; clear errors otherwise."
-    P, dt = self.num_params, self._theta.dtype
-    if not isinstance(v, torch.Tensor): raise TypeError(f"{name} must be a torch.Tensor of shape (P,) with P = {P}, got {type(v).__name__}.")
-    if v.dtype != dt: raise TypeError(f"{name} has dtype {v.dtype} but the parameters are {dt}: pass {name}.to({dt}).")
-    if v.device != self._theta.device: raise ValueError(f"{name} is on {v.device}, the parameters on {self._theta.device}: pass {name}.to('{self._theta.device}').")
-    shapes = f"(P,) or (P, k) with P = obj.num_params = {P}" if allow_matrix else f"(P,) with P = obj.num_params = {P}"
+def _traced(t: torch.Tensor) -> bool:
+    "True inside torch.func transforms (grad, vmap, jacrev ...) or under autograd: values are not available to inspect."
+    return torch._C._functorch.is_functorch_wrapped_tensor(t) or t.requires_grad
+
+def check_vectors(v, P: int, dtype: torch.dtype, device, name: str = "v", allow_matrix: bool = True):
+    "A block (P, k) from `v` of shape (P,) or (P, k), and whether `v` was a single vector; clear errors otherwise."
+    if not isinstance(v, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (P,) with P = {P}, got {type(v).__name__}.")
+    if v.dtype != dtype: raise TypeError(f"{name} has dtype {v.dtype} but the operator works in {dtype}: pass {name}.to({dtype}).")
+    if v.device != torch.device(device): raise ValueError(f"{name} is on {v.device}, the operator on {device}: pass {name}.to('{device}').")
+    shapes = f"(P,) or (P, k) with P = {P}" if allow_matrix else f"(P,) with P = {P}"
     if v.shape[:1] != (P,) or v.ndim > (2 if allow_matrix else 1):
         raise ValueError(f"{name} has shape {tuple(v.shape)}; it must have shape {shapes}.")
-    check_finite(name, v)
-    return (v[None] if v.ndim == 1 else v.T), v.ndim == 1
+    if not _traced(v): check_finite(name, v)
+    return (v[:, None] if v.ndim == 1 else v), v.ndim == 1
 
 # %% ../nbs/00_core.ipynb #bcc2f595
 @patch
 def _theta_arg(self: Objective, theta: torch.Tensor|None) -> torch.Tensor:
+    self.check_fresh()
     if theta is None: return self._theta
-    return self._check_vector(theta, "theta", allow_matrix=False)[0][0]
+    return check_vectors(theta, self.num_params, self._theta.dtype, self._theta.device, "theta", allow_matrix=False)[0][:, 0]
 
+# %% ../nbs/00_core.ipynb #9645f491
 @patch
 def logits(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
-    "Logits (N, C) at `theta` (default: `self.theta`)."
+    "Logits (N, C) at `theta` (default: `self.theta`); differentiable in `theta` when `theta` is traced."
     theta = self._theta_arg(theta)
-    with torch.no_grad(): return torch.cat([self.forward(theta, Xb) for Xb, _, _ in self.batches])
+    with torch.set_grad_enabled(torch.is_grad_enabled() and _traced(theta)):
+        return torch.cat([self.forward(theta, Xb) for Xb, _, _ in self.batches])
 
 @patch
 def loss(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
-    "The mean loss over the N samples at `theta` (default: `self.theta`)."
+    "The mean loss over the N samples at `theta` (default: `self.theta`): a pure function, safe under torch.func."
     theta = self._theta_arg(theta)
+    if _traced(theta): return sum(w * self._batch_loss(theta, Xb, yb) for Xb, yb, w in self.batches)
     with torch.no_grad(): L = sum(w * self._batch_loss(theta, Xb, yb) for Xb, yb, w in self.batches)
     return check_finite("the loss", L, "Check the data and the parameters (a diverged run?).")
 
 # %% ../nbs/00_core.ipynb #82621adf
 @patch
 def grad(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
-    "The gradient (P,) of the mean loss at `theta` (default: `self.theta`)."
+    "The gradient (P,) of the mean loss at `theta` (default: `self.theta`); under torch.func, torch.func.grad of `loss`."
     theta = self._theta_arg(theta)
+    if _traced(theta): return torch.func.grad(self.loss)(theta)
     g = torch.zeros_like(theta)
     with torch.enable_grad():
         for Xb, yb, w in self.batches:
@@ -260,19 +412,18 @@ def grad(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
 @patch
 def _graphs(self: Objective):
     "For each batch: (t, g, w) with g = grad of the batch loss at t, built so that it can be differentiated again."
-    key = (id(self._theta), self._theta._version)
-    if self._graph_cache is not None and self._graph_cache[0] == key:
-        yield from self._graph_cache[1]; return
+    self.check_fresh()
+    if self._graph_cache is not None: yield from self._graph_cache; return
     for Xb, yb, w in self.batches:
         with torch.enable_grad():
             t = self._theta.detach().requires_grad_()
             g, = torch.autograd.grad(self._batch_loss(t, Xb, yb), t, create_graph=True)
-        if len(self.batches) == 1: self._graph_cache = (key, [(t, g, w)])  # one batch: keep its graph for the next product
+        if len(self.batches) == 1: self._graph_cache = [(t, g, w)]  # one batch: keep its graph for the next product
         yield t, g, w
 
 # %% ../nbs/00_core.ipynb #fa9d1653
 @patch
-def _chunk(self: Objective, budget: int|None = None) -> int:
+def block_size(self: Objective, budget: int|None = None) -> int:
     "How many products fit in `budget` bytes (default `chunk_bytes`) at once: a few copies of the parameters and activations."
     per_product = self._theta.element_size() * 4 * (self.num_params + self._act_numel)
     return max(1, min(self.num_params, (budget or self.chunk_bytes) // per_product))
@@ -281,39 +432,66 @@ def _chunk(self: Objective, budget: int|None = None) -> int:
 def _products(self: Objective, t, g, rows: torch.Tensor) -> torch.Tensor:
     "H_b applied to each row of `rows` (k, P), through the cached graph of g."
     if not g.requires_grad: return torch.zeros_like(rows)  # the loss is linear in theta: H = 0
-    if len(rows) == 1: return torch.autograd.grad(g, t, rows[0], retain_graph=True)[0][None]
-    return torch.autograd.grad(g, t, rows, retain_graph=True, is_grads_batched=True)[0]
+    try:
+        if len(rows) == 1: return torch.autograd.grad(g, t, rows[0], retain_graph=True)[0][None]
+        return torch.autograd.grad(g, t, rows, retain_graph=True, is_grads_batched=True)[0]
+    except RuntimeError as e:
+        self._graph_cache = None  # a failed product must not leave a half-used graph behind
+        raise RuntimeError(f"a Hessian-vector product failed inside PyTorch: {e}. If the model uses attention, build it "
+                           "with a kernel that has a double backward: run inside torch.nn.attention.sdpa_kernel"
+                           "(SDPBackend.MATH), and for nn.TransformerEncoderLayer/MultiheadAttention use need_weights or "
+                           "disable the fast path (torch.backends.mha.set_fastpath_enabled(False)).") from e
 
 # %% ../nbs/00_core.ipynb #9a8c411c
 @patch
-def hvp(self: Objective, v: torch.Tensor) -> torch.Tensor:
-    "Hessian-vector products at `self.theta`: H v for v of shape (P,), or H V for V of shape (P, k)."
-    rows, single = self._check_vector(v)
-    out, k = torch.zeros_like(rows), self._chunk()
+def _hvp_block(self: Objective, V: torch.Tensor) -> torch.Tensor:
+    "H V for a checked block V (P, k): rows of k products at a time through each batch's cached gradient graph."
+    rows, k = V.T, self.block_size()
+    out = torch.zeros_like(rows)
     for t, g, w in self._graphs():
         for i in range(0, len(rows), k):
             out[i:i + k].add_(self._products(t, g, rows[i:i + k]), alpha=w)
     check_finite("the Hessian-vector product", out, "The model or loss produced NaN/inf in its second derivatives.")
-    return out[0] if single else out.T
+    return out.T
+
+@patch
+def hvp(self: Objective, v: torch.Tensor) -> torch.Tensor:
+    "Hessian-vector products at `self.theta`: H v for v of shape (P,), or H V for V of shape (P, k)."
+    if _traced(v):
+        raise TypeError("obj.hvp reuses a cached autograd graph and cannot run inside torch.func transforms or on a tensor "
+                        "that requires grad: compose the pure loss instead, torch.func.jvp(torch.func.grad(obj.loss), "
+                        "(theta,), (v,)), or pass v.detach().")
+    V, single = check_vectors(v, self.num_params, self._theta.dtype, self._theta.device)
+    out = self._hvp_block(V)
+    return out[:, 0] if single else out
 
 # %% ../nbs/00_core.ipynb #39657712
-@patch
-def _check_dense(self: Objective, shape: tuple, what: str, fix: str) -> int:
-    "The bytes a dense array of `shape` needs; a MemoryError naming them, and `fix`, past `max_dense_bytes`."
-    need = math.prod(shape) * self._theta.element_size()
-    if need > self.max_dense_bytes:
+def check_dense_size(shape: tuple, # the dense array's shape
+                dtype: torch.dtype, # its dtype
+                limit: int, # the most bytes allowed
+                what: str, # what it is, for the message
+                fix: str, # what to do instead
+               ) -> int:
+    "The bytes a dense array of `shape` needs; a MemoryError naming them, and `fix`, past `limit`."
+    need = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    if need > limit:
         dims = " x ".join(f"{n:,}" for n in shape)
-        raise MemoryError(f"a dense {dims} {what} in {self._theta.dtype} needs {format_bytes(need)}, more than max_dense_bytes = "
-                          f"{format_bytes(self.max_dense_bytes)}. {fix}, or raise max_dense_bytes if the memory is there.")
+        raise MemoryError(f"a dense {dims} {what} in {dtype} needs {format_bytes(need)}, more than max_dense_bytes = "
+                          f"{format_bytes(limit)}. {fix}, or raise max_dense_bytes if the memory is there.")
     return need
+
+@patch
+def check_dense(self: Objective, shape: tuple, what: str, fix: str) -> int:
+    "`check_dense` against this Objective's dtype and `max_dense_bytes`."
+    return check_dense_size(shape, self._theta.dtype, self.max_dense_bytes, what, fix)
 
 # %% ../nbs/00_core.ipynb #e1ed9262
 @patch
 def hessian(self: Objective, progress: bool|None=None) -> torch.Tensor:
     "The dense Hessian (P, P) at `self.theta`, from batched Hessian-vector products with the identity."
     P, dt, dev = self.num_params, self._theta.dtype, self._theta.device
-    need = self._check_dense((P, P), "Hessian", "Use matrix-free products obj.hvp(V) (and Lanczos for eigenvalues)")
-    k = self._chunk(min(self.chunk_bytes, need // 4))  # the workspace stays under a quarter of the result
+    need = self.check_dense((P, P), "Hessian", "Use matrix-free products obj.hvp(V) (and Lanczos for eigenvalues)")
+    k = self.block_size(min(self.chunk_bytes, need // 4))  # the workspace stays under a quarter of the result
     H, idx = torch.zeros(P, P, dtype=dt, device=dev), torch.arange(P, device=dev)
     for t, g, w in self._graphs():
         for i in tqdm(range(0, P, k), desc="Hessian rows", disable=quiet() if progress is None else not progress):
@@ -350,3 +528,227 @@ def plot_hessian(H: torch.Tensor, # a dense (P, P) matrix
     ax.set(xlabel="parameter index", ylabel="parameter index")
     ax.figure.colorbar(im, ax=ax, shrink=0.8)
     return ax
+
+# %% ../nbs/00_core.ipynb #e8af80f5
+class Operator:
+    "A symmetric linear operator on R^P, known by its products: `A @ v` for v (P,) or a block (P, k)."
+    symmetric = True  # by construction; operators from unknown functions say None until checked
+    def __init__(self, P: int, dtype: torch.dtype, device="cpu", name: str = "A", max_dense_bytes: int = 4 * 2**30):
+        if not isinstance(P, int) or P < 1: raise ValueError(f"an operator needs a positive integer dimension P, got {P!r}.")
+        if not dtype.is_floating_point: raise TypeError(f"an operator works in a real floating dtype, got {dtype}.")
+        self.P, self.dtype, self.device, self.name = P, dtype, torch.device(device), name
+        self.products, self.max_dense_bytes = 0, max_dense_bytes
+
+    def _matmat(self, V: torch.Tensor) -> torch.Tensor: raise NotImplementedError(f"{type(self).__name__} defines no _matmat")
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.name}, P={self.P:,}, {str(self.dtype).removeprefix('torch.')}, {self.products} products)"
+
+# %% ../nbs/00_core.ipynb #99abdcfc
+@patch
+def __matmul__(self: Operator, v: torch.Tensor) -> torch.Tensor:
+    "A v for v of shape (P,), or A V for a block V of shape (P, k): checked in, checked out, counted."
+    V, single = check_vectors(v, self.P, self.dtype, self.device)
+    out = self._matmat(V)
+    if not torch.is_tensor(out) or out.shape != V.shape:
+        got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+        raise ValueError(f"{self.name} returned {got} for a block of shape {tuple(V.shape)}: it must map (P, k) to (P, k).")
+    if out.dtype != self.dtype: raise TypeError(f"{self.name} returned {out.dtype} for {self.dtype} input: keep the dtype.")
+    self.products += V.shape[1]
+    check_finite(f"{self.name} (product {self.products})", out,
+                 "The operator produced NaN or inf: check the model, the data and the parameters (a diverged run?).")
+    return out[:, 0] if single else out
+
+# %% ../nbs/00_core.ipynb #ada205c5
+@patch
+def dense(self: Operator, progress: bool|None = None) -> torch.Tensor:
+    "The (P, P) matrix, from blocks of products with the identity; refused past `max_dense_bytes`."
+    need = check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes, f"matrix of {self.name}",
+                       "Use products A @ V (and Lanczos for eigenvalues)")
+    k = max(1, min(self.P, need // 4 // max(1, self.P * self.dtype.itemsize)))  # the workspace stays under a quarter
+    eye = lambda i: torch.eye(self.P, min(k, self.P - i), -i, dtype=self.dtype, device=self.device)
+    cols = [self @ eye(i) for i in tqdm(range(0, self.P, k), desc=f"dense {self.name}",
+                                         disable=quiet() if progress is None else not progress)]
+    return torch.cat(cols, 1)
+
+# %% ../nbs/00_core.ipynb #b2d710a7
+class DenseOp(Operator):
+    "A stored symmetric matrix as an operator."
+    def __init__(self, M: torch.Tensor, name: str = "a dense matrix"):
+        super().__init__(M.shape[0], M.dtype, M.device, name)
+        self.M = M
+    def _matmat(self, V): return self.M @ V
+    def dense(self, progress=None): return self.M.clone()
+
+class FunctionOp(Operator):
+    "An operator from a function V (P, k) -> A V (P, k); its symmetry is checked before an eigensolver trusts it."
+    symmetric = None
+    def __init__(self, fn: Callable, P: int, dtype: torch.dtype, device="cpu", name: str = "the function"):
+        super().__init__(P, dtype, device, name)
+        self.fn = fn
+    def _matmat(self, V): return self.fn(V)
+
+# %% ../nbs/00_core.ipynb #eb276186
+@patch
+def check_symmetric(self: Operator, rtol: float|None = None, seed: int = 0) -> Operator:
+    "Raise a ValueError unless u.(A w) = w.(A u) for random u, w (two products); remembers success. Returns the operator."
+    if self.symmetric: return self
+    rtol = rtol or max(1e-6, 100 * torch.finfo(self.dtype).eps)
+    g = torch.Generator(self.device).manual_seed(seed + 7919)
+    U = torch.randn(self.P, 2, dtype=self.dtype, device=self.device, generator=g)
+    AU = self @ U
+    a, b = float(U[:, 0] @ AU[:, 1]), float(U[:, 1] @ AU[:, 0])
+    scale = float(AU.norm(dim=0).max() * U.norm(dim=0).max())
+    if abs(a - b) > rtol * scale:
+        raise ValueError(f"{self.name} is not symmetric: u.(A w) = {a:.6g} but w.(A u) = {b:.6g} for random u, w (a difference of "
+                         f"{abs(a - b) / max(scale, 1e-300):.1e} relative to |A||u||w|). Eigensolvers here need a symmetric "
+                         "operator: use (A + A^T) / 2.")
+    self.symmetric = True
+    return self
+
+# %% ../nbs/00_core.ipynb #37f203d7
+def as_op(A, # a square tensor, an Operator, a scipy LinearOperator, a curvlinops operator, or a function V -> A V
+          P: int|None = None, # the dimension, for a function
+          dtype: torch.dtype|None = None, # for a function (and the vectors a scipy operator is given)
+          device=None, # for a function
+          name: str|None = None) -> Operator:
+    "An `Operator` from a symmetric matrix, a function, or another library's linear operator; clear errors otherwise."
+    if isinstance(A, Operator): return A
+    if type(A).__name__ == "Objective":
+        raise TypeError("an Objective is a loss, not an operator: pass obj.H (its Hessian), or ggn_op(obj) / residual_op(obj).")
+    if torch.is_tensor(A):
+        if A.ndim != 2 or A.shape[0] != A.shape[1]: raise ValueError(f"a matrix operand must be square (P, P), got shape {tuple(A.shape)}.")
+        if not A.is_floating_point(): raise TypeError(f"a matrix operand must be real floating point, got {A.dtype}: pass A.double().")
+        check_finite("the matrix", A)
+        if not torch.allclose(A, A.T, rtol=1e-10, atol=1e-12 * float(A.abs().max())):
+            raise ValueError(f"the matrix is not symmetric (max |A - A^T| = {float((A - A.T).abs().max()):.2e}): use (A + A.T) / 2.")
+        return DenseOp(A, name or "a dense matrix")
+    if hasattr(A, "shape") and len(getattr(A, "shape", ())) == 2 and (hasattr(A, "matmat") or hasattr(A, "__matmul__")):
+        return _foreign_op(A, dtype, name)
+    if callable(A):
+        if P is None: raise ValueError("a function V -> A V needs its dimension: pass P= (and dtype=, default torch's default).")
+        return FunctionOp(A, int(P), dtype or torch.get_default_dtype(), device or "cpu", name or "the function")
+    raise TypeError(f"cannot make an operator of a {type(A).__name__}: pass a square tensor, a function with P=, or a linear operator.")
+
+# %% ../nbs/00_core.ipynb #22edf66b
+def _foreign_op(A, dtype, name) -> Operator:
+    "Another library's linear operator: curvlinops (torch tensors in and out) or scipy (numpy arrays in and out)."
+    P, Q = (int(n) for n in A.shape)
+    if P != Q: raise ValueError(f"the operator has shape {tuple(A.shape)}: it must be square.")
+    if isinstance(getattr(A, "dtype", None), torch.dtype):  # curvlinops-style: works on torch tensors
+        dev = getattr(A, "device", "cpu")
+        return FunctionOp(lambda V: A @ V, P, A.dtype, dev, name or type(A).__name__)
+    import numpy as np
+    dt = dtype or {np.float32: torch.float32}.get(getattr(A, "dtype", np.float64).type, torch.float64)
+    def f(V): return torch.as_tensor(np.asarray(A.matmat(V.cpu().numpy())), dtype=dt)
+    return FunctionOp(f, P, dt, "cpu", name or type(A).__name__)
+
+# %% ../nbs/00_core.ipynb #b3520a2b
+@patch
+def to_scipy(self: Operator):
+    "A `scipy.sparse.linalg.LinearOperator` of this operator (numpy arrays in and out; products counted here)."
+    import numpy as np
+    from scipy.sparse.linalg import LinearOperator
+    np_dt = {torch.float32: np.float32, torch.float64: np.float64}.get(self.dtype, np.float64)
+    def mm(X):
+        X = np.asarray(X).reshape(self.P, -1)
+        return (self @ torch.as_tensor(X, dtype=self.dtype, device=self.device)).cpu().numpy()
+    return LinearOperator((self.P, self.P), matvec=lambda x: mm(x)[:, 0], matmat=mm, rmatvec=lambda x: mm(x)[:, 0],
+                          dtype=np_dt)
+
+# %% ../nbs/00_core.ipynb #cc4f0c5b
+class SumOp(Operator):
+    "A linear combination sum_i c_i A_i of operators of one dimension, dtype and device."
+    def __init__(self, terms: list):  # [(coefficient, Operator)]
+        c0, A0 = terms[0]
+        for _, A in terms:
+            if (A.P, A.dtype, A.device) != (A0.P, A0.dtype, A0.device):
+                raise ValueError(f"cannot combine {A0} and {A}: they differ in dimension, dtype or device.")
+        name = " + ".join(f"{c:g}*{A.name}" if c != 1 else A.name for c, A in terms).replace("+ -1*", "- ")
+        super().__init__(A0.P, A0.dtype, A0.device, name, min(A.max_dense_bytes for _, A in terms))
+        self.terms = terms
+        self.symmetric = all(A.symmetric for _, A in terms) or None
+    def _matmat(self, V): return sum(c * (A @ V) for c, A in self.terms)
+    def dense(self, progress=None):
+        check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes, f"matrix of {self.name}", "Use products A @ V")
+        return sum(c * A.dense() for c, A in self.terms)
+
+# %% ../nbs/00_core.ipynb #e83c506a
+def _terms(A) -> list: return A.terms if isinstance(A, SumOp) else [(1.0, A)]
+
+@patch
+def __add__(self: Operator, other):
+    if not isinstance(other, Operator): return NotImplemented
+    return SumOp(_terms(self) + _terms(other))
+
+@patch
+def __sub__(self: Operator, other):
+    if not isinstance(other, Operator): return NotImplemented
+    return SumOp(_terms(self) + [(-c, A) for c, A in _terms(other)])
+
+@patch
+def __mul__(self: Operator, c):
+    if isinstance(c, torch.Tensor) and c.numel() == 1: c = float(c)
+    if not isinstance(c, (int, float)): return NotImplemented
+    return SumOp([(c * a, A) for a, A in _terms(self)])
+
+Operator.__rmul__ = Operator.__mul__
+Operator.__neg__ = lambda self: -1 * self
+
+# %% ../nbs/00_core.ipynb #abab163a
+class FactorOp(Operator):
+    "A = V V^T for a factor V (P, m): thin products, and its nonzero eigenpairs from the m x m Gram matrix."
+    def __init__(self, V: torch.Tensor, name: str = "V V^T"):
+        if V.ndim != 2: raise ValueError(f"a factor must be a matrix (P, m), got shape {tuple(V.shape)}.")
+        super().__init__(V.shape[0], V.dtype, V.device, name)
+        self.V = V
+    def _matmat(self, X): return self.V @ (self.V.T @ X)
+    def dense(self, progress=None):
+        check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes, f"matrix of {self.name}", "Use products or .eigh()")
+        return self.V @ self.V.T
+    def __add__(self, other):  # a sum of factor operators is the factor operator of the joined factors
+        if isinstance(other, FactorOp): return FactorOp(torch.cat([self.V, other.V], 1), f"{self.name} + {other.name}")
+        return super().__add__(other)
+
+# %% ../nbs/00_core.ipynb #0ef0ecc9
+@patch
+def eigh(self: FactorOp,
+         k: int|None = None, # how many of the largest eigenpairs (None: all m)
+         vectors: bool = True, # also return unit eigenvectors (P, k)
+        ):
+    "The top eigenvalues (descending) and eigenvectors of V V^T from the Gram matrix V^T V, never forming the P x P matrix."
+    w, U = torch.linalg.eigh(self.V.T @ self.V)
+    w, U = w.flip(0)[:k].clamp_min(0), U.flip(1)[:, :k]
+    if not vectors: return w
+    return w, (self.V @ U) / w.clamp_min(torch.finfo(w.dtype).tiny).sqrt()
+
+# %% ../nbs/00_core.ipynb #db97a8b2
+class HessianOp(Operator):
+    "The Hessian of an Objective at its theta, as an operator."
+    def __init__(self, obj: Objective):
+        super().__init__(obj.num_params, obj._theta.dtype, obj._theta.device, "H", obj.max_dense_bytes)
+        self.obj = obj
+    def _matmat(self, V): return self.obj._hvp_block(V)
+    def dense(self, progress=None): return self.obj.hessian(progress)
+
+@patch(as_prop=True)
+def H(self: Objective) -> HessianOp:
+    "The Hessian as an `Operator` (a new product counter each time it is asked for)."
+    return HessianOp(self)
+
+# %% ../nbs/00_core.ipynb #b370401a
+@patch
+def at(self: Objective, theta: torch.Tensor) -> Objective:
+    "The same model, data and loss with the curvature taken at `theta` (P,) instead."
+    theta = check_vectors(theta, self.num_params, self._theta.dtype, self._theta.device, "theta", allow_matrix=False)[0][:, 0]
+    new = object.__new__(Objective)
+    new.__dict__.update(self.__dict__)
+    new._theta, new._graph_cache = theta.detach().clone(), None
+    for k in [k for k in new.__dict__ if k.startswith("_derived")]: del new.__dict__[k]
+    return new
+
+@patch
+def with_loss(self: Objective, loss: str|Callable|Loss, y: torch.Tensor) -> Objective:
+    "The same model, data and point with another loss and targets (e.g. a loss linear in the logits)."
+    new = Objective(self.model, self.X, y, loss, self.batch_size, self.max_dense_bytes, self.chunk_bytes)
+    return new.at(self._theta)
