@@ -4,22 +4,19 @@
 
 # %% ../nbs/03_gauss_newton.ipynb #863b0cbe
 from __future__ import annotations
-import copy
 import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
-from torch.func import grad as func_grad, hessian as func_hessian, jacrev, jvp, vjp, vmap
+from torch.func import jacrev, jvp, vjp, vmap
 
-from .core import LOSSES, Objective, check_finite
-from .data import subset
-from .train import TrainConfig, cached, make_data, run_at
+from .core import (CrossEntropy, FactorOp, HessianOp, Loss, Objective, Operator, SquaredError, as_loss,
+                             check_finite)
 
 # %% auto #0
-__all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor', 'jacobians', 'ggn', 'ggn_vp', 'ggn_factor',
-           'gram_eigh', 'residual', 'residual_vp', 'check_split', 'split_facts', 'plot_spectra', 'residual_trajectory',
-           'plot_residual_ratio']
+__all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor', 'jacobians', 'ggn', 'GGNOp', 'ggn_op', 'ggn_vp',
+           'ggn_factor', 'gram_eigh', 'LinearLogits', 'residual_op', 'residual', 'residual_vp', 'check_split',
+           'plot_spectra', 'plot_residual_ratio']
 
 # %% ../nbs/03_gauss_newton.ipynb #c4662b85
 CLOSED_FORMS = ("ce", "mse")
@@ -34,62 +31,38 @@ def _check_logits(z, y, loss):
     if isinstance(loss, str) and loss not in CLOSED_FORMS:
         raise ValueError(f"loss={loss!r} has no closed form here: use one of {list(CLOSED_FORMS)}, or pass the loss itself, "
                          "a callable(logits, y) -> mean loss, and it is differentiated by autodiff.")
-    if loss == "ce" and (y.is_floating_point() or y.ndim != 1):
+    L = as_loss(loss)
+    if isinstance(L, CrossEntropy) and (y.is_floating_point() or y.ndim != 1):
         raise ValueError(f"loss 'ce' needs integer labels of shape (N,), got {y.dtype} of shape {tuple(y.shape)}.")
-    if loss == "mse" and y.shape != z.shape:
+    if isinstance(L, SquaredError) and y.shape != z.shape:
         raise ValueError(f"loss 'mse' needs targets of the logits' shape {tuple(z.shape)}, got {tuple(y.shape)}: "
                          "one-hot encode integer labels (F.one_hot(y, C)).")
-
-def _one(loss: Callable) -> Callable:
-    "The loss of one sample (z_i, y_i), from a loss that takes a batch and returns its mean."
-    return lambda zi, yi: loss(zi[None], yi[None])
+    return L
 
 # %% ../nbs/03_gauss_newton.ipynb #e2ad2763
 def logit_grads(z: torch.Tensor, # logits (N, C)
                 y: torch.Tensor, # labels (N,) for "ce", targets (N, C) for "mse"
-                loss: str|Callable = "ce", # "ce", "mse", or a callable(logits, y) -> mean loss (autodiff)
+                loss: str|Callable|Loss = "ce", # "ce", "mse", a Loss, or a callable(logits, y) -> mean loss (autodiff)
                ) -> torch.Tensor:
     "Each sample's loss gradient in its own logits, (N, C): row i is $\\partial \\ell_i / \\partial z_i$."
-    _check_logits(z, y, loss)
-    if loss == "ce": return torch.softmax(z, -1) - F.one_hot(y, z.shape[1]).to(z.dtype)
-    if loss == "mse": return z - y
-    return vmap(func_grad(_one(loss)))(z, y)
+    return _check_logits(z, y, loss).grad(z, y)
 
 def loss_hessian(z: torch.Tensor, # logits (N, C)
                  y: torch.Tensor, # labels (N,) for "ce", targets (N, C) for "mse"
-                 loss: str|Callable = "ce", # "ce", "mse", or a callable(logits, y) -> mean loss (autodiff)
+                 loss: str|Callable|Loss = "ce", # "ce", "mse", a Loss, or a callable(logits, y) -> mean loss (autodiff)
                 ) -> torch.Tensor:
     "Each sample's loss Hessian in its own logits, (N, C, C): diag(p) - p p^T for cross-entropy, I for squared error."
-    _check_logits(z, y, loss)
-    if loss == "ce":
-        p = torch.softmax(z, -1)
-        return torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
-    if loss == "mse": return torch.eye(z.shape[1], dtype=z.dtype, device=z.device).expand(len(z), -1, -1)
-    return vmap(func_hessian(_one(loss)))(z, y)
+    return _check_logits(z, y, loss).hessian(z, y)
 
 # %% ../nbs/03_gauss_newton.ipynb #b9943431
 def loss_hessian_factor(z: torch.Tensor, # logits (N, C)
                         y: torch.Tensor, # labels (N,) for "ce", targets (N, C) for "mse"
-                        loss: str|Callable = "ce", # "ce", "mse", or a callable (factored by eigendecomposition)
+                        loss: str|Callable|Loss = "ce", # "ce", "mse", a Loss, or a callable (factored by eigendecomposition)
                        ) -> torch.Tensor:
     "Square roots S (N, C, C) of the output Hessians, S_i S_i^T = the loss Hessian of sample i in its logits."
-    _check_logits(z, y, loss)
-    if loss == "ce":  # column c' is sqrt(p_c') (e_c' - p): Papyan's Lemma 2.1
-        p = torch.softmax(z, -1)
-        return (torch.eye(z.shape[1], dtype=z.dtype, device=z.device) - p[:, :, None]) * p.sqrt()[:, None, :]
-    if loss == "mse": return loss_hessian(z, y, "mse")
-    w, U = torch.linalg.eigh(loss_hessian(z, y, loss))
-    if (w < -1e-10 * w.abs().amax(-1, keepdim=True)).any():
-        raise ValueError("the loss is not convex in the logits (its Hessian there has negative eigenvalues), so the Gauss-Newton "
-                         "matrix is not PSD and has no real factor G = V V^T: use ggn(obj) or ggn_vp(obj, v) instead.")
-    return U * w.clamp_min(0).sqrt()[:, None, :]
+    return _check_logits(z, y, loss).factor(z, y)
 
 # %% ../nbs/03_gauss_newton.ipynb #75440149
-def _loss_arg(obj: Objective) -> str|Callable:
-    "The objective's loss as the closed forms name it, or its callable."
-    name = obj.loss_name
-    return name if name in CLOSED_FORMS and obj.loss_fn is LOSSES[name] else obj.loss_fn
-
 def _slices(obj: Objective, per_sample: int) -> list[slice]:
     "Runs of samples whose workspace (`per_sample` numbers each) fits in `obj.chunk_bytes`."
     n = max(1, obj.chunk_bytes // (per_sample * obj.theta.element_size()))
@@ -102,45 +75,67 @@ def _jac(obj: Objective, X: torch.Tensor) -> torch.Tensor:
 
 def jacobians(obj: Objective) -> torch.Tensor:
     "The per-sample output Jacobians $J_i = \\partial f_i / \\partial \\theta$, stacked (N, C, P)."
-    obj._check_dense((obj.N, obj.num_classes, obj.num_params), "stack of Jacobians", "Use ggn_vp(obj, v), or fewer samples")
+    obj.check_dense((obj.N, obj.num_classes, obj.num_params), "stack of Jacobians", "Use ggn_op(obj) @ V, or fewer samples")
+    obj.check_fresh()
     return torch.cat([_jac(obj, obj.X[s]) for s in _slices(obj, obj.num_classes * obj.num_params)])
 
 # %% ../nbs/03_gauss_newton.ipynb #05b9d5e6
 def ggn(obj: Objective) -> torch.Tensor:
     "The dense generalized Gauss-Newton matrix $G = \\frac1N \\sum_i J_i^\\top \\nabla^2_z \\ell_i\\, J_i$, (P, P)."
-    P, loss = obj.num_params, _loss_arg(obj)
-    obj._check_dense((P, P), "Gauss-Newton matrix", "Use ggn_vp(obj, V), or gram_eigh(obj) for its eigenvalues")
+    P = obj.num_params
+    obj.check_dense((P, P), "Gauss-Newton matrix", "Use ggn_op(obj) @ V, or ggn_op(obj).factor().eigh() for its eigenvalues")
+    obj.check_fresh()
     G = torch.zeros(P, P, dtype=obj.theta.dtype, device=obj.theta.device)
     for s in _slices(obj, 2 * obj.num_classes * P):
         J = _jac(obj, obj.X[s])
-        with torch.no_grad(): Hz = loss_hessian(obj.forward(obj.theta, obj.X[s]), obj.y[s], loss)
+        with torch.no_grad(): Hz = obj.loss_fn.hessian(obj.forward(obj.theta, obj.X[s]), obj.y[s])
         G.addmm_(J.reshape(-1, P).T, (Hz @ J).reshape(-1, P), alpha=1 / obj.N)
     return check_finite("the Gauss-Newton matrix", (G + G.T) / 2)
 
 # %% ../nbs/03_gauss_newton.ipynb #9431a020
-def ggn_vp(obj: Objective, v: torch.Tensor) -> torch.Tensor:
-    "Gauss-Newton products G v for v of shape (P,) or (P, k): forward mode (J v), the output Hessian, reverse mode (J^T u)."
-    rows, single = obj._check_vector(v)
-    out, k, loss = torch.zeros_like(rows), obj._chunk(), _loss_arg(obj)
+def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
+    "G V for a checked block V (P, k): forward mode (J v), the output Hessian, reverse mode (J^T u), blocks of k."
+    obj.check_fresh()
+    rows, k, theta = V.T, obj.block_size(), obj.theta
+    out = torch.zeros_like(rows)
     for Xb, yb, w in obj.batches:
         f = lambda th: obj.forward(th, Xb)
-        z, pull = vjp(f, obj.theta)
-        Hz = loss_hessian(z.detach(), yb, loss) * (w / len(Xb))
+        z, pull = vjp(f, theta)
+        Hz = obj.loss_fn.hessian(z.detach(), yb) * (w / len(Xb))
         for i in range(0, len(rows), k):
-            Jv = vmap(lambda t: jvp(f, (obj.theta,), (t,))[1])(rows[i:i + k])  # (k, b, C)
+            Jv = vmap(lambda t: jvp(f, (theta,), (t,))[1])(rows[i:i + k])  # (k, b, C)
             out[i:i + k] += vmap(pull)(torch.einsum("bcd,kbd->kbc", Hz, Jv))[0]
-    check_finite("the Gauss-Newton product", out, "The model or loss produced NaN/inf in its derivatives.")
-    return out[0] if single else out.T
+    return out.T
+
+# %% ../nbs/03_gauss_newton.ipynb #9a63e0a2
+class GGNOp(Operator):
+    "The generalized Gauss-Newton matrix G of an Objective as an operator, with its factor G = V V^T."
+    def __init__(self, obj: Objective):
+        super().__init__(obj.num_params, obj.theta.dtype, obj.theta.device, "G", obj.max_dense_bytes)
+        self.obj = obj
+    def _matmat(self, V): return _ggn_block(self.obj, V)
+    def dense(self, progress=None): return ggn(self.obj)
+    def factor(self) -> FactorOp: return FactorOp(ggn_factor(self.obj), "G")
+    def eigh(self, k: int|None = None, vectors: bool = True): return self.factor().eigh(k, vectors)
+
+def ggn_op(obj: Objective) -> GGNOp:
+    "The Gauss-Newton matrix of `obj` as an `Operator`."
+    return GGNOp(obj)
+
+def ggn_vp(obj: Objective, v: torch.Tensor) -> torch.Tensor:
+    "Gauss-Newton products G v for v of shape (P,) or (P, k)."
+    return GGNOp(obj) @ v
 
 # %% ../nbs/03_gauss_newton.ipynb #3e0f67bd
 def ggn_factor(obj: Objective) -> torch.Tensor:
     "V of shape (P, N C) with $G = V V^\\top$: column (i, c') is $J_i^\\top s_{i,c'} / \\sqrt N$ for the output-Hessian factor $S_i$."
-    P, loss = obj.num_params, _loss_arg(obj)
-    obj._check_dense((P, obj.N * obj.num_classes), "Gauss-Newton factor", "Use ggn_vp(obj, V), or fewer samples")
+    P = obj.num_params
+    obj.check_dense((P, obj.N * obj.num_classes), "Gauss-Newton factor", "Use ggn_op(obj) @ V, or fewer samples")
+    obj.check_fresh()
     parts = []
     for s in _slices(obj, 2 * obj.num_classes * P):
         J = _jac(obj, obj.X[s])
-        with torch.no_grad(): S = loss_hessian_factor(obj.forward(obj.theta, obj.X[s]), obj.y[s], loss)
+        with torch.no_grad(): S = obj.loss_fn.factor(obj.forward(obj.theta, obj.X[s]), obj.y[s])
         parts.append(torch.einsum("ncp,ncr->pnr", J, S).reshape(P, -1))
     return torch.cat(parts, 1) / math.sqrt(obj.N)
 
@@ -149,38 +144,34 @@ def gram_eigh(obj: Objective, # the objective whose Gauss-Newton matrix is wante
               k: int|None = None, # how many of the largest eigenpairs (None: all N C)
               vectors: bool = True, # also return the eigenvectors of G (P, k)
              ):
-    "The top eigenvalues (descending) and eigenvectors of G from its N C x N C Gram matrix V^T V, never forming G."
-    V = ggn_factor(obj)
-    w, U = torch.linalg.eigh(V.T @ V)
-    w, U = w.flip(0)[:k], U.flip(1)[:, :k]
-    if not vectors: return w
-    return w, (V @ U) / w.clamp_min(torch.finfo(w.dtype).tiny).sqrt()  # G (V u) = V (V^T V) u = w V u, and |V u|^2 = w
+    "The top eigenvalues (descending) and eigenvectors of G from its N C x N C Gram matrix: `ggn_op(obj).eigh(k)`."
+    return GGNOp(obj).eigh(k, vectors)
 
 # %% ../nbs/03_gauss_newton.ipynb #74a9412d
-def _dot_logits(z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    "The mean over samples of g_i . z_i: a loss that is linear in the logits."
-    return (z * g).sum(-1).mean()
+class LinearLogits(Loss):
+    "The loss mean_i g_i . z_i, linear in the logits (targets g are the fixed logit gradients): its Hessian is the residual."
+    name, convex = "residual", True
+    def __call__(self, z, g): return (z * g).sum(-1).mean()
+    def grad(self, z, g): return g
+    def hessian(self, z, g): return torch.zeros(*z.shape, z.shape[1], dtype=z.dtype, device=z.device)
+    def factor(self, z, g): return self.hessian(z, g)
 
-def _residual_objective(obj: Objective) -> Objective:
-    "The objective theta -> mean_i g_i . f_i(theta), g_i the logit gradients at obj.theta held fixed: its Hessian is R."
-    key = (id(obj.theta), obj.theta._version)
-    cache = getattr(obj, "_residual_cache", None)
-    if cache is not None and cache[0] == key: return cache[1]
-    loss = _loss_arg(obj)
-    g = torch.cat([logit_grads(obj.forward(obj.theta, Xb).detach(), yb, loss) for Xb, yb, _ in obj.batches]).detach()
-    r = copy.copy(obj)
-    r.loss_fn, r.loss_name, r.y, r._graph_cache = _dot_logits, "residual", g, None
-    r._set_batches(obj.batch_size)
-    obj._residual_cache = (key, r)
-    return r
+def residual_op(obj: Objective) -> HessianOp:
+    "The residual R = H - G of `obj`, computed directly as the Hessian of the logit-linear surrogate; built once per Objective."
+    if "_derived_residual" not in obj.__dict__:
+        with torch.no_grad(): g = torch.cat([obj.loss_fn.grad(obj.forward(obj.theta, Xb), yb) for Xb, yb, _ in obj.batches])
+        op = HessianOp(obj.with_loss(LinearLogits(), g))
+        op.name = "R"
+        obj._derived_residual = op
+    return obj._derived_residual
 
 def residual(obj: Objective) -> torch.Tensor:
     "The dense residual $R = \\frac1N \\sum_i \\sum_c (\\partial \\ell_i/\\partial z_c)\\, \\nabla^2_\\theta f_{i,c}$, (P, P), computed directly."
-    return _residual_objective(obj).hessian()
+    return residual_op(obj).dense()
 
 def residual_vp(obj: Objective, v: torch.Tensor) -> torch.Tensor:
     "Residual products R v for v of shape (P,) or (P, k)."
-    return _residual_objective(obj).hvp(v)
+    return residual_op(obj) @ v
 
 # %% ../nbs/03_gauss_newton.ipynb #1847370d
 def check_split(obj: Objective, # a small objective (dense P x P matrices), ideally in float64
@@ -195,23 +186,11 @@ def check_split(obj: Objective, # a small objective (dense P x P matrices), idea
     eH, eG, eR = (torch.linalg.eigvalsh(A) for A in (H, G, R))
     tol = 100 * obj.num_params * torch.finfo(H.dtype).eps * float(eG[-1])
     assert eG[0] >= -tol, f"G has a negative eigenvalue {float(eG[0]):.3g}, beyond rounding ({tol:.1g}): G must be PSD"
-    rank, bound = int(torch.linalg.matrix_rank(ggn_factor(obj))), obj.N * (obj.num_classes - (obj.loss_name == "ce"))
+    rank, bound = int(torch.linalg.matrix_rank(ggn_factor(obj))), obj.N * (obj.num_classes - isinstance(obj.loss_fn, CrossEntropy))
     assert rank <= bound, f"rank(G) = {rank} exceeds the bound N r = {bound}"
     assert eH[0] >= eR[0] - tol, f"lambda_min(H) = {float(eH[0]):.3g} < lambda_min(R) = {float(eR[0]):.3g}"
     return {"H": eH, "G": eG, "R": eR, "rank": rank, "bound": bound, "P": obj.num_params, "N": obj.N,
             "split_error": float((G + R - H).abs().max()) / scale}
-
-# %% ../nbs/03_gauss_newton.ipynb #bc3bdb83
-def split_facts(cfg: TrainConfig, # a run of the lab (trained through its cache)
-                step: int, # 0 (initialisation) or one of cfg.checkpoints
-                n_per_class: int|None = None, # measure on this many training samples per class (None: all of them)
-               ) -> dict:
-    "`check_split` at checkpoint `step` of run `cfg`, on its training data: its assertions run, its measurements are cached."
-    def compute():
-        data = make_data(cfg)
-        data = data if n_per_class is None else subset(data, n_per_class)
-        return check_split(Objective(run_at(cfg, step), data.X, data.y, loss=cfg.loss))
-    return cached("split_facts", {"run": cfg.key(), "step": step, "n_per_class": n_per_class}, compute)
 
 # %% ../nbs/03_gauss_newton.ipynb #5dc8f9da
 def plot_spectra(eigs: dict, # name -> eigenvalues (1-D tensor), e.g. {"H": ..., "G": ..., "R": ...}
@@ -237,20 +216,6 @@ def plot_spectra(eigs: dict, # name -> eigenvalues (1-D tensor), e.g. {"H": ...,
     ax.set(xlabel="eigenvalue", ylabel="count", title=title)
     ax.legend(frameon=False, fontsize=8)
     return ax
-
-# %% ../nbs/03_gauss_newton.ipynb #e4139ad3
-def residual_trajectory(cfg: TrainConfig, # a run of the lab with checkpoints along training
-                       ) -> list[dict]:
-    "The training loss and ||R|| / ||G|| (Frobenius and spectral norms) at the initialisation and every checkpoint, cached."
-    def compute():
-        data, out = make_data(cfg), []
-        for step in (0, *cfg.checkpoints):
-            obj = Objective(run_at(cfg, step), data.X, data.y, loss=cfg.loss)
-            G, R = ggn(obj), residual(obj)
-            spectral = float(torch.linalg.eigvalsh(R).abs().max() / torch.linalg.eigvalsh(G).abs().max())
-            out.append({"step": step, "loss": float(obj.loss()), "fro": float(R.norm() / G.norm()), "spectral": spectral})
-        return out
-    return cached("residual_trajectory", {"run": cfg.key()}, compute)
 
 # %% ../nbs/03_gauss_newton.ipynb #5c7a809d
 def plot_residual_ratio(trajectories: dict, # label -> residual_trajectory(...) output

@@ -7,100 +7,67 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
-from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-from .core import Objective, check_finite, quiet
-from .gauss_newton import ggn_vp, residual_vp
+from .core import Objective, Operator, as_op, check_finite, quiet
 
 # %% auto #0
-__all__ = ['SymOp', 'curvature', 'Eigs', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density', 'wasserstein1',
-           'spectral_w1', 'plot_density', 'hutchpp', 'count_outliers', 'spiked_wishart', 'plot_scree']
+__all__ = ['Eigs', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density', 'wasserstein1', 'spectral_w1', 'plot_density',
+           'hutchpp', 'count_outliers', 'spiked_wishart', 'plot_scree']
 
 # %% ../nbs/04_spectrum.ipynb #d34edbca
-class SymOp:
-    "A symmetric linear map v -> A v on R^P (an Objective's Hessian, a square matrix, or a function) that counts its products."
-    def __init__(self,
-                 A, # an Objective (its Hessian), a square tensor, a SymOp, or a function v -> A v for v of shape (P,) or (P, k)
-                 P: int|None = None, # the dimension, needed for a function
-                 dtype: torch.dtype|None = None, # for a function (default: torch's default dtype)
-                 device=None, # for a function (default: cpu)
-                 name: str|None = None, # how errors name it
-                 symmetric: bool = False): # symmetric by construction: Lanczos then skips its symmetry check
-        if isinstance(A, SymOp): A, P, dtype, device, name, symmetric = A.f, A.P, A.dtype, A.device, name or A.name, A.symmetric
-        if isinstance(A, Objective):
-            f, P, dtype, device, name = A.hvp, A.num_params, A.theta.dtype, A.theta.device, name or "the Hessian product"
-            symmetric = True
-        elif torch.is_tensor(A):
-            if A.ndim != 2 or A.shape[0] != A.shape[1]:
-                raise ValueError(f"a matrix operand must be square (P, P), got shape {tuple(A.shape)}.")
-            f, P, dtype, device = A.__matmul__, A.shape[0], A.dtype, A.device
-        elif callable(A):
-            if P is None: raise ValueError("a function v -> A v needs its dimension: pass P= (for products of an Objective, obj.num_params).")
-            f = A
-        else: raise TypeError(f"A must be an Objective, a square tensor or a function v -> A v, got {type(A).__name__}.")
-        self.f, self.P, self.dtype = f, int(P), dtype or torch.get_default_dtype()
-        self.device, self.name, self.products = torch.device(device or "cpu"), name or "the product", 0
-        self.symmetric = symmetric
-
-    def __call__(self, V: torch.Tensor) -> torch.Tensor:
-        "A V for V of shape (P,) or (P, k), checked for shape and finiteness."
-        out = self.f(V)
-        self.products += 1 if V.ndim == 1 else V.shape[1]
-        if not torch.is_tensor(out) or out.shape != V.shape:
-            got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
-            raise ValueError(f"{self.name} returned {got} for an input of shape {tuple(V.shape)}: it must map (P,) to (P,) "
-                             "and (P, k) to (P, k).")
-        return check_finite(f"{self.name} (product {self.products})", out,
-                            "The operator produced NaN or inf: check the model, the data and the parameters (a diverged run?).")
-
-# %% ../nbs/04_spectrum.ipynb #19c4d519
-def curvature(obj: Objective, # the objective
-              which: str = "H", # "H" (Hessian), "G" (Gauss-Newton) or "R" (residual)
-             ) -> SymOp:
-    "The Hessian, Gauss-Newton matrix or residual of `obj` as a product-counting operator."
-    f = {"H": obj.hvp, "G": lambda v: ggn_vp(obj, v), "R": lambda v: residual_vp(obj, v)}.get(which)
-    if f is None: raise ValueError(f"which={which!r}: use 'H' (Hessian), 'G' (Gauss-Newton) or 'R' (residual).")
-    return SymOp(f, obj.num_params, obj.theta.dtype, obj.theta.device, name=f"the {which} product", symmetric=True)
+def _operator(A, who: str) -> Operator:
+    "The Operator a spectral tool works on: an Operator, or a scipy / curvlinops linear operator; clear errors otherwise."
+    if isinstance(A, Operator): return A
+    if isinstance(A, Objective):
+        raise TypeError(f"{who} takes an operator, not an Objective: pass obj.H (its Hessian), ggn_op(obj) or residual_op(obj).")
+    if torch.is_tensor(A): raise TypeError(f"{who} takes an operator: wrap a stored symmetric matrix with as_op(M).")
+    if callable(A) and not hasattr(A, "shape"):
+        raise TypeError(f"{who} takes an operator: wrap a function V -> A V with as_op(fn, P=..., dtype=...).")
+    if hasattr(A, "shape"): return as_op(A)
+    raise TypeError(f"{who} takes an Operator (or a scipy / curvlinops linear operator), got {type(A).__name__}.")
 
 # %% ../nbs/04_spectrum.ipynb #e4e5c467
-@patch
-def check_symmetric(self: SymOp, rtol: float = 1e-6, seed: int = 0):
-    "Raise a ValueError unless u.(A w) = w.(A u) for random u, w (two products): a cheap test of symmetry."
-    g = torch.Generator(self.device).manual_seed(seed + 7919)
-    U = torch.randn(self.P, 2, dtype=self.dtype, device=self.device, generator=g)
-    AU = self(U)
-    a, b = float(U[:, 0] @ AU[:, 1]), float(U[:, 1] @ AU[:, 0])
-    scale = float(AU.norm(dim=0).max() * U.norm(dim=0).max())
-    if abs(a - b) > rtol * scale:
-        raise ValueError(f"{self.name} is not symmetric: u.(A w) = {a:.6g} but w.(A u) = {b:.6g} for random u, w (a difference of "
-                         f"{abs(a - b) / scale:.1e} relative to |A||u||w|). Lanczos needs a symmetric operator: use (A + A^T) / 2.")
+def _positive_int(name: str, x, lo: int = 1, hi: int|None = None) -> int:
+    "x if it is an integer in lo..hi; a ValueError naming the argument otherwise."
+    if isinstance(x, bool) or not isinstance(x, int) or x < lo or (hi is not None and x > hi):
+        rng = f"{lo:,}..{hi:,}" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name}={x!r}: it must be an integer in {rng}.")
+    return x
 
 # %% ../nbs/04_spectrum.ipynb #e226ad77
 @dataclass
 class Eigs:
     "Eigenpairs from `lanczos`, with what it cost and how well they converged."
-    values: torch.Tensor # (k,), descending for which="top", ascending for "bottom"
+    values: torch.Tensor # (k,), descending for which="top", ascending for "bottom" (the extreme one first)
     vectors: torch.Tensor|None # (P, k) orthonormal Ritz vectors, or None
-    residuals: torch.Tensor # (k,) bounds on |A v - lambda v| (float64)
+    residuals: torch.Tensor # (k,) |A v - lambda v| / |A|: measured if vectors were computed, else Lanczos' estimates
     iterations: int # Lanczos steps taken
-    products: int # products with A used (the symmetry check included)
-    converged: bool # every residual at most tol * |A|
+    products: int # products with A used (the symmetry check and the final residuals included)
+    converged: bool # every residual at most tol * |A| and a fresh Krylov block found no missing eigenvalue
     history: list = None # (products so far, largest wanted residual / |A|) at each check
+    blocks: int = 1 # Krylov blocks (restarts for verification or closure, plus one)
 
     def __repr__(self):
-        return (f"Eigs(k={len(self.values)}, {self.iterations} iterations, {self.products} products, "
+        return (f"Eigs(k={len(self.values)}, {self.iterations} iterations, {self.blocks} block(s), {self.products} products, "
                 f"{'converged' if self.converged else 'NOT converged'}, max residual {float(self.residuals.max()):.1e})")
 
-def _step(op: SymOp, Q: torch.Tensor, j: int) -> tuple[float, torch.Tensor, float]:
-    "One Lanczos step from basis vector j: (q_j . A q_j, A q_j orthogonalised against q_0..q_j twice, its norm)."
-    w = op(Q[j])
-    a = float(Q[j] @ w)
-    for _ in range(2): w -= Q[:j + 1].T @ (Q[:j + 1] @ w)  # full reorthogonalisation (twice is enough)
-    return a, w, float(w.norm())
+def _unit(op: Operator, q: torch.Tensor) -> float:
+    "A power of 2 near the size of A q (max |entry| x sqrt P), from one product: Lanczos runs on A / s. 1 if A q = 0."
+    m = float((op @ q).abs().max())
+    return 2.0 ** round(math.log2(m * math.sqrt(op.P))) if m > 0 else 1.0
+
+def _step(op: Operator, Q: torch.Tensor, j: int, s: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, float]:
+    "One step on A / s from basis vector j: (Q^T A q_j over q_0..q_j, A q_j orthogonalised against them twice, its norm)."
+    w = (op @ Q[j]) / s
+    c = torch.zeros(j + 1, dtype=torch.float64)
+    for _ in range(2):  # full reorthogonalisation (twice is enough); the coefficients are column j of Q^T A Q
+        h = Q[:j + 1] @ w
+        w -= Q[:j + 1].T @ h
+        c += h.double().cpu()
+    return c, w, float(w.norm())
 
 def _tridiagonal(alpha: list, beta: list) -> torch.Tensor:
     "The symmetric tridiagonal matrix (float64) with diagonal alpha and off-diagonal beta."
@@ -111,60 +78,111 @@ def _tridiagonal(alpha: list, beta: list) -> torch.Tensor:
     return T
 
 # %% ../nbs/04_spectrum.ipynb #010e1656
-def lanczos(A, # an Objective (its Hessian), a square tensor, a SymOp, or a function v -> A v (then pass P=)
+def _fresh(op: Operator, Q: torch.Tensor, j: int, g: torch.Generator) -> torch.Tensor|None:
+    "A random unit vector orthogonal to q_0..q_j (a new Krylov block), or None when they span the whole space."
+    if j + 1 >= op.P: return None
+    for _ in range(3):
+        w = torch.randn(op.P, dtype=op.dtype, device=op.device, generator=g)
+        for _ in range(2): w -= Q[:j + 1].T @ (Q[:j + 1] @ w)
+        n = float(w.norm())
+        if n > 1e-3: return w / n  # rounding left a real new direction
+    return None
+
+def _wanted(theta: torch.Tensor, S: torch.Tensor, open_: dict, k: int, sgn: int):
+    "Indices of the k extreme Ritz values (most extreme first) and bounds on their residuals, sum of b_j |s_j| over open columns."
+    idx = torch.argsort(sgn * theta, descending=True)[:k]
+    res = sum((b * S[j, idx].abs() for j, b in open_.items()), torch.zeros(len(idx), dtype=torch.float64))
+    return idx, res
+
+# %% ../nbs/04_spectrum.ipynb #137cad4d
+def _block_extreme(H: torch.Tensor, start: int, b: float, sgn: int) -> tuple[float, float]:
+    "The extreme Ritz value of the current Krylov block alone (steps start..), and its estimated residual."
+    theta, S = torch.linalg.eigh(H[start:, start:])
+    i = int(torch.argmax(sgn * theta))
+    return float(theta[i]), b * float(S[-1, i].abs())
+
+# %% ../nbs/04_spectrum.ipynb #c2c96f01
+def _true_residuals(op: Operator, V: torch.Tensor, values: torch.Tensor, scale: float) -> torch.Tensor:
+    "Measured |A v - lambda v| / |A| for the returned pairs: one block product."
+    AV = op @ V
+    return ((AV - V * values.to(V.dtype)).norm(dim=0).double() / max(scale, torch.finfo(torch.float64).tiny)).cpu()
+
+# %% ../nbs/04_spectrum.ipynb #00c1401f
+def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / curvlinops linear operator
             k: int = 10, # how many eigenpairs
             which: str = "top", # "top": the largest (algebraic) eigenvalues; "bottom": the smallest
-            tol: float = 1e-8, # stop when every wanted pair has |A v - lambda v| <= tol * |A| (|A| estimated)
-            max_iter: int|None = None, # Lanczos steps at most (the Krylov basis is max_iter x P); default max(3k + 60, 2k + 100)
-            seed: int = 0, # seeds the starting vector
-            P: int|None = None, # the dimension, for a function
-            dtype: torch.dtype|None = None, # the vectors' dtype, for a function (default: torch's default dtype)
-            vectors: bool = True, # also return the Ritz vectors
-            check: bool|None = None, # check symmetry first (two products); default: unless symmetric by construction
+            tol: float = 1e-8, # wanted pairs reach |A v - lambda v| <= tol * |A| (raised to 100 eps of the dtype at least)
+            max_iter: int|None = None, # Lanczos steps at most (the Krylov basis is max_iter x P); default max(4k + 100, 3k + 150)
+            seed: int = 0, # seeds the starting vectors
+            vectors: bool = True, # also return the Ritz vectors (and measure their residuals: k more products)
+            verify: bool = True, # restart in a fresh block to catch missing copies of repeated eigenvalues
             check_every: int|None = None, # test convergence every this many steps (default: every step up to 50, then rarer)
             progress: bool|None = None) -> Eigs:
-    "Extreme eigenpairs of a symmetric operator by Lanczos with full reorthogonalisation and a residual-based stop."
-    op = A if isinstance(A, SymOp) else SymOp(A, P, dtype)
-    if which not in ("top", "bottom"): raise ValueError(f"which={which!r}: use 'top' (largest eigenvalues) or 'bottom' (smallest).")
-    if not isinstance(k, int) or not 1 <= k <= op.P:
-        raise ValueError(f"k={k!r} eigenpairs asked of a {op.P:,} x {op.P:,} operator: k must be an integer in 1..{op.P:,}.")
-    start = op.products
-    if check or (check is None and not op.symmetric): op.check_symmetric()
-    m = min(op.P, max_iter or max(3 * k + 60, 2 * k + 100))
+    "Extreme eigenpairs of a symmetric operator: Lanczos with full reorthogonalisation, residual stop and a verification restart."
+    op, sgn = _operator(A, "lanczos"), 1 if which == "top" else -1
+    _lanczos_args(op, k, which, max_iter)
+    tol, start = max(float(tol), 100 * torch.finfo(op.dtype).eps), op.products
+    verify_tol = max(tol, 1e-2)  # the fresh block's extreme only has to be placed below the k-th value
+    op.check_symmetric()
+    m = min(op.P, max_iter or max(4 * k + 100, 3 * k + 150))
     g = torch.Generator(op.device).manual_seed(seed)
-    Q = torch.empty(m, op.P, dtype=op.dtype, device=op.device)
-    alpha, beta, scale, history = [], [], 0.0, []
-    q = torch.randn(op.P, dtype=op.dtype, device=op.device, generator=g)
-    Q[0] = q / q.norm()
-    for j in tqdm(range(m), desc="Lanczos", disable=quiet() if progress is None else not progress):
-        a, w, b = _step(op, Q, j)
-        alpha.append(a)
-        every = check_every or max(1, (j + 1) // 50)  # the tridiagonal eigenproblem costs O(j^2): cheap next to a product
-        if j + 1 >= k and ((j + 1) % every == 0 or j + 1 == m or b <= 1e-10 * scale):
-            theta, S = torch.linalg.eigh(_tridiagonal(alpha, beta))
+    Q, H = torch.empty(m, op.P, dtype=op.dtype, device=op.device), torch.zeros(m, m, dtype=torch.float64)
+    Q[0] = _fresh(op, Q, -1, g)
+    s = _unit(op, Q[0])  # the run works on A / s, s a power of 2 near |A|: no underflow or overflow in norms
+    history, blocks, open_, scale, done = [], [0], {}, 0.0, False
+    bar = tqdm(total=m, desc="Lanczos", disable=quiet() if progress is None else not progress)
+    for j in range(m):
+        c, w, b = _step(op, Q, j, s)
+        H[:j + 1, j] = H[j, :j + 1] = c; bar.update()
+        scale, open_[j] = max(scale, float(c.abs().max()), b), b  # column j is open until q_{j+1} = w / b continues it
+        restart = closed = b <= 1e-10 * scale
+        every = check_every or max(1, (j + 1) // 50)  # the projected eigenproblem costs O(j^3): cheap next to a product
+        if j + 1 >= k and ((j + 1) % every == 0 or closed or j + 1 == m):
+            theta, S = torch.linalg.eigh(H[:j + 1, :j + 1])
             scale = max(scale, float(theta.abs().max()))
-            idx = torch.arange(j, j - k, -1) if which == "top" else torch.arange(k)
-            res = b * S[-1, idx].abs()
-            history.append((op.products - start, float(res.max()) / scale))
-            if bool((res <= tol * scale).all()): break
-        if j + 1 == m: break
-        if b <= 1e-10 * max(scale, abs(alpha[0])):  # an invariant subspace: continue from a fresh direction orthogonal to it
-            w = torch.randn(op.P, dtype=op.dtype, device=op.device, generator=g)
-            for _ in range(2): w -= Q[:j + 1].T @ (Q[:j + 1] @ w)
-            b, beta_j = float(w.norm()), 0.0
-        else: beta_j = b
-        beta.append(beta_j); Q[j + 1] = w / b
-    theta, S = torch.linalg.eigh(_tridiagonal(alpha, beta))
-    n = len(alpha)
-    idx = torch.arange(n - 1, n - 1 - min(k, n), -1) if which == "top" else torch.arange(min(k, n))
-    res = b * S[-1, idx].abs()
-    ok = bool((res <= tol * max(scale, float(theta.abs().max()))).all()) and n >= k
-    if not ok:
-        warnings.warn(f"Lanczos did not converge in {n} steps ({op.products - start} products): {int((res <= tol * scale).sum())} "
-                      f"of {k} eigenpairs reached residual <= tol * |A| = {tol * scale:.1e}; the largest residual is {float(res.max()):.1e}. "
-                      "Returning the best estimates: raise max_iter or loosen tol.")
+            idx, res = _wanted(theta, S, open_, k, sgn)
+            history.append((op.products - start, float(res.max()) / max(scale, 1e-300)))
+            conv = bool((res <= tol * scale).all())
+            if len(blocks) == 1: done, restart = conv and not verify, restart or (conv and verify)
+            else:  # a verification block: a new copy of a wanted eigenvalue, or nothing new?
+                ext, r = _block_extreme(H[:j + 1, :j + 1], blocks[-1], b, sgn)
+                beyond = sgn * ext + r >= sgn * float(theta[idx[-1]])
+                restart = restart or (beyond and r <= tol * scale)  # a copy found: look for more in a fresh block
+                done = conv and not beyond and r <= verify_tol * scale
+        if done or j + 1 == m: done = done or j + 1 == op.P; break  # blocks spanning the whole space: exact
+        q = _fresh(op, Q, j, g) if restart else w / b
+        if q is None: done = True; break  # the blocks span the whole space: the Ritz values are exact
+        Q[j + 1] = q
+        if restart: blocks.append(j + 1)
+        else: del open_[j]; H[j, j + 1] = H[j + 1, j] = b
+    bar.close()
+    return _finish(op, Q, H, open_, k, sgn, tol, scale, vectors, start, history, blocks, done, s)
+
+# %% ../nbs/04_spectrum.ipynb #4feaaf00
+def _lanczos_args(op: Operator, k, which: str, max_iter):
+    "Clear errors for a bad k, which or max_iter."
+    if which not in ("top", "bottom"): raise ValueError(f"which={which!r}: use 'top' (largest eigenvalues) or 'bottom' (smallest).")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= op.P:
+        raise ValueError(f"k={k!r} eigenpairs asked of a {op.P:,} x {op.P:,} operator: k must be an integer in 1..{op.P:,}.")
+    if max_iter is not None: _positive_int("max_iter", max_iter)
+
+def _finish(op, Q, H, open_, k, sgn, tol, scale, vectors, start, history, blocks, done, s) -> Eigs:
+    "Ritz pairs from the projected matrix Q^T A Q, their measured residuals, and the verdict."
+    n = max(open_) + 1
+    theta, S = torch.linalg.eigh(H[:n, :n])
+    scale = max(scale, float(theta.abs().max()))
+    idx, res = _wanted(theta, S, open_, min(k, n), sgn)
+    res = res / max(scale, 1e-300)
     V = (Q[:n].T @ S[:, idx].to(op.dtype)) if vectors else None
-    return Eigs(theta[idx].to(op.dtype), V, res, n, op.products - start, ok, history)
+    values = (theta[idx] * s).to(op.dtype)
+    if vectors: res = _true_residuals(op, V, values, scale * s)
+    ok = n >= k and bool((res <= tol).all()) and done
+    if not ok:
+        warnings.warn(f"Lanczos did not converge in {n} steps ({op.products - start} products, {len(blocks)} block(s)): "
+                      f"{int((res <= tol).sum())} of {k} eigenpairs reached residual <= tol * |A| = {tol * scale * s:.1e}"
+                      f"{'' if done else ' or the verification restart had not finished'}; the largest residual is "
+                      f"{float(res.max()) * scale * s:.1e}. Returning the best estimates: raise max_iter or loosen tol.")
+    return Eigs(values, V, res, n, op.products - start, ok, history, len(blocks))
 
 # %% ../nbs/04_spectrum.ipynb #dc7be0ad
 def plot_convergence(runs: dict, # label -> Eigs from lanczos
@@ -189,17 +207,16 @@ class Quadrature:
 
     def __repr__(self): return f"Quadrature({self.nodes.shape[0]} probes x {self.nodes.shape[1]} nodes, P={self.P:,}, {self.products} products)"
 
-def slq(A, # an Objective, a square tensor, a SymOp, or a function v -> A v (then pass P=)
+def slq(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / curvlinops linear operator
         probes: int = 8, # independent random starting vectors (Rademacher)
         steps: int = 60, # Lanczos steps per probe (nodes of the quadrature)
         seed: int = 0,
-        P: int|None = None, # the dimension, for a function
-        dtype: torch.dtype|None = None, # the vectors' dtype, for a function
         progress: bool|None = None) -> Quadrature:
     "Stochastic Lanczos quadrature: a few Lanczos runs whose Ritz values and weights approximate the spectral distribution."
-    op = A if isinstance(A, SymOp) else SymOp(A, P, dtype)
-    if probes < 1 or not 1 <= steps <= op.P:
-        raise ValueError(f"slq needs probes >= 1 and steps in 1..P = {op.P:,}; got probes={probes}, steps={steps}.")
+    op = _operator(A, "slq")
+    if isinstance(probes, bool) or not isinstance(probes, int) or not isinstance(steps, int) or probes < 1 or not 1 <= steps <= op.P:
+        raise ValueError(f"slq needs integers probes >= 1 and steps in 1..P = {op.P:,}; got probes={probes!r}, steps={steps!r}.")
+    op.check_symmetric()
     start, g = op.products, torch.Generator(op.device).manual_seed(seed)
     nodes, weights = torch.zeros(probes, steps, dtype=torch.float64), torch.zeros(probes, steps, dtype=torch.float64)
     for p in tqdm(range(probes), desc="SLQ probes", disable=quiet() if progress is None else not progress):
@@ -208,13 +225,13 @@ def slq(A, # an Objective, a square tensor, a SymOp, or a function v -> A v (the
         nodes[p, :len(e[0])], weights[p, :len(e[0])] = e
     return Quadrature(nodes, weights, op.P, op.products - start)
 
-def _lanczos_run(op: SymOp, q: torch.Tensor, steps: int):
+def _lanczos_run(op: Operator, q: torch.Tensor, steps: int):
     "Ritz values and squared first components after `steps` Lanczos steps from the unit vector q (full reorthogonalisation)."
     Q = torch.empty(steps, op.P, dtype=op.dtype, device=op.device)
     Q[0], alpha, beta = q, [], []
     for j in range(steps):
-        a, w, b = _step(op, Q, j)
-        alpha.append(a)
+        c, w, b = _step(op, Q, j)
+        alpha.append(float(c[j]))
         if j + 1 == steps or b <= 1e-12 * max(abs(a) for a in alpha): break  # the Krylov space is exhausted: the quadrature is exact
         beta.append(b); Q[j + 1] = w / b
     theta, S = torch.linalg.eigh(_tridiagonal(alpha, beta))
@@ -228,6 +245,7 @@ def density(q: Quadrature, # from `slq`
             sign: int = 1, # with log=True: +1 for the positive eigenvalues, -1 for the negative ones
            ) -> torch.Tensor:
     "The spectral density smoothed by a Gaussian: sum of weight x N(grid; node, sigma^2), averaged over probes."
+    if sigma is not None and not sigma > 0: raise ValueError(f"sigma={sigma!r}: the Gaussian width must be positive.")
     x, w = q.nodes.reshape(-1), q.weights.reshape(-1) / q.nodes.shape[0]
     if log:
         keep = (x * sign) > 0
@@ -285,23 +303,23 @@ def plot_density(q: Quadrature, # from slq
     return ax
 
 # %% ../nbs/04_spectrum.ipynb #a799af78
-def hutchpp(A, # an Objective, a square tensor, a SymOp, or a function v -> A v (then pass P=)
+def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / curvlinops linear operator
             products: int = 60, # the budget: a third sketches the top of the spectrum, a third projects it, a third probes the rest
             seed: int = 0,
-            P: int|None = None, # the dimension, for a function
-            dtype: torch.dtype|None = None, # the vectors' dtype, for a function
            ) -> tuple[float, float]:
     "The trace by Hutch++: the exact trace on a sketched top subspace, Hutchinson on the rest; (estimate, standard error)."
-    op = A if isinstance(A, SymOp) else SymOp(A, P, dtype)
+    op = _operator(A, "hutchpp")
+    if isinstance(products, bool) or not isinstance(products, int) or products < 6:
+        raise ValueError(f"hutchpp needs an integer budget of at least 6 products, got {products!r}.")
+    op.check_symmetric()
     m = products // 3
-    if m < 2: raise ValueError(f"hutchpp needs a budget of at least 6 products, got {products}.")
     g = torch.Generator(op.device).manual_seed(seed)
     rademacher = lambda k: torch.randint(0, 2, (op.P, k), generator=g, device=op.device).to(op.dtype) * 2 - 1
-    Q, _ = torch.linalg.qr(op(rademacher(m)))
-    top = float((Q * op(Q)).sum())
+    Q, _ = torch.linalg.qr(op @ rademacher(m))
+    top = float((Q * (op @ Q)).sum())
     G = rademacher(m)
     G -= Q @ (Q.T @ G)
-    z = (G * op(G)).sum(0).double()
+    z = (G * (op @ G)).sum(0).double()
     return top + float(z.mean()), float(z.std() / math.sqrt(m))
 
 # %% ../nbs/04_spectrum.ipynb #ff107906
