@@ -4,7 +4,7 @@ Problem: digits, a 64-64-10 ReLU MLP (P = 4,810, float64), 2,000 GD steps at ste
 C = 10), cross-entropy, through the lab's run cache. Methods, each from the trained Objective:
   averaging  averaged_top_space(obj, C): class means by one batched backward pass per class, a C x C eigenproblem
   dense      ggn(obj) then torch.linalg.eigh (P x P)
-  lanczos    lanczos(curvature(obj, "G"), k=C): matrix-free products with G
+  lanczos    lanczos(ggn_op(obj), k=C): matrix-free products with G
 Reported: time (best of 3 interleaved rounds), products with G, and the overlap of each subspace with the dense top-C
 eigenspace (||Q^T Q_dense||_F^2 / C), plus the top-C eigenvalues' ratio to G's.
 
@@ -18,7 +18,8 @@ import torch
 from hessian_nb.class_structure import averaged_top_space, class_split, subspace_overlap
 from hessian_nb.core import Objective
 from hessian_nb.gauss_newton import ggn
-from hessian_nb.spectrum import curvature, lanczos
+from hessian_nb.gauss_newton import ggn_op
+from hessian_nb.spectrum import lanczos
 from hessian_nb.train import TrainConfig, run
 
 torch.set_num_threads(2)
@@ -40,7 +41,7 @@ def main():
         return w.flip(0)[:C], U.flip(1)[:, :C], 0
 
     def krylov():
-        e = lanczos(curvature(obj, "G"), k=C)
+        e = lanczos(ggn_op(obj), k=C)
         return e.values, e.vectors, e.products
 
     methods = {"averaging (class means, C x C)": averaging, "dense ggn + eigh (P x P)": dense, "lanczos on ggn_vp": krylov}

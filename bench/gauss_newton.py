@@ -4,7 +4,7 @@ Problem: the digits 64-256-10 ReLU MLP of bench/spectrum.py (P = 19,210, float64
 cache), cross-entropy; G is taken on balanced subsets of the training set with N = 20, 50, 100, 200 samples, so that
 N C = 200 .. 2,000 is far below P. Methods, all on the same G:
   gram      hessian_nb.gauss_newton.gram_eigh(obj, 10): per-sample Jacobians -> V (P x N C) -> eigh of V^T V; no products
-  lanczos   hessian_nb.spectrum.lanczos(curvature(obj, "G"), 10): matrix-free G v (forward mode, output Hessian, reverse mode)
+  lanczos   hessian_nb.spectrum.lanczos(ggn_op(obj), 10): matrix-free G v (forward mode, output Hessian, reverse mode)
   eigsh     scipy.sparse.linalg.eigsh(curvlinops GGNLinearOperator, k=10, which='LA'), default tol (machine precision)
 Time: methods interleaved, best of 3 rounds. Agreement: max relative difference of the 10 eigenvalues to the gram route.
 A second table asks for the whole nonzero spectrum, k = N (C - 1) eigenvalues (the rank of G), for N = 20 and 50; agreement
@@ -24,7 +24,8 @@ from torch import nn
 from hessian_nb.core import Objective
 from hessian_nb.data import subset
 from hessian_nb.gauss_newton import gram_eigh
-from hessian_nb.spectrum import curvature, lanczos
+from hessian_nb.gauss_newton import ggn_op
+from hessian_nb.spectrum import lanczos
 from hessian_nb.train import TrainConfig, run
 
 warnings.filterwarnings("ignore")
@@ -52,7 +53,7 @@ def table(r, npcs, whole):
         k = obj.N * 9 if whole else 10
         methods = {
             "gram (hessian_nb)": lambda: (gram_eigh(obj, k, vectors=False), 0),
-            "lanczos on ggn_vp (hessian_nb)": lambda: (lambda e: (e.values, e.products))(lanczos(curvature(obj, "G"), k=k)),
+            "lanczos on ggn_vp (hessian_nb)": lambda: (lambda e: (e.values, e.products))(lanczos(ggn_op(obj), k=k)),
             "curvlinops GGN + eigsh": lambda: eigsh_ggn(r.model, d.X, d.y, k),
         }
         best = {m: (math.inf, None) for m in methods}

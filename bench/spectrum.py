@@ -4,7 +4,7 @@ Problems (float64, full batch, cross-entropy, trained through the lab's run cach
   mlp : digits 64-256-10 ReLU MLP (P = 19,210), N = 1,297 training images, 300 steps of GD at lr 0.5
   cnn : the lab's digits CNN (8 and 16 channels, 32 hidden; P = 3,658), N = 500 images, 300 steps of GD at lr 0.5
 Top-k (k = 1, 10, 20): each method at its defaults and at a setting matching ours (relative eigenvalue error <= 1e-8):
-  hessian_nb        lanczos(obj, k) (tol 1e-8, stops on Ritz residuals)
+  hessian_nb        lanczos(obj.H, k) (tol 1e-8, stops on Ritz residuals)
   eigenthings       hessian_eigenthings.lanczos(HessianOperator, k): runs exactly max_iter steps (default 2k, full
                     reorthogonalisation only up to 50 steps); "matched": the smallest max_iter in a ladder that reaches the error
   curvlinops+eigsh  scipy.sparse.linalg.eigsh(HessianLinearOperator.to_scipy(), k, which='LA'), default tol (machine precision)
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from hessian_nb.core import Objective
-from hessian_nb.spectrum import SymOp, lanczos, slq, wasserstein1
+from hessian_nb.spectrum import lanczos, slq, wasserstein1
 from hessian_nb.train import TrainConfig, run
 
 warnings.filterwarnings("ignore")
@@ -60,7 +60,7 @@ def setup(name):
 
 def ours(model, X, y, k, tol):
     obj = Objective(model, X, y)
-    e = lanczos(obj, k=k, tol=tol)
+    e = lanczos(obj.H, k=k, tol=tol)
     return e.values, e.products
 
 
@@ -112,7 +112,7 @@ def timed(f):
 def topk_table(name, ks, rounds, quick):
     model, X, y = setup(name)
     obj = Objective(model, X, y)
-    ref_e = lanczos(obj, k=max(ks), tol=1e-13, max_iter=600)
+    ref_e = lanczos(obj.H, k=max(ks), tol=1e-13, max_iter=600)
     ref = ref_e.values
     chk, _ = curvlinops_eigsh(model, X, y, max(ks))
     print(f"\n### Top-k eigenvalues, {name}: P = {obj.num_params:,}, N = {obj.N:,}; reference checked against eigsh: "
@@ -160,7 +160,7 @@ def density_table(budgets):
     print("|---|---|---|---|---|")
     for probes, steps in budgets:
         rows = {}
-        q, t = timed(lambda: slq(obj, probes, steps, seed=0))
+        q, t = timed(lambda: slq(obj.H, probes, steps, seed=0))
         rows["hessian_nb slq"] = (t, wasserstein1(q.nodes, exact, q.weights))
         op = he.HessianOperator(model, [(X, y)], he.supervised_loss(nn.CrossEntropyLoss()))
         res, t = timed(lambda: he.spectral_density(op, num_runs=probes, lanczos_steps=steps, seed=0))

@@ -12,7 +12,8 @@ import torch
 from .core import Objective
 from torch.func import vjp, vmap
 
-from .gauss_newton import _loss_arg, ggn_factor, loss_hessian_factor
+from .core import FactorOp
+from .gauss_newton import ggn_factor
 
 # %% auto #0
 __all__ = ['class_labels', 'ClassSplit', 'class_split', 'class_means', 'averaged_top_space', 'subspace_overlap',
@@ -48,15 +49,17 @@ class ClassSplit:
     delta_c: torch.Tensor # (C, P) class means delta_c
     weights: torch.Tensor # (C,) class shares n_c / N (1/C when balanced)
 
+    def op(self, *parts: int) -> FactorOp:
+        "The sum of the given pieces (0..3) as a factor operator: e.g. split.op(0, 1, 2) is G0 + G1 + G2."
+        return FactorOp(torch.cat([(self.A0, self.A1, self.A2, self.A3)[k] for k in parts], 1), "+".join(f"G{k}" for k in parts))
+
     def matrix(self, *parts: int) -> torch.Tensor:
-        "The dense sum of the given pieces (0..3), P x P: e.g. split.matrix(0, 1, 2) is G0 + G1 + G2."
-        A = torch.cat([(self.A0, self.A1, self.A2, self.A3)[k] for k in parts], 1)
-        return A @ A.T
+        "The dense sum of the given pieces (0..3), P x P."
+        return self.op(*parts).dense()
 
     def eigvals(self, *parts: int) -> torch.Tensor:
         "The nonzero-spectrum eigenvalues (descending) of the sum of the given pieces, from its small Gram matrix."
-        A = torch.cat([(self.A0, self.A1, self.A2, self.A3)[k] for k in parts], 1)
-        return torch.linalg.eigvalsh(A.T @ A).flip(0).clamp_min(0)
+        return self.op(*parts).eigh(vectors=False)
 
 # %% ../nbs/06_class_structure.ipynb #838a6148
 def class_split(obj: Objective) -> ClassSplit:
@@ -80,13 +83,13 @@ def class_split(obj: Objective) -> ClassSplit:
 # %% ../nbs/06_class_structure.ipynb #6550fee5
 def class_means(obj: Objective) -> tuple[torch.Tensor, torch.Tensor]:
     "The class-pair means delta_{c,c'} (C, C, P) and the class shares (C,), by one batched backward pass per class: no per-sample Jacobians."
-    y, C, loss = class_labels(obj), obj.num_classes, _loss_arg(obj)
+    y, C = class_labels(obj), obj.num_classes
     dcc = torch.zeros(C, C, obj.num_params, dtype=obj.theta.dtype, device=obj.theta.device)
     for c in range(C):
         idx = torch.nonzero(y == c).flatten()
         Xc, yc = obj.X[idx], obj.y[idx]
         z, pull = vjp(lambda th: obj.forward(th, Xc), obj.theta)
-        S = loss_hessian_factor(z.detach(), yc, loss)                   # (n_c, C, C'): column c' of each sample's factor
+        S = obj.loss_fn.factor(z.detach(), yc)                          # (n_c, C, C'): column c' of each sample's factor
         dcc[c] = vmap(pull)(S.permute(2, 0, 1) / len(idx))[0]           # (C', P): the mean over class c of J_i^T s_{i,c'}
     return dcc, torch.bincount(y, minlength=C).to(obj.theta.dtype) / obj.N
 
@@ -99,9 +102,7 @@ def averaged_top_space(source: ClassSplit|Objective, # a split, or an Objective 
         dc = (dcc.sum(1) - dcc.diagonal(dim1=0, dim2=1).T) / (C - 1)
         A1 = (dc * ((C - 1) * w).sqrt()[:, None]).T
     else: A1 = source.A1
-    w, U = torch.linalg.eigh(A1.T @ A1)
-    w, U = w.flip(0)[:k], U.flip(1)[:, :k]
-    return w, (A1 @ U) / w.clamp_min(torch.finfo(w.dtype).tiny).sqrt()
+    return FactorOp(A1, "G1").eigh(k)
 
 def subspace_overlap(Q1: torch.Tensor, Q2: torch.Tensor) -> float:
     "||Q1^T Q2||_F^2 / k for orthonormal bases (P, k) of two k-dimensional subspaces: 1 if equal, 0 if orthogonal."

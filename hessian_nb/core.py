@@ -91,7 +91,8 @@ def factor(self: Loss, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     w, U = torch.linalg.eigh(self.hessian(z, y))
     if (w < -1e-10 * w.abs().amax(-1, keepdim=True)).any():
         raise ValueError(f"the loss {self.name!r} is not convex in the logits (its Hessian there has negative eigenvalues), "
-                         "so the Gauss-Newton matrix is not PSD and has no real factor G = V V^T: use its products instead.")
+                         "so the Gauss-Newton matrix is not PSD and has no real factor G = V V^T: use its products, ggn_op(obj) @ V, or the "
+                         "dense ggn(obj) instead.")
     return U * w.clamp_min(0).sqrt()[:, None, :]
 
 # %% ../nbs/00_core.ipynb #658b2d4b
@@ -273,8 +274,8 @@ def _check_loss(self: Objective, z: torch.Tensor, yb: torch.Tensor):
     "The loss must return a finite real scalar, the mean over the batch (checked on the batch against its two halves)."
     with torch.no_grad(): out = self.loss_fn(z, yb)
     if not torch.is_tensor(out) or out.numel() != 1 or not out.is_floating_point():
-        shape = f"{tuple(out.shape)} {out.dtype}" if torch.is_tensor(out) else type(out).__name__
-        raise ValueError(f"the loss returned {shape}, not a floating-point scalar: it must return the mean over the batch "
+        shape = (tuple(out.shape) if out.numel() != 1 else out.dtype) if torch.is_tensor(out) else type(out).__name__
+        raise ValueError(f"the loss returned {shape}, not a scalar in floating point: it must return the mean over the batch "
                          "as a tensor (reduction='mean', or .mean() at the end).")
     check_finite("the loss at the model's parameters", out, "Check the data, the initialisation and the loss.")
     n = len(z)
@@ -457,7 +458,7 @@ def _hvp_block(self: Objective, V: torch.Tensor) -> torch.Tensor:
 @patch
 def hvp(self: Objective, v: torch.Tensor) -> torch.Tensor:
     "Hessian-vector products at `self.theta`: H v for v of shape (P,), or H V for V of shape (P, k)."
-    if _traced(v):
+    if isinstance(v, torch.Tensor) and _traced(v):
         raise TypeError("obj.hvp reuses a cached autograd graph and cannot run inside torch.func transforms or on a tensor "
                         "that requires grad: compose the pure loss instead, torch.func.jvp(torch.func.grad(obj.loss), "
                         "(theta,), (v,)), or pass v.detach().")

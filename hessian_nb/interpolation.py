@@ -101,7 +101,7 @@ def sharpness_along(model_a: nn.Module, model_b: nn.Module, data: Data, alphas, 
     out = []
     for a in torch.as_tensor(alphas, dtype=torch.float64).tolist():
         nn.utils.vector_to_parameters((1 - a) * ta + a * tb, model.parameters())
-        out.append(float(lanczos(Objective(model, data.X, data.y, loss=loss), k=1).values[0]))
+        out.append(float(lanczos(Objective(model, data.X, data.y, loss=loss).H, k=1).values[0]))
     return torch.tensor(out, dtype=torch.float64)
 
 # %% ../nbs/07_interpolation.ipynb #5c160033

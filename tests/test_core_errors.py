@@ -125,12 +125,12 @@ def test_dense_hessian_too_large(problem):
 
 
 @pytest.mark.parametrize("make_v,exc,fragment", [
-    (lambda P: torch.randn(P - 1), ValueError, "v has shape (50,); it must have shape (P,) or (P, k) with P = obj.num_params = 51"),
+    (lambda P: torch.randn(P - 1), ValueError, "v has shape (50,); it must have shape (P,) or (P, k) with P = 51"),
     (lambda P: torch.randn(P, 2, 2), ValueError, "v has shape (51, 2, 2)"),
-    (lambda P: torch.randn(P, dtype=torch.float32), TypeError, "v has dtype torch.float32 but the parameters are torch.float64"),
+    (lambda P: torch.randn(P, dtype=torch.float32), TypeError, "v has dtype torch.float32 but the operator works in torch.float64"),
     (lambda P: [0.0] * P, TypeError, "v must be a torch.Tensor"),
     (lambda P: torch.full((P,), float("nan")), ValueError, "v contains 51 non-finite value(s)"),
-    (lambda P: torch.randn(P, device="meta"), ValueError, "v is on meta, the parameters on cpu"),
+    (lambda P: torch.randn(P, device="meta"), ValueError, "v is on meta, the operator on cpu"),
 ])
 def test_bad_vectors(problem, make_v, exc, fragment):
     obj = Objective(*problem)
@@ -139,7 +139,7 @@ def test_bad_vectors(problem, make_v, exc, fragment):
 
 def test_bad_theta(problem):
     obj = Objective(*problem)
-    with raises(ValueError, "theta has shape (51, 1); it must have shape (P,) with P = obj.num_params = 51"):
+    with raises(ValueError, "theta has shape (51, 1); it must have shape (P,) with P = 51"):
         obj.loss(obj.theta[:, None])
 
 

@@ -31,23 +31,36 @@ def test_hvp_is_linear_and_symmetric():
     torch.testing.assert_close(obj.hvp(2 * u - 3 * v), 2 * obj.hvp(u) - 3 * obj.hvp(v), rtol=1e-12, atol=1e-13)
 
 
-def test_theta_change_invalidates_the_cached_graph():
+def test_theta_is_a_copy_and_at_moves_the_point():
+    "Editing obj.theta changes nothing; obj.at(theta) is the curvature at another point, with a fresh graph."
     model, X, y = gelu_net(2)
     obj = Objective(model, X, y)
     v = torch.randn(obj.num_params)
     first = obj.hvp(v)
-    obj.theta.mul_(1.5)  # in place: products must now be taken at the new point
-    moved = obj.hvp(v)
-    ref = torch.func.jvp(torch.func.grad(lambda t: obj.loss_fn(obj.forward(t, X), y)), (obj.theta,), (v,))[1]
+    obj.theta.mul_(1.5)  # a copy: nothing happens
+    torch.testing.assert_close(obj.hvp(v), first, rtol=0, atol=0)
+    moved = obj.at(1.5 * obj.theta).hvp(v)
+    ref = torch.func.jvp(torch.func.grad(lambda t: obj.loss_fn(obj.forward(t, X), y)), (1.5 * obj.theta,), (v,))[1]
     torch.testing.assert_close(moved, ref, rtol=1e-12, atol=1e-13)
     assert not torch.allclose(first, moved)
+
+
+def test_buffers_are_never_modified():
+    "BatchNorm in eval mode: products and the dense Hessian leave running statistics untouched."
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
+    model.train(); model(torch.randn(32, 4, dtype=torch.float64)); model.eval()  # non-trivial running statistics
+    before = {k: b.clone() for k, b in model.named_buffers()}
+    obj = Objective(model, torch.randn(10, 4, dtype=torch.float64), torch.randint(0, 3, (10,)))
+    obj.hvp(torch.randn(obj.num_params, 3)); obj.hessian(); obj.grad()
+    for k, b in model.named_buffers(): torch.testing.assert_close(b, before[k], rtol=0, atol=0)
 
 
 def test_small_chunks_give_the_same_hessian():
     model, X, y = gelu_net(3)
     full = Objective(model, X, y).hessian()
     tiny = Objective(model, X, y, chunk_bytes=1)  # one product at a time
-    assert tiny._chunk() == 1
+    assert tiny.block_size() == 1
     torch.testing.assert_close(tiny.hessian(), full, rtol=1e-13, atol=1e-15)
     torch.testing.assert_close(tiny.hvp(torch.eye(tiny.num_params)[:, :5]), full[:, :5], rtol=1e-13, atol=1e-15)
 
