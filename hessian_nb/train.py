@@ -5,6 +5,7 @@
 # %% ../nbs/02_train.ipynb #a93f82d2
 from __future__ import annotations
 import hashlib
+import io
 import json
 import math
 import os
@@ -23,8 +24,8 @@ from .data import Data, blobs, digits, two_blobs
 
 # %% auto #0
 __all__ = ['ACTIVATIONS', 'DATASETS', 'CACHE_VERSION', 'mlp', 'num_params', 'cnn', 'TrainConfig', 'make_data', 'make_model',
-           'CorruptCheckpoint', 'atomic_save', 'load_checkpoint', 'batch_indices', 'evaluate', 'Run', 'train',
-           'save_state', 'cache_root', 'run', 'run_at', 'cached', 'plot_history']
+           'CorruptCheckpoint', 'atomic_save', 'safe_load', 'load_checkpoint', 'batch_indices', 'evaluate', 'Run',
+           'train', 'save_state', 'cache_root', 'run', 'run_at', 'cached', 'plot_history']
 
 # %% ../nbs/02_train.ipynb #7f99f118
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -65,7 +66,7 @@ def cnn(channels: tuple[int, int] = (8, 16), # output channels of the two convol
 
 # %% ../nbs/02_train.ipynb #f70facd6
 DATASETS = {"blobs": blobs, "two_blobs": two_blobs, "digits": digits}
-CACHE_VERSION = 3 # part of every run's key: bump it when data generation or training arithmetic changes
+CACHE_VERSION = 4 # part of every run's key: bump it when data generation or training arithmetic changes
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -109,21 +110,39 @@ class CorruptCheckpoint(ValueError):
     "A checkpoint file that cannot be read back."
 
 def atomic_save(obj, path: str|os.PathLike):
-    "torch.save `obj` to `path` atomically: a temporary file in the same folder, then a rename."
+    "torch.save `obj` to `path` atomically (a temporary file, then a rename), with a SHA-256 digest of its bytes inside."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO(); torch.save(obj, buf)
+    payload = buf.getvalue()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+            torch.save({"sha256": hashlib.sha256(payload).hexdigest(),
+                        "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}, f)
+            f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: a shared cache must be readable as the umask allows
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
 
+def _umask() -> int:
+    m = os.umask(0); os.umask(m); return m
+
+def safe_load(path: str|os.PathLike):
+    "What `atomic_save` wrote, after checking its digest (torch's zip reader skips CRCs: a flipped bit would load silently)."
+    outer = torch.load(path, weights_only=True)
+    if not isinstance(outer, dict) or set(outer) != {"sha256", "payload"}:
+        raise ValueError("not written by atomic_save (no digest)")
+    payload = outer["payload"].numpy().tobytes()
+    if hashlib.sha256(payload).hexdigest() != outer["sha256"]:
+        raise ValueError("its SHA-256 digest does not match its contents (a flipped bit or a partial write)")
+    return torch.load(io.BytesIO(payload), weights_only=True)
+
 def load_checkpoint(path: str|os.PathLike) -> dict:
     "A checkpoint saved by `train`, checked; `CorruptCheckpoint` if it cannot be read."
     try:
-        ck = torch.load(path, weights_only=True)
+        ck = safe_load(path)
     except FileNotFoundError: raise
     except Exception as e:
         raise CorruptCheckpoint(f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e)[:120]}); it is truncated "
@@ -265,6 +284,9 @@ def run_at(cfg: TrainConfig, step: int) -> nn.Module:
         warnings.warn(f"checkpoint {step} of run {cfg.key()} is missing or unreadable ({e}). Training the run again.")
         (path.parent / "final.pt").unlink(missing_ok=True)
         run(cfg); ck = load_checkpoint(path)
+    if ck["step"] != step or json.dumps(ck["config"], sort_keys=True) != json.dumps(asdict(cfg), sort_keys=True):
+        raise CorruptCheckpoint(f"{path} records step {ck['step']} of another configuration or step, not step {step} of this "
+                                "run: the cache was edited by hand. Delete the run's folder and train again.")
     model = make_model(cfg, make_data(cfg))
     model.load_state_dict(ck["state"])
     return model.eval()
@@ -279,7 +301,7 @@ def cached(name: str, # a readable prefix for the file, e.g. "gn_trajectory"
     path = cache_root() / "results" / f"{name}_{hashlib.sha256(text.encode()).hexdigest()[:16]}.pt"
     if path.exists():
         try:
-            entry = torch.load(path, weights_only=True)
+            entry = safe_load(path)
             if isinstance(entry, dict) and entry.get("config") == text: return entry["value"]
             warnings.warn(f"{path} holds another configuration; computing it again.")
         except Exception as e:
