@@ -1,22 +1,55 @@
 # hessian_nb: the two commands a newcomer needs are `make book` and `make test` (see README.md).
 SHELL   := /bin/bash
 PYTHON  ?= python3
+# The oldest Python that every pin in requirements.txt supports (tests/test_packaging.py checks it against their metadata).
+PYTHON_MIN := 3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
-export HESSIAN_NB_QUIET := 1
+# Every pip call goes through constraints.txt: torch stays at the tested pin, whatever a package asks for.
+PIP     := $(BIN)/python -m pip install --quiet --constraint constraints.txt
+# The browser that tests/test_book.py drives: `make test CHROMIUM=/path/to/chromium` for another one.
+CHROMIUM ?= /usr/bin/chromium
+# Fashion-MNIST's IDX files come from the Debian package dataset-fashion-mnist; HESSIAN_NB_FASHION_MNIST=/folder (in the
+# environment or on the command line) names another copy, and reaches the notebooks and tests from there.
+export CHROMIUM
+ROOT    := $(filter 0,$(shell id -u))
 
-.PHONY: book test nbtest sync pytest lab bench assets clean
+.PHONY: book test nbtest sync pytest lab bench assets clean prereqs check-prereqs package-check
 
-# The environment: exactly the pinned toolchain, plus this package in editable mode.
-$(VENV)/.installed: requirements.txt setup.py settings.ini
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "hessian_nb needs Python >= 3.11, found " + sys.version.split()[0]'
+# What each command needs from the machine, checked (scripts/check-prereqs) before any of them does any work; each thing
+# missing is reported with the command that fixes it. `make check-prereqs` checks all of them.
+NEEDS_book          := python npm fashion-mnist
+NEEDS_test          := python npm chromium fashion-mnist
+NEEDS_nbtest        := python fashion-mnist
+NEEDS_pytest        := python chromium fashion-mnist
+NEEDS_sync          := python
+NEEDS_lab           := python fashion-mnist
+NEEDS_bench         := python
+NEEDS_assets        := npm
+NEEDS_package-check := python
+NEEDS_check-prereqs := python npm chromium fashion-mnist
+NEEDS := $(sort $(foreach g,$(or $(MAKECMDGOALS),default),$(or $(NEEDS_$(g)),python)))
+prereqs:
+	@PYTHON=$(PYTHON) PYTHON_MIN=$(PYTHON_MIN) CHROMIUM=$(CHROMIUM) scripts/check-prereqs $(NEEDS)
+check-prereqs: prereqs
+	@echo "all prerequisites found: $(NEEDS)"
+
+# Progress bars stay quiet in the tests, the book build and the benchmarks; `make lab` keeps them.
+book test nbtest pytest bench: export HESSIAN_NB_QUIET := 1
+
+# The environment: exactly the pinned toolchain, plus this package in editable mode. torch is installed first and WITH its
+# dependencies (from the public index, torch==2.13.0 is the CUDA build and needs its nvidia-* wheels); the rest with
+# --no-deps (see requirements.txt); constraints.txt keeps every step from replacing torch.
+$(VENV)/.installed: requirements.txt constraints.txt setup.py settings.ini | prereqs
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --no-deps -r requirements.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(PIP) torch
+	$(PIP) --no-deps -r requirements.txt
+	$(PIP) --no-deps -e .
+	$(BIN)/python -c 'import torch; torch.ones(1)' || { echo "torch does not import in $(VENV): rm -rf $(VENV) and run make again"; exit 1; }
 	touch $@
 
 # JavaScript the book serves itself (offline): MathJax and the Jupyter widgets embedder, pinned in package-lock.json.
-node_modules/.installed: package.json package-lock.json
+node_modules/.installed: package.json package-lock.json | prereqs
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -31,7 +64,7 @@ _vendor/.assets: node_modules/.installed
 assets: _vendor/.assets
 
 # The book, built from nbs/ into _build/html; any notebook error or Sphinx warning fails the build.
-book: $(VENV)/.installed _vendor/.assets
+book: $(VENV)/.installed _vendor/.assets | prereqs
 	$(BIN)/jupyter-book build . -W --keep-going
 
 # Every test: the notebooks, the library in sync with them, the book, then pytest (bad input, the book in a browser).
@@ -51,8 +84,9 @@ sync: $(VENV)/.installed
 pytest: $(VENV)/.installed
 	$(BIN)/python -m pytest tests -q
 
+# JupyterLab refuses to run as root without --allow-root (a container, a CI machine): given only there.
 lab: $(VENV)/.installed
-	$(BIN)/jupyter lab --notebook-dir nbs
+	$(BIN)/jupyter lab --notebook-dir nbs$(if $(ROOT), --allow-root)
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/dense_hessian.py
@@ -60,6 +94,11 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/gauss_newton.py
 	$(BIN)/python bench/spectrum.py
 	$(BIN)/python bench/class_structure.py
+
+# The wheel, installed into a clean venv outside the checkout, imports and runs the README's examples; the README's install
+# commands resolve a torch with its dependencies from the public index (dry run). See .ci/package-check.
+package-check: $(VENV)/.installed
+	PYTHON=$(PYTHON) .ci/package-check
 
 clean:
 	rm -rf _build _vendor

@@ -5,6 +5,7 @@ For every page in _toc.yml: the title is there, every figure loads, the math is 
 Build the book first (`make book`; `make test` does it).
 """
 import functools
+import os
 import http.server
 import json
 import re
@@ -17,7 +18,7 @@ import yaml
 ROOT = Path(__file__).parents[1]
 HTML = ROOT / "_build" / "html"
 EXECUTED = ROOT / "_build" / "jupyter_execute"
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # make test CHROMIUM=/path/to/chromium
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # Console errors that are known and harmless, each with the reason. (None so far.)
