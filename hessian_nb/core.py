@@ -4,6 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #1f9d60c5
 from __future__ import annotations
+import contextlib
 import math
 import os
 from typing import Callable
@@ -227,10 +228,20 @@ def unflatten(self: Objective, theta: torch.Tensor) -> dict[str, torch.Tensor]:
     "Named parameter tensors (views into `theta`), as `torch.func.functional_call` takes them."
     return {n: c.view(s) for n, c, s in zip(self._names, theta.split(self._numels), self._shapes)}
 
+def _differentiable_attention() -> contextlib.ExitStack:
+    "Attention through the math kernel, whose backward can be differentiated again (the fused kernels' cannot); MHA fast path off."
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    stack = contextlib.ExitStack()
+    stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    stack.callback(torch.backends.mha.set_fastpath_enabled, fast)
+    return stack
+
 @patch
 def forward(self: Objective, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    "The model's logits on inputs `X` at parameters `theta`."
-    return functional_call(self.model, self.unflatten(theta), (X,))
+    "The model's logits on inputs `X` at parameters `theta` (attention through a twice-differentiable kernel)."
+    with _differentiable_attention(): return functional_call(self.model, self.unflatten(theta), (X,))
 
 @patch
 def _batch_loss(self: Objective, theta: torch.Tensor, Xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
@@ -438,10 +449,9 @@ def _products(self: Objective, t, g, rows: torch.Tensor) -> torch.Tensor:
         return torch.autograd.grad(g, t, rows, retain_graph=True, is_grads_batched=True)[0]
     except RuntimeError as e:
         self._graph_cache = None  # a failed product must not leave a half-used graph behind
-        raise RuntimeError(f"a Hessian-vector product failed inside PyTorch: {e}. If the model uses attention, build it "
-                           "with a kernel that has a double backward: run inside torch.nn.attention.sdpa_kernel"
-                           "(SDPBackend.MATH), and for nn.TransformerEncoderLayer/MultiheadAttention use need_weights or "
-                           "disable the fast path (torch.backends.mha.set_fastpath_enabled(False)).") from e
+        raise RuntimeError(f"a Hessian-vector product failed inside PyTorch: {e}. Some operation of the model has no "
+                           "second derivative in this PyTorch build (a fused kernel, a custom autograd.Function without a "
+                           "double backward): replace it by its plain-PyTorch form for the curvature computation.") from e
 
 # %% ../nbs/00_core.ipynb #9a8c411c
 @patch
