@@ -4,17 +4,19 @@
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #2601c268
 from __future__ import annotations
+from dataclasses import asdict, dataclass
+
 import torch
 
 from .core import Objective
 from .gauss_newton import ggn, residual
-from .spectrum import count_outliers
+from .spectrum import OutlierCount, count_outliers
 from .train import TrainConfig, cached, make_data, make_model, num_params, run, run_at
 
 # %% auto #0
-__all__ = ['SCALES', 'TRAJECTORY', 'spectrum_facts', 'class_configs', 'class_sweep', 'plot_spectrum_hist', 'width_configs',
-           'width_sweep', 'plot_top_eigenvalues', 'spread_configs', 'spread_sweep', 'training_spectra', 'batch_configs',
-           'batch_comparison']
+__all__ = ['SCALES', 'TRAJECTORY', 'Spectra', 'spectrum_facts', 'cached_spectra', 'class_configs', 'class_sweep',
+           'plot_spectrum_hist', 'width_configs', 'width_sweep', 'plot_top_eigenvalues', 'spread_configs',
+           'spread_sweep', 'training_spectra', 'batch_configs', 'batch_comparison']
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #a2a8249b
 SCALES = {
@@ -37,18 +39,39 @@ def _scale(scale: str, part: str) -> dict:
     return SCALES[scale][part]
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #84b943a6
-def spectrum_facts(model, data, loss: str = "ce", with_residual: bool = True) -> dict:
-    "Dense spectra of H, G (and R) of `model` on its training data, with the quantities the claims need."
-    obj = Objective(model, data.X, data.y, loss=loss)
-    eH, eG = torch.linalg.eigvalsh(obj.hessian()), torch.linalg.eigvalsh(ggn(obj))
-    out = {"H": eH, "G": eG, "P": obj.num_params, "N": obj.N, "C": obj.num_classes, "loss": float(obj.loss()),
-           "grad_norm": float(obj.grad().norm()), "count_H": count_outliers(eH), "count_G": count_outliers(eG)}
-    if with_residual: out["R_min"] = float(torch.linalg.eigvalsh(residual(obj))[0])
-    return out
+@dataclass
+class Spectra:
+    "Dense spectra of one network on its training data (eigenvalues descending, as everywhere in the book) and its state."
+    H: torch.Tensor # eigenvalues of the Hessian, descending
+    G: torch.Tensor|None # of the Gauss-Newton matrix, descending (None if not asked for)
+    R: torch.Tensor|None # of the residual, descending (None if not asked for)
+    P: int # parameters
+    N: int # samples
+    C: int # classes (outputs)
+    loss: float # training loss
+    grad_norm: float # final gradient norm
+    @property
+    def count_H(self) -> int|None: "Outliers counted in H (None: no clear gap)."; return count_outliers(self.H).count
+    @property
+    def count_G(self) -> int|None: "Outliers counted in G (None: no clear gap)."; return count_outliers(self.G).count
+    @property
+    def R_min(self) -> float: "The residual's smallest eigenvalue."; return float(self.R[-1])
 
-def _trained_facts(name: str, configs: dict, with_residual: bool = False) -> dict:
+def spectrum_facts(model, data, loss: str = "ce", parts: tuple = ("H", "G", "R")) -> Spectra:
+    "Dense spectra of `parts` of H, G, R of `model` on its training data (H always), descending."
+    obj = Objective(model, data.X, data.y, loss=loss)
+    eig = lambda M: torch.linalg.eigvalsh(M).flip(0)
+    return Spectra(eig(obj.hessian()), eig(ggn(obj)) if "G" in parts else None, eig(residual(obj)) if "R" in parts else None,
+                   obj.num_params, obj.N, obj.num_classes, float(obj.loss()), float(obj.grad().norm()))
+
+def cached_spectra(name: str, config: dict, compute) -> Spectra:
+    "A Spectra through the result cache (stored as a plain dict, read back as a Spectra; counts are taken on what is read)."
+    return Spectra(**cached(name, {**config, "format": 2}, lambda: asdict(compute())))
+
+def _trained_facts(name: str, configs: dict, parts: tuple = ("H", "G")) -> dict:
     "spectrum_facts of each configuration's trained network, cached under `name`."
-    return {key: cached(name, {"run": cfg.key()}, lambda: spectrum_facts(run(cfg).model, make_data(cfg), with_residual=with_residual))
+    return {key: cached_spectra(name, {"run": cfg.key(), "parts": list(parts)},
+                                 lambda: spectrum_facts(run(cfg).model, make_data(cfg), parts=parts))
             for key, cfg in configs.items()}
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #fc2800b3
@@ -61,7 +84,7 @@ def class_configs(scale: str = "book") -> dict:
 
 def class_sweep(scale: str = "book") -> dict:
     "Spectra of H and G (and the residual's smallest eigenvalue) of trained blob classifiers, for each number of classes."
-    return _trained_facts("class_sweep", class_configs(scale), with_residual=True)
+    return _trained_facts("class_sweep", class_configs(scale), parts=("H", "G", "R"))
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #dbed17ed
 def plot_spectrum_hist(spectra: dict, # label -> eigenvalues
@@ -92,14 +115,14 @@ def width_sweep(scale: str = "book") -> dict:
     return _trained_facts("width_sweep", width_configs(scale))
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #7996f24e
-def plot_top_eigenvalues(sweep: dict, # parameter value -> spectrum_facts(...)
+def plot_top_eigenvalues(sweep: dict, # parameter value -> Spectra
                          top: int = 12, # how many of the largest eigenvalues
                          xlabel: str = "", log_y: bool = True, ax=None):
     "The largest eigenvalues of each run of a sweep against the swept parameter: one line per rank."
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(5, 3.2))[1]
     xs = list(sweep)
-    vals = torch.stack([torch.sort(f["H"].double(), descending=True).values[:top] for f in sweep.values()])
+    vals = torch.stack([f.H.double()[:top] for f in sweep.values()])
     for i in range(vals.shape[1]):
         ax.plot(xs, vals[:, i], "o-", ms=3, lw=1, color="C3" if i == 0 else "0.5" if i > 8 else "C0", alpha=1 if i < 9 else 0.6)
     if log_y: ax.set_yscale("log")
@@ -125,8 +148,8 @@ TRAJECTORY = TrainConfig(data={"name": "digits", "n_per_class": 10, "image": Fal
 def training_spectra(cfg: TrainConfig = TRAJECTORY, # a run with checkpoints (default: the Gauss-Newton chapter's digits MLP)
                      steps: tuple = (0, 10, 100, 1000, 10000)) -> dict:
     "Spectra of H and G at checkpoints along one training run."
-    return {s: cached("training_spectra", {"run": cfg.key(), "step": s},
-                      lambda: spectrum_facts(run_at(cfg, s), make_data(cfg), with_residual=False)) for s in steps}
+    return {s: cached_spectra("training_spectra", {"run": cfg.key(), "step": s},
+                               lambda: spectrum_facts(run_at(cfg, s), make_data(cfg), parts=("H", "G"))) for s in steps}
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #b71175c8
 def batch_configs(scale: str = "book") -> dict:

@@ -15,7 +15,7 @@ from .core import Objective, Operator, as_op, check_finite, quiet
 
 # %% auto #0
 __all__ = ['Eigs', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density', 'wasserstein1', 'spectral_w1', 'plot_density',
-           'hutchpp', 'count_outliers', 'spiked_wishart', 'plot_scree']
+           'hutchpp', 'OutlierCount', 'count_outliers', 'spiked_wishart', 'plot_scree']
 
 # %% ../nbs/04_spectrum.ipynb #d34edbca
 def _operator(A, who: str) -> Operator:
@@ -323,22 +323,41 @@ def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
     return top + float(z.mean()), float(z.std() / math.sqrt(m))
 
 # %% ../nbs/04_spectrum.ipynb #ff107906
+@dataclass
+class OutlierCount:
+    "How many eigenvalues stand apart from the bulk, with the evidence: `count` is None when no gap is clear."
+    count: int|None # eigenvalues above the cut, or None (no clear gap)
+    ratio: float # lambda_i / lambda_(i+1) at the largest log-gap of the window
+    below: float # the ratio it was compared with (80th percentile of the next `after` ratios)
+    runner_up: tuple # (position, ratio) of the second-largest ratio in the window, or None
+    def __repr__(self):
+        head = f"{self.count} outliers" if self.count is not None else "no clear gap"
+        return f"OutlierCount({head}: ratio {self.ratio:.3g} at the cut vs {self.below:.3g} below; runner-up {self.runner_up})"
+
+# %% ../nbs/04_spectrum.ipynb #12ff57b4
 def count_outliers(eigenvalues: torch.Tensor, # the spectrum (any order), or its top part
                    window: int|None = None, # look for the edge among the top `window` eigenvalues (default: a tenth of them, 10 to 100)
-                   kappa: float = 3.0, # the edge's log-gap must be kappa times the largest of the next `after` log-gaps
-                   after: int = 10, # how many log-gaps below the edge it is compared with
+                   kappa: float = 3.0, # the edge's log-gap must be kappa times the log-gaps just below it
+                   after: int = 10, # how many log-gaps below the edge it is compared with (their 80th percentile)
                    floor: float = 1e-10, # ignore eigenvalues below floor x the largest (numerical zeros)
-                  ) -> int:
-    "How many eigenvalues stand apart from the bulk: where lambda_i / lambda_(i+1) is largest in the top window, if that gap dwarfs the next ones; else 0."
-    lam = torch.sort(eigenvalues.reshape(-1).double(), descending=True).values
-    if len(lam) == 0 or lam[0] <= 0: return 0
+                  ) -> OutlierCount:
+    "How many eigenvalues stand apart from the bulk: the largest ratio lambda_i / lambda_(i+1) in the top window, if clear."
+    if not torch.is_tensor(eigenvalues):
+        raise TypeError(f"eigenvalues must be a tensor, got {type(eigenvalues).__name__}: pass torch.as_tensor(...).")
+    lam = torch.sort(check_finite("the eigenvalues", eigenvalues.reshape(-1).double()), descending=True).values
+    none = OutlierCount(None, 1.0, 1.0, None)
+    if len(lam) == 0 or lam[0] <= 0: return none
     window = window or min(100, max(10, len(lam) // 10))
     lam = lam[lam > floor * lam[0]][: window + 1]
     r = torch.log(lam[:-1] / lam[1:])  # log-gaps between consecutive eigenvalues
-    if len(r) < 2: return 0
-    i = int(r.argmax())
+    if len(r) < 2: return none
+    order = torch.argsort(r, descending=True)
+    i = int(order[0])
     below = r[i + 1:i + 1 + after]
-    return i + 1 if len(below) and float(r[i]) >= kappa * float(below.max()) else 0
+    ref = float(torch.quantile(below, 0.8)) if len(below) else float("inf")
+    runner = (int(order[1]) + 1, math.exp(float(r[order[1]])))
+    clear = float(r[i]) > 0 and float(r[i]) >= kappa * ref
+    return OutlierCount(i + 1 if clear else None, math.exp(float(r[i])), math.exp(ref) if len(below) else float("nan"), runner)
 
 # %% ../nbs/04_spectrum.ipynb #cf2f89d7
 def spiked_wishart(P: int = 400, # dimension

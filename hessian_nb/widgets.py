@@ -8,7 +8,7 @@ import re
 
 import torch
 
-from .bulk import plot_spectrum_hist, spectrum_facts
+from .bulk import Spectra, cached_spectra, plot_spectrum_hist, spectrum_facts
 from .train import TrainConfig, cached, make_data, run
 
 # %% auto #0
@@ -51,16 +51,16 @@ def explorer_config(classes: int, width: int, spread: float) -> TrainConfig:
     return TrainConfig(data={"name": "blobs", "k": classes, "d": 20, "n_per_class": 10, "spread": spread},
                        model={"arch": "mlp", "hidden": [width, width]}, lr=0.1, max_steps=5000, grad_tol=1e-3, log_every=100)
 
-def explorer_facts(classes: int, width: int, spread: float) -> dict:
+def explorer_facts(classes: int, width: int, spread: float) -> Spectra:
     "Spectra of the explorer's network at one position: trained and diagonalised once, then read from the cache."
     cfg = explorer_config(classes, width, spread)
-    return cached("explorer", {"run": cfg.key()}, lambda: spectrum_facts(run(cfg).model, make_data(cfg), with_residual=False))
+    return cached_spectra("explorer", {"run": cfg.key()}, lambda: spectrum_facts(run(cfg).model, make_data(cfg), parts=("H", "G")))
 
-def draw_spectrum(ax, f: dict, title: str = ""):
+def draw_spectrum(ax, f: Spectra, title: str = ""):
     "One explorer frame: the Hessian's eigenvalues (relative to the largest, log counts) with the counted outliers marked."
-    plot_spectrum_hist({"H": f["H"]}, {"H": f["count_H"]}, ax=ax)
-    ax.set_ylim(0.5, 2 * f["P"])  # fixed across frames
-    ax.set_title(title or f"{f['count_H']} outliers counted, P = {f['P']:,}")
+    plot_spectrum_hist({"H": f.H}, {"H": f.count_H}, ax=ax)
+    ax.set_ylim(0.5, 2 * f.P)  # fixed across frames
+    ax.set_title(title or f"{f.count_H} outliers counted, P = {f.P:,}")
 
 # %% ../nbs/08_explore.ipynb #6a711aac
 class SpectrumExplorer:
@@ -84,9 +84,9 @@ class SpectrumExplorer:
         self.progress.value, self.progress.bar_style = 1, "info"  # training (or reading the cache), then the spectra
         self.facts = f = explorer_facts(**pos)
         self.progress.value, self.progress.bar_style = 2, "success"
-        self.status.value = (f"C = {pos['classes']}, width {pos['width']}, spread {pos['spread']}: P = {f['P']:,}, "
-                             f"<b>{f['count_H']} outliers</b> counted, top eigenvalue {float(f['H'][-1]):.3g}, "
-                             f"final gradient norm {f['grad_norm']:.1e}")
+        self.status.value = (f"C = {pos['classes']}, width {pos['width']}, spread {pos['spread']}: P = {f.P:,}, "
+                             f"<b>{f.count_H} outliers</b> counted, top eigenvalue {float(f.H[0]):.3g}, "
+                             f"final gradient norm {f.grad_norm:.1e}")
         with self.plot:
             clear_output(wait=True)
             fig, ax = plt.subplots(figsize=(5, 3)); draw_spectrum(ax, f); plt.show()

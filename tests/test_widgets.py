@@ -10,11 +10,11 @@ def test_spectrum_explorer_follows_its_sliders(tmp_path, monkeypatch):
     monkeypatch.setenv("HESSIAN_NB_CACHE", str(tmp_path))
     ex = SpectrumExplorer(grid={"classes": (2, 3), "width": (5, 7), "spread": (1.0,)},
                           start={"classes": 2, "width": 5, "spread": 1.0})
-    p0 = ex.facts["P"]
+    p0 = ex.facts.P
     ex.sliders["width"].value = 7
-    assert ex.facts["P"] > p0 and "width 7" in ex.status.value
+    assert ex.facts.P > p0 and "width 7" in ex.status.value
     ex.sliders["width"].value = 5  # back: read from the cache, same numbers
-    assert ex.facts["P"] == p0 and (tmp_path / "results").exists()
+    assert ex.facts.P == p0 and (tmp_path / "results").exists()
 
 
 def test_interpolation_explorer_follows_its_slider():
