@@ -45,7 +45,7 @@ def interpolate(model_a: nn.Module, # the point at alpha = 0
     check_interpolable(model_a, model_b)
     alphas = torch.linspace(-1, 2, 31, dtype=torch.float64) if alphas is None else torch.as_tensor(alphas, dtype=torch.float64)
     ta, tb = flat_params(model_a), flat_params(model_b)
-    train_obj, test_obj = (Objective(model_a.eval(), X, y, loss=loss) for X, y in ((data.X, data.y), (data.X_test, data.y_test)))
+    train_obj, test_obj = (Objective(model_a, X, y, loss=loss) for X, y in ((data.X, data.y), (data.X_test, data.y_test)))
     out = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
     for a in alphas.tolist():
         theta = (1 - a) * ta + a * tb
@@ -97,11 +97,10 @@ def plot_two_phase(history: list, # two_phase(...)["history"]
 def sharpness_along(model_a: nn.Module, model_b: nn.Module, data: Data, alphas, loss: str = "ce") -> torch.Tensor:
     "The top Hessian eigenvalue of the training loss at points of the line (Lanczos, k = 1)."
     check_interpolable(model_a, model_b)
-    ta, tb, model = flat_params(model_a), flat_params(model_b), copy.deepcopy(model_a).eval()
+    ta, tb, base = flat_params(model_a), flat_params(model_b), Objective(model_a, data.X, data.y, loss=loss)
     out = []
     for a in torch.as_tensor(alphas, dtype=torch.float64).tolist():
-        nn.utils.vector_to_parameters((1 - a) * ta + a * tb, model.parameters())
-        out.append(float(lanczos(Objective(model, data.X, data.y, loss=loss).H, k=1).values[0]))
+        out.append(float(lanczos(base.at((1 - a) * ta + a * tb).H, k=1).values[0]))
     return torch.tensor(out, dtype=torch.float64)
 
 # %% ../nbs/07_interpolation.ipynb #5c160033
