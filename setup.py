@@ -30,6 +30,8 @@ def extras(cfg):
 optional = dict(author_email=cfg["author_email"]) if cfg.get("author_email", "").strip() else {}
 if cfg.get("git_url", "").strip():
     optional["url"] = cfg["git_url"]
+if cfg.get("console_scripts", "").strip():  # e.g. hessian-nb=hessian_nb.cli:main (the chapters' experiments from a shell)
+    optional["entry_points"] = {"console_scripts": cfg["console_scripts"].split()}
 
 setuptools.setup(
     name=cfg["lib_name"],

@@ -239,3 +239,13 @@ def test_prereq_checks_name_the_fix(tmp_path):
     r = run_checks("python", PYTHON=sys.executable, PYTHON_MIN=makefile_var("PYTHON_MIN"))
     assert r.returncode == 0, r.stderr
     assert run_checks("nonsense").returncode == 2
+
+
+def test_console_script_points_at_a_function():
+    "settings.ini's console_scripts (read by setup.py into entry_points; pyproject lists 'scripts' as dynamic) name a real callable."
+    import configparser, importlib, tomllib
+    cfg = configparser.ConfigParser(delimiters=["="]); cfg.read(ROOT / "settings.ini")
+    name, target = cfg["DEFAULT"]["console_scripts"].split("=")
+    mod, fn = target.split(":")
+    assert name == "hessian-nb" and callable(getattr(importlib.import_module(mod), fn))
+    assert "scripts" in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dynamic"]
