@@ -35,17 +35,19 @@ def _check_split(X, y, C: int, which: str):
 # %% ../nbs/01_data.ipynb #4a908f71
 @dataclass
 class Data:
-    "Training and test inputs with integer labels in 0..C-1."
+    "Training inputs with integer labels in 0..C-1, and optionally test ones (None: no test set)."
     X: torch.Tensor # training inputs (N, ...)
     y: torch.Tensor # training labels (N,)
-    X_test: torch.Tensor # test inputs (N_test, ...)
-    y_test: torch.Tensor # test labels (N_test,)
+    X_test: torch.Tensor|None # test inputs (N_test, ...); None: no test set
+    y_test: torch.Tensor|None # test labels (N_test,); None with X_test
     num_classes: int # C
     name: str = "data" # a short description, for titles and cache keys
 
     def __post_init__(self):
         _check_split(self.X, self.y, self.num_classes, f"{self.name} (train)")
-        _check_split(self.X_test, self.y_test, self.num_classes, f"{self.name} (test)")
+        if (self.X_test is None) != (self.y_test is None):
+            raise ValueError(f"{self.name}: give both X_test and y_test, or neither (None, None) for no test set.")
+        if self.X_test is not None: _check_split(self.X_test, self.y_test, self.num_classes, f"{self.name} (test)")
         counts = torch.bincount(self.y, minlength=self.num_classes)
         if (counts == 0).any():
             empty = (counts == 0).nonzero().flatten().tolist()
@@ -53,15 +55,28 @@ class Data:
                              "needs at least one (relabel the classes, or lower num_classes).")
 
     def __repr__(self):
-        return (f"Data({self.name!r}: {len(self.X):,} train / {len(self.X_test):,} test, inputs {tuple(self.X.shape[1:])}, "
+        test = f"{len(self.X_test):,} test" if self.X_test is not None else "no test set"
+        return (f"Data({self.name!r}: {len(self.X):,} train / {test}, inputs {tuple(self.X.shape[1:])}, "
                 f"C={self.num_classes}, {str(self.X.dtype).removeprefix('torch.')})")
 
 # %% ../nbs/01_data.ipynb #cd558199
 @patch
 def to(self: Data, dtype: torch.dtype) -> Data:
     "The same data with floating inputs cast to `dtype`."
-    cast = lambda t: t.to(dtype) if t.is_floating_point() else t
+    cast = lambda t: t.to(dtype) if t is not None and t.is_floating_point() else t
     return Data(cast(self.X), self.y, cast(self.X_test), self.y_test, self.num_classes, self.name)
+
+@patch(as_prop=True)
+def has_test(self: Data) -> bool:
+    "Whether there is a test set with at least one sample."
+    return self.X_test is not None and len(self.X_test) > 0
+
+@patch
+def require_test(self: Data, who: str = "this") -> tuple[torch.Tensor, torch.Tensor]:
+    "(X_test, y_test), or a ValueError saying that `who` needs a test set and how to make one."
+    if not self.has_test: raise ValueError(f"{who} needs a test set, and {self.name} has none: build the Data with X_test "
+                                           "and y_test, or use from_tensors(..., test_fraction=0.2).")
+    return self.X_test, self.y_test
 
 @patch
 def class_counts(self: Data) -> torch.Tensor:
@@ -91,14 +106,15 @@ def stratified_split(y: torch.Tensor, # integer labels (N,)
 def from_tensors(X: torch.Tensor, # inputs (N, ...)
                  y: torch.Tensor, # integer labels (N,)
                  num_classes: int|None = None, # C; default: max(y) + 1
-                 test_fraction: float = 0.2, # share of each class held out
+                 test_fraction: float = 0.2, # share of each class held out (0: no test set)
                  seed: int = 0, # seeds the split
                  name: str = "tensors"):
     "A `Data` from your own tensors, split per class into train and test."
     X, y = torch.as_tensor(X), torch.as_tensor(y)
     _check_split(X, y, (num_classes or int(y.max()) + 1) if len(y) else 1, name)
     tr, te = stratified_split(y, test_fraction, seed)
-    return Data(X[tr], y[tr], X[te], y[te], num_classes or int(y.max()) + 1, name)
+    test = (X[te], y[te]) if len(te) else (None, None)  # nothing held out: no test set, rather than an empty one
+    return Data(X[tr], y[tr], *test, num_classes or int(y.max()) + 1, name)
 
 def from_dataset(ds, **kwargs):
     "A `Data` from a torch `Dataset` of (input, label) pairs; keyword arguments as for `from_tensors`."
@@ -314,7 +330,7 @@ def plot_images(data: Data, # square grey images, (N, 1, H, H) or flat (N, H*H)
 
 # %% ../nbs/01_data.ipynb #664f8041
 def subset(data: Data, n_per_class: int, seed: int = 0) -> Data:
-    "A class-balanced subset of the training set: `n_per_class` samples of every class; the test set is kept."
+    "A class-balanced subset of the training set: `n_per_class` samples of every class; the test set (if any) is kept."
     counts = data.class_counts()
     if n_per_class < 1 or n_per_class > int(counts.min()):
         small = int(counts.argmin())

@@ -4,16 +4,24 @@
 
 # %% ../nbs/02_train.ipynb #a93f82d2
 from __future__ import annotations
+import contextlib
+import errno
 import hashlib
 import io
 import json
 import math
 import os
+import re
+import shutil
 import tempfile
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
+
+try: import fcntl  # file locks (POSIX); without it (Windows) two processes may train the same run twice
+except ImportError: fcntl = None
 
 import torch
 from torch import nn
@@ -24,8 +32,9 @@ from .data import Data, blobs, digits, two_blobs
 
 # %% auto #0
 __all__ = ['ACTIVATIONS', 'DATASETS', 'CACHE_VERSION', 'mlp', 'num_params', 'cnn', 'TrainConfig', 'make_data', 'make_model',
-           'CorruptCheckpoint', 'atomic_save', 'safe_load', 'load_checkpoint', 'batch_indices', 'evaluate', 'Run',
-           'train', 'save_state', 'cache_root', 'run', 'run_at', 'cached', 'plot_history']
+           'CorruptCheckpoint', 'atomic_save', 'safe_load', 'load_checkpoint', 'load_state', 'batch_indices',
+           'evaluate', 'Run', 'check_resume', 'train', 'save_state', 'fit', 'cache_root', 'CacheNotWritable',
+           'check_writable', 'run_lock', 'last_good_checkpoint', 'run', 'run_at', 'cached', 'plot_history']
 
 # %% ../nbs/02_train.ipynb #7f99f118
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -71,8 +80,8 @@ CACHE_VERSION = 4 # part of every run's key: bump it when data generation or tra
 @dataclass(frozen=True)
 class TrainConfig:
     "Everything that determines a training run."
-    data: dict # {"name": "blobs" | "two_blobs" | "digits", **arguments of that function}
-    model: dict # {"arch": "mlp", "hidden": [30, 30], "activation": "relu"} or {"arch": "cnn", **arguments of cnn}
+    data: dict|None = None # {"name": "blobs" | "two_blobs" | "digits", **arguments}; None: your own Data, given to train()
+    model: dict|None = None # {"arch": "mlp", "hidden": [30, 30], "activation": "relu"} or {"arch": "cnn", ...}; None: your own model
     loss: str = "ce" # "ce" or "mse" (half squared error against one-hot targets)
     lr: float = 0.1 # constant learning rate
     batch_size: int|None = None # None: full-batch gradient descent; else minibatch SGD
@@ -87,9 +96,12 @@ class TrainConfig:
         "A short hash of the whole configuration: the run's name in the cache."
         return hashlib.sha256(json.dumps([CACHE_VERSION, asdict(self)], sort_keys=True).encode()).hexdigest()[:16]
 
+_STOPPING = ("max_steps", "grad_tol", "checkpoints") # when a run stops and what it saves, not where it goes: a resumed run may change these
+
 # %% ../nbs/02_train.ipynb #4a7ddc23
 def make_data(cfg: TrainConfig) -> Data:
     "The data a configuration names, in its dtype."
+    if cfg.data is None: raise ValueError("this TrainConfig names no data (data=None): pass your Data to train(cfg, data, model), or use fit().")
     spec = dict(cfg.data)
     name = spec.pop("name", None)
     if name not in DATASETS: raise ValueError(f"data name {name!r} is not one of {list(DATASETS)}.")
@@ -97,6 +109,7 @@ def make_data(cfg: TrainConfig) -> Data:
 
 def make_model(cfg: TrainConfig, data: Data) -> nn.Module:
     "The freshly initialised model a configuration names, sized for `data`."
+    if cfg.model is None: raise ValueError("this TrainConfig names no model (model=None): pass your model to train(cfg, data, model), or use fit().")
     spec, dtype = dict(cfg.model), getattr(torch, cfg.dtype)
     arch = spec.pop("arch", None)
     if arch == "mlp":
@@ -151,6 +164,18 @@ def load_checkpoint(path: str|os.PathLike) -> dict:
         raise CorruptCheckpoint(f"{path} is not a hessian_nb checkpoint (expected keys state, step, history, config).")
     return ck
 
+# %% ../nbs/02_train.ipynb #7fe174e6
+def load_state(model: nn.Module, # the freshly built model the state belongs to
+               state: dict, # a state_dict, e.g. load_checkpoint(path)["state"]
+               source: str|os.PathLike = "the checkpoint"): # named in the error
+    "`model.load_state_dict(state)` (strict), with a wrong-shaped tensor or a missing key raised as `CorruptCheckpoint`."
+    try: model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, AttributeError) as e:
+        why = " ".join(str(e).split())[:300] or type(e).__name__
+        raise CorruptCheckpoint(f"{source} does not fit the model ({why}): it was written for another network or edited. "
+                                "Delete it and train again.") from None
+    return model
+
 # %% ../nbs/02_train.ipynb #f1859471
 def batch_indices(step: int, n: int, batch_size: int|None, seed: int) -> torch.Tensor|None:
     "The sample indices of minibatch `step` (None for full-batch GD): epoch-wise permutations seeded by (seed, epoch)."
@@ -165,18 +190,19 @@ def _targets(loss: str, y: torch.Tensor, C: int, dtype) -> torch.Tensor:
     return nn.functional.one_hot(y, C).to(dtype) if loss == "mse" else y
 
 def evaluate(model: nn.Module, data: Data, loss: str = "ce") -> dict:
-    "Full-batch train loss, accuracy and gradient norm, and test loss and accuracy."
+    "Full-batch train loss, accuracy and gradient norm, and test loss and accuracy (when `data` has a test set)."
     params = [p for p in model.parameters() if p.requires_grad]
     dt, f = params[0].dtype, LOSSES[loss]
     with torch.enable_grad():
         z = model(data.X)
         L = f(z, _targets(loss, data.y, data.num_classes, dt))
         g = torch.autograd.grad(L, params)
+    out = {"loss": L.item(), "acc": (z.argmax(1) == data.y).double().mean().item(),
+           "grad_norm": torch.cat([x.reshape(-1) for x in g]).norm().item()}
+    if not data.has_test: return out  # no test set: no test metrics (never a NaN from an empty one)
     with torch.no_grad():
         zt = model(data.X_test)
-        return {"loss": L.item(), "acc": (z.argmax(1) == data.y).double().mean().item(),
-                "grad_norm": torch.cat([x.reshape(-1) for x in g]).norm().item(),
-                "test_loss": f(zt, _targets(loss, data.y_test, data.num_classes, dt)).item(),
+        return {**out, "test_loss": f(zt, _targets(loss, data.y_test, data.num_classes, dt)).item(),
                 "test_acc": (zt.argmax(1) == data.y_test).double().mean().item()}
 
 # %% ../nbs/02_train.ipynb #f97949e6
@@ -190,33 +216,55 @@ class Run:
     step: int # steps taken
     converged: bool # whether the gradient-norm tolerance was reached
     from_cache: bool = False # read back from the run cache instead of trained
+    resumed_from: int|None = None # the step it continued from (a resume checkpoint, or a killed run picked up by run())
 
     def __repr__(self):
         last = self.history[-1] if self.history else {}
         return (f"Run({self.config.key()}: {self.step:,} steps, {'converged' if self.converged else 'budget spent'}, "
-                f"loss {last.get('loss', float('nan')):.3g}, grad norm {last.get('grad_norm', float('nan')):.2g}, "
-                f"test acc {last.get('test_acc', float('nan')):.3f}{', cached' if self.from_cache else ''})")
+                f"loss {last.get('loss', float('nan')):.3g}, grad norm {last.get('grad_norm', float('nan')):.2g}"
+                + (f", test acc {last['test_acc']:.3f}" if "test_acc" in last else "") + (", cached" if self.from_cache else "")
+                + (f", resumed from step {self.resumed_from:,}" if self.resumed_from else "") + ")")
+
+# %% ../nbs/02_train.ipynb #43a286a8
+def check_resume(ck: dict, # a checkpoint, from load_checkpoint
+                 cfg: TrainConfig): # the run it should continue
+    "Refuse a checkpoint that does not come from `cfg`'s trajectory (fields other than `_STOPPING`, the code's version, the step)."
+    if not isinstance(ck, dict) or not {"state", "step", "history", "config"} <= set(ck):
+        raise TypeError("resume must be a checkpoint read with load_checkpoint(path) (keys state, step, history, config).")
+    mine, theirs = asdict(cfg), ck["config"] if isinstance(ck["config"], dict) else {}
+    diff = [k for k in mine if k not in _STOPPING and json.dumps(theirs.get(k), sort_keys=True) != json.dumps(mine[k], sort_keys=True)]
+    if diff: raise ValueError(f"resume: the checkpoint comes from another run: it differs in {', '.join(diff)} "
+                              f"(checkpoint {({k: theirs.get(k) for k in diff})}); only {', '.join(_STOPPING)} may change.")
+    if ck.get("cache_version", CACHE_VERSION) != CACHE_VERSION:
+        raise ValueError(f"resume: the checkpoint was written by CACHE_VERSION {ck['cache_version']}, this code is {CACHE_VERSION}.")
+    if not 0 <= int(ck["step"]) <= cfg.max_steps or any(h.get("step", 0) > int(ck["step"]) for h in ck["history"]):
+        raise ValueError(f"resume: the checkpoint's step {ck['step']} is outside 0..max_steps={cfg.max_steps} or behind its history.")
 
 # %% ../nbs/02_train.ipynb #b38c2573
-def train(cfg: TrainConfig, # what to run
+def train(cfg: TrainConfig, # what to run; its data and model fields are ignored for the `data` and `model` given
           data: Data|None = None, # default: make_data(cfg)
-          model: nn.Module|None = None, # default: make_model(cfg, data)
+          model: nn.Module|None = None, # default: make_model(cfg, data); trained in place
           checkpoint_dir: str|os.PathLike|None = None, # where checkpoints go (needed if cfg.checkpoints)
-          resume: dict|None = None, # a checkpoint (from load_checkpoint) to continue from
+          resume: dict|None = None, # a checkpoint of this run (from load_checkpoint) to continue from: see check_resume
+          autosave: str|os.PathLike|None = None, # a file rewritten with the latest state every autosave_s seconds
+          autosave_s: float = 60.0, # seconds between autosaves
           progress: bool|None = None) -> Run: # a progress bar (default: unless quiet())
     "Train `cfg` with full-batch GD or minibatch SGD at a constant step, logging metrics and saving checkpoints."
     data = data if data is not None else make_data(cfg)
     model = model if model is not None else make_model(cfg, data)
     if cfg.checkpoints and checkpoint_dir is None: raise ValueError("cfg.checkpoints needs a checkpoint_dir to write to.")
     if cfg.loss not in LOSSES: raise ValueError(f"loss={cfg.loss!r} is not one of {list(LOSSES)}.")
+    if resume is not None: check_resume(resume, cfg); load_state(model, resume["state"], "the resume checkpoint")
     step, history = (0, []) if resume is None else (int(resume["step"]), list(resume["history"]))
-    if resume is not None: model.load_state_dict(resume["state"])
     params, f = [p for p in model.parameters() if p.requires_grad], LOSSES[cfg.loss]
+    if data.X.is_floating_point() and data.X.dtype != params[0].dtype:
+        raise TypeError(f"the data are {data.X.dtype} and the model {params[0].dtype}: use data.to({params[0].dtype}).")
     Y = _targets(cfg.loss, data.y, data.num_classes, params[0].dtype)
     log = lambda: history.append({"step": step, **evaluate(model, data, cfg.loss)}) if cfg.log_every else None
     if not history: log()
     converged = bool(history) and history[-1]["grad_norm"] <= cfg.grad_tol
     bar = tqdm(total=cfg.max_steps, initial=step, desc="training", disable=quiet() if progress is None else not progress)
+    saved = time.monotonic()
     while step < cfg.max_steps and not converged:
         idx = batch_indices(step, len(data.X), cfg.batch_size, cfg.seed)
         Xb, Yb = (data.X, Y) if idx is None else (data.X[idx], Y[idx])
@@ -230,14 +278,35 @@ def train(cfg: TrainConfig, # what to run
         if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.max_steps):
             log(); converged = history[-1]["grad_norm"] <= cfg.grad_tol
         if step in cfg.checkpoints: save_state(model, step, history, cfg, Path(checkpoint_dir) / f"step_{step:07d}.pt")
+        if autosave is not None and time.monotonic() - saved >= autosave_s:
+            save_state(model, step, history, cfg, autosave); saved = time.monotonic()
     bar.close()
-    return Run(model.eval(), data, cfg, history, step, converged)
+    return Run(model.eval(), data, cfg, history, step, converged, resumed_from=None if resume is None else int(resume["step"]))
 
 # %% ../nbs/02_train.ipynb #5b08f23d
 def save_state(model: nn.Module, step: int, history: list, cfg: TrainConfig, path: str|os.PathLike, converged: bool = False):
     "Save a checkpoint of `model` at `step` (atomically)."
     atomic_save({"state": model.state_dict(), "step": step, "history": history, "config": asdict(cfg),
-                 "converged": converged}, path)
+                 "converged": converged, "key": cfg.key(), "cache_version": CACHE_VERSION}, path)
+
+# %% ../nbs/02_train.ipynb #0f2fdc10
+def fit(model: nn.Module, # your network, trained in place
+        data: Data, # your data (from_tensors, from_dataset, ...); a test set is optional
+        loss: str = "ce", # "ce" or "mse"
+        lr: float = 0.1, # constant step
+        steps: int = 1000, # step budget
+        batch_size: int|None = None, # None: full-batch GD; else minibatch SGD
+        grad_tol: float = 1e-4, # stop at this full-batch gradient norm (0: never)
+        seed: int = 0, # the minibatch order
+        log_every: int = 10, # steps between logged metrics
+        progress: bool|None = None) -> Run:
+    "Train your own `model` on your own `data` with GD or SGD at a constant step (no registry, no cache): `train` underneath."
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params: raise ValueError("the model has no trainable parameters.")
+    dtype = params[0].dtype
+    cfg = TrainConfig(loss=loss, lr=lr, batch_size=batch_size, max_steps=steps, grad_tol=grad_tol, seed=seed,
+                      dtype=str(dtype).removeprefix("torch."), log_every=log_every)
+    return train(cfg, data.to(dtype), model, progress=progress)
 
 # %% ../nbs/02_train.ipynb #8e3b79f0
 def cache_root() -> Path:
@@ -247,25 +316,96 @@ def cache_root() -> Path:
         if (d / "settings.ini").exists() and (d / "hessian_nb").is_dir(): return d / ".cache" / "hessian_nb"
     return Path.home() / ".cache" / "hessian_nb"
 
-# %% ../nbs/02_train.ipynb #a20bb90c
-def run(cfg: TrainConfig, progress: bool|None = None) -> Run:
-    "The trained run for `cfg`: read back from the cache if it is there and intact, else trained and cached."
+# %% ../nbs/02_train.ipynb #be7aa411
+class CacheNotWritable(OSError):
+    "The cache folder cannot take the results (read-only, no permission, or too little free space)."
+
+def check_writable(folder: str|os.PathLike, # a cache folder (created if missing)
+                   need_bytes: int = 0): # free space the work will need
+    "Raise `CacheNotWritable` now, before any work, if `folder` cannot be written or lacks `need_bytes` of free space."
+    folder, fix = Path(folder), "set HESSIAN_NB_CACHE to a writable folder with free space"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f: f.write(b"\0" * 4096); f.flush(); os.fsync(f.fileno())
+        finally: Path(probe).unlink(missing_ok=True)
+        free = shutil.disk_usage(folder).free
+    except OSError as e:
+        raise CacheNotWritable(e.errno, f"the cache folder {folder} cannot be written ({e.strerror or e}): {fix}.") from None
+    if free < need_bytes:
+        raise CacheNotWritable(errno.ENOSPC, f"the cache folder {folder} has {free / 2**20:.1f} MiB free and this needs about "
+                               f"{need_bytes / 2**20:.1f} MiB: free some space, or {fix}.")
+
+# %% ../nbs/02_train.ipynb #74ae100d
+@contextlib.contextmanager
+def run_lock(folder: str|os.PathLike): # the run's cache folder
+    "Hold the run folder's lock file (fcntl.flock) for the block; if another process holds it, say so and wait for it."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "a") as f:
+        if fcntl is not None:
+            try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                warnings.warn(f"{folder} is being written by another process (a run of the same configuration): waiting for it.")
+                fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            for tmp in folder.glob(".*.tmp"): tmp.unlink(missing_ok=True)  # orphans of a killed save: no one else writes here now
+            yield folder
+        finally:
+            if fcntl is not None: fcntl.flock(f, fcntl.LOCK_UN)
+
+# %% ../nbs/02_train.ipynb #a2c213d9
+def _read_final(cfg: TrainConfig, folder: Path, data: Data) -> Run|None:
+    "The cached final run, or None (with a warning if the file is there but damaged or foreign)."
+    final = folder / "final.pt"
+    if not final.exists(): return None
+    try:
+        ck = load_checkpoint(final)
+        if json.dumps(ck["config"], sort_keys=True) != json.dumps(asdict(cfg), sort_keys=True):
+            raise CorruptCheckpoint(f"{final} holds another configuration (a hash collision or a hand-edited cache).")
+        model = load_state(make_model(cfg, data), ck["state"], final)
+        return Run(model.eval(), data, cfg, ck["history"], ck["step"], ck["converged"], from_cache=True)
+    except CorruptCheckpoint as e:
+        warnings.warn(f"{e} Training again.")
+
+# %% ../nbs/02_train.ipynb #4727c759
+def last_good_checkpoint(cfg: TrainConfig, # the run
+                         folder: str|os.PathLike) -> dict|None: # its cache folder
+    "The latest checkpoint in `folder` (autosave or step) that reads, comes from `cfg`, and fits its model; None if there is none."
+    data, found = None, []
+    for p in Path(folder).glob("*.pt"):
+        if p.name == "final.pt": continue
+        try:
+            ck = load_checkpoint(p)
+            if p.name.startswith("step_") and ck["step"] != int(p.stem[5:]): continue  # renamed by hand
+            if json.dumps(ck["config"], sort_keys=True) != json.dumps(asdict(cfg), sort_keys=True): continue
+            check_resume(ck, cfg)
+            data = data if data is not None else make_data(cfg)
+            load_state(make_model(cfg, data), ck["state"], p)
+            found.append(ck)
+        except (CorruptCheckpoint, ValueError, TypeError, FileNotFoundError, KeyError): continue
+    return max(found, key=lambda ck: int(ck["step"]), default=None)
+
+# %% ../nbs/02_train.ipynb #fde8d84a
+def run(cfg: TrainConfig, # a configuration naming its data and model (registered ones: the cache key must say what was trained)
+        progress: bool|None = None, # a progress bar (default: unless quiet())
+        autosave_s: float = 60.0) -> Run: # seconds between saves of the state that a killed run resumes from
+    "The run for `cfg`: read back from the cache if intact, else trained (resuming a killed run from its last good checkpoint) and cached."
+    if cfg.data is None or cfg.model is None:
+        raise ValueError("run() caches runs of named data and models: set cfg.data and cfg.model, or train your own with fit().")
     folder = cache_root() / "runs" / cfg.key()
     data = make_data(cfg)
-    model = make_model(cfg, data)
-    final = folder / "final.pt"
-    if final.exists():
-        try:
-            ck = load_checkpoint(final)
-            if json.dumps(ck["config"], sort_keys=True) != json.dumps(asdict(cfg), sort_keys=True):
-                raise CorruptCheckpoint(f"{final} holds another configuration (a hash collision or a hand-edited cache).")
-            model.load_state_dict(ck["state"])
-            return Run(model.eval(), data, cfg, ck["history"], ck["step"], ck["converged"], from_cache=True)
-        except CorruptCheckpoint as e:
-            warnings.warn(f"{e} Training again.")
-    r = train(cfg, data, model, checkpoint_dir=folder, progress=progress)
-    save_state(r.model, r.step, r.history, cfg, final, r.converged)
-    (folder / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    if (done := _read_final(cfg, folder, data)) is not None: return done
+    stamp = lambda: (folder / "final.pt").stat().st_mtime_ns if (folder / "final.pt").exists() else None
+    before, model = stamp(), make_model(cfg, data)
+    check_writable(folder, need_bytes=(len(cfg.checkpoints) + 3) * sum(t.nbytes for t in model.state_dict().values()) + 2**20)
+    with run_lock(folder):
+        if stamp() != before and (done := _read_final(cfg, folder, data)) is not None: return done  # another process trained it
+        r = train(cfg, data, model, checkpoint_dir=folder, resume=last_good_checkpoint(cfg, folder),
+                  autosave=folder / "last.pt", autosave_s=autosave_s, progress=progress)
+        save_state(r.model, r.step, r.history, cfg, folder / "final.pt", r.converged)
+        (folder / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        (folder / "last.pt").unlink(missing_ok=True)
     return r
 
 # %% ../nbs/02_train.ipynb #fe5ca8b5
@@ -282,19 +422,18 @@ def run_at(cfg: TrainConfig, step: int) -> nn.Module:
     try: ck = load_checkpoint(path)
     except (CorruptCheckpoint, FileNotFoundError) as e:
         warnings.warn(f"checkpoint {step} of run {cfg.key()} is missing or unreadable ({e}). Training the run again.")
-        (path.parent / "final.pt").unlink(missing_ok=True)
+        for later in [path.parent / "final.pt", path.parent / "last.pt", *path.parent.glob("step_*.pt")]:
+            if not later.name.startswith("step_") or later.name >= path.name: later.unlink(missing_ok=True)
         run(cfg); ck = load_checkpoint(path)
     if ck["step"] != step or json.dumps(ck["config"], sort_keys=True) != json.dumps(asdict(cfg), sort_keys=True):
         raise CorruptCheckpoint(f"{path} records step {ck['step']} of another configuration or step, not step {step} of this "
                                 "run: the cache was edited by hand. Delete the run's folder and train again.")
-    model = make_model(cfg, make_data(cfg))
-    model.load_state_dict(ck["state"])
-    return model.eval()
+    return load_state(make_model(cfg, make_data(cfg)), ck["state"], path).eval()
 
 # %% ../nbs/02_train.ipynb #3dc1da6c
 def cached(name: str, # a readable prefix for the file, e.g. "gn_trajectory"
            config: dict, # JSON-able: everything the result depends on
-           compute: Callable[[], object], # makes the result: tensors, numbers, lists and dicts of them
+           compute: Callable[[], object], # makes the result: tensors, numbers, strings, lists, tuples and dicts of them
           ):
     "`compute()`, read back from the cache if an intact entry for (`name`, `config`) is there, else computed and cached."
     text = json.dumps([CACHE_VERSION, name, config], sort_keys=True)
@@ -306,8 +445,20 @@ def cached(name: str, # a readable prefix for the file, e.g. "gn_trajectory"
             warnings.warn(f"{path} holds another configuration; computing it again.")
         except Exception as e:
             warnings.warn(f"{path} cannot be read ({type(e).__name__}); computing it again.")
+    check_writable(path.parent)
+    for tmp in path.parent.glob(".*.tmp"):  # orphans of a killed save (an hour old: no live save takes that long)
+        if time.time() - tmp.stat().st_mtime > 3600: tmp.unlink(missing_ok=True)
     value = compute()
-    atomic_save({"config": text, "value": value}, path)
+    try:
+        atomic_save({"config": text, "value": value}, path)
+        safe_load(path)  # read it back now: a value weights_only refuses must fail here, not be recomputed on every call
+    except OSError: raise
+    except Exception as e:
+        path.unlink(missing_ok=True)
+        m = re.search(r"GLOBAL ([\w.]+)", str(e))
+        why = f"it holds a {m.group(1)}, which torch.load(weights_only=True) does not read" if m else " ".join(str(e).split())[:240]
+        raise TypeError(f"cached({name!r}): the value cannot be stored ({why}). Return tensors, numbers, strings, and lists, "
+                        "tuples and dicts of them (e.g. dataclasses.asdict(x), array.tolist()).") from None
     return value
 
 # %% ../nbs/02_train.ipynb #de76f374
