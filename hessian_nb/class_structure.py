@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .core import Objective
+from .core import Objective, _all_reduce
 from torch.func import vjp, vmap
 
 from .core import FactorOp
@@ -20,22 +20,30 @@ __all__ = ['class_labels', 'ClassSplit', 'class_split', 'class_means', 'averaged
            'hierarchy_facts', 'plot_hierarchy', 'plot_class_means', 'theorem_8_1', 'logistic_ggn']
 
 # %% ../nbs/06_class_structure.ipynb #05abe8f5
-def class_labels(obj: Objective) -> torch.Tensor:
-    "The integer class of each sample (N,): the labels for cross-entropy, the one-hot targets' argmax for squared error; checked."
-    y, C = obj.y, obj.num_classes
+def _labels(obj: Objective, y: torch.Tensor) -> torch.Tensor:
+    "The integer class of each sample of a batch: the labels for cross-entropy, the one-hot targets' argmax for squared error."
     if y.is_floating_point():
         onehot = y.ndim == 2 and bool(((y == 0) | (y == 1)).all()) and bool((y.sum(1) == 1).all())
         if not onehot:
             raise ValueError("the class structure needs a class per sample: integer labels, or one-hot targets for 'mse'; "
                              "these targets are real-valued (a regression), so there are no classes to average over.")
         y = y.argmax(1)
-    if C < 2: raise ValueError(f"the model has C = {C} output: the class structure needs at least two classes.")
-    counts = torch.bincount(y, minlength=C)
+    if obj.num_classes < 2: raise ValueError(f"the model has C = {obj.num_classes} output: the class structure needs at least two classes.")
+    return y
+
+def _check_counts(counts: torch.Tensor):
+    "Every class needs a sample (counts over all processes)."
     if (counts == 0).any():
-        empty = torch.nonzero(counts == 0).flatten().tolist()
+        empty, C = torch.nonzero(counts == 0).flatten().tolist(), len(counts)
         raise ValueError(f"class(es) {empty} of 0..{C - 1} have no sample: every class needs at least one to have a mean "
                          "(drop the empty classes from the model's outputs, or add samples).")
+
+def class_labels(obj: Objective) -> torch.Tensor:
+    "The integer class of each sample (N,), this process's when sharded; checked (every class present over all processes)."
+    y = torch.cat([_labels(obj, yb) for _, yb, _ in obj.batches])
+    _check_counts(_all_reduce(torch.bincount(y, minlength=obj.num_classes), obj.group))
     return y
+
 
 # %% ../nbs/06_class_structure.ipynb #0f773934
 @dataclass
@@ -64,6 +72,10 @@ class ClassSplit:
 # %% ../nbs/06_class_structure.ipynb #838a6148
 def class_split(obj: Objective) -> ClassSplit:
     "The logit derivatives delta_{i,c,c'} (columns of the Gauss-Newton factor), grouped by class c and logit c', and the split."
+    if obj.group is not None:
+        raise RuntimeError("class_split(obj) holds one column per sample and output (P x N C), and this Objective's samples are "
+                           "split over processes: use class_means(obj) and averaged_top_space(obj) (one all-reduce), or the "
+                           "products of ggn_op(obj).")
     y, C = class_labels(obj), obj.num_classes
     V = ggn_factor(obj) * math.sqrt(obj.N)                    # (P, N C): column (i, c') is delta_{i, c, c'}
     D = V.reshape(obj.num_params, obj.N, C)                   # (P, N, C)
@@ -82,16 +94,22 @@ def class_split(obj: Objective) -> ClassSplit:
 
 # %% ../nbs/06_class_structure.ipynb #6550fee5
 def class_means(obj: Objective) -> tuple[torch.Tensor, torch.Tensor]:
-    "The class-pair means delta_{c,c'} (C, C, P) and the class shares (C,), by one batched backward pass per class: no per-sample Jacobians."
-    y, C = class_labels(obj), obj.num_classes
-    dcc = torch.zeros(C, C, obj.num_params, dtype=obj.theta.dtype, device=obj.theta.device)
-    for c in range(C):
-        idx = torch.nonzero(y == c).flatten()
-        Xc, yc = obj.X[idx], obj.y[idx]
-        z, pull = vjp(lambda th: obj.forward(th, Xc), obj.theta)
-        S = obj.loss_fn.factor(z.detach(), yc)                          # (n_c, C, C'): column c' of each sample's factor
-        dcc[c] = vmap(pull)(S.permute(2, 0, 1) / len(idx))[0]           # (C', P): the mean over class c of J_i^T s_{i,c'}
-    return dcc, torch.bincount(y, minlength=C).to(obj.theta.dtype) / obj.N
+    "The class-pair means delta_{c,c'} (C, C, P) and class shares (C,): one batched backward pass per class and batch, one all-reduce."
+    C, P = obj.num_classes, obj.num_params
+    buf = torch.zeros(C * C * P + C, dtype=obj.theta.dtype, device=obj.theta.device)
+    sums, counts = buf[:C * C * P].view(C, C, P), buf[C * C * P:]
+    for Xb, yb, _ in obj.batches:
+        lab = _labels(obj, yb)
+        counts += torch.bincount(lab, minlength=C).to(buf.dtype)
+        for c in torch.unique(lab).tolist():
+            idx = torch.nonzero(lab == c).flatten()
+            Xc, yc = Xb[idx], yb[idx]
+            z, pull = vjp(lambda th: obj.forward(th, Xc), obj.theta)
+            S = obj.loss_fn.factor(z.detach(), yc)                    # (n, C, C'): column c' of each sample's factor
+            sums[c] += vmap(pull)(S.permute(2, 0, 1))[0]              # (C', P): the sum over them of J_i^T s_{i,c'}
+    _all_reduce(buf, obj.group)                                   # every process's sums and counts in one collective
+    _check_counts(counts)
+    return sums / counts[:, None, None], counts / obj.N
 
 def averaged_top_space(source: ClassSplit|Objective, # a split, or an Objective (then only its class means are computed)
                        k: int|None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -168,18 +168,107 @@ def check_parameters(named: list):
         raise ValueError("the model's parameters are on the meta device (no values): materialise it (model.to_empty(...) and "
                          "load weights) first.")
 
+# %% ../nbs/00_core.ipynb #7ffc0045
+def _world(group) -> tuple:
+    "(process group or None, this process's rank, number of processes) for group=None, True (the default group) or a ProcessGroup."
+    if group is None or group is False: return None, 0, 1
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("group= shards the data over processes and needs torch.distributed initialised first: call "
+                           "torch.distributed.init_process_group('gloo') on CPU or ('nccl') on GPU (torchrun sets the "
+                           "rest), or pass group=None for one process.")
+    g = dist.group.WORLD if group is True else group
+    return g, dist.get_rank(g), dist.get_world_size(g)
+
+def _all_reduce(t: torch.Tensor, group) -> torch.Tensor:
+    "Sum `t` in place over the processes of `group`, outside autograd (one process: unchanged). Returns `t`."
+    if group is None: return t
+    import torch.distributed as dist
+    with torch.no_grad():
+        c = t if t.is_contiguous() else t.contiguous()
+        dist.all_reduce(c, group=group)
+        if c is not t: t.copy_(c)
+    return t
+
+
+# %% ../nbs/00_core.ipynb #5b3c0956
+def _comm_device(group) -> torch.device:
+    import torch.distributed as dist
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" else torch.device("cpu")
+
+def _agree(group, err: BaseException|None, stats: list) -> torch.Tensor:
+    "Every process's `stats` as rows (world, k), from one all_gather; if any process failed, its error is raised on all."
+    import torch.distributed as dist
+    world = dist.get_world_size(group)
+    t = torch.tensor([float(err is not None)] + [float(s) for s in stats], dtype=torch.float64, device=_comm_device(group))
+    rows = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(rows, t, group=group)
+    S = torch.stack(rows).cpu()
+    if S[:, 0].any():  # every process sees every flag, so all of them take this branch together
+        msgs = [None] * world
+        dist.all_gather_object(msgs, None if err is None else (type(err).__name__, str(err)), group=group)
+        r = next(i for i, m in enumerate(msgs) if m is not None)
+        kind = {"TypeError": TypeError, "ValueError": ValueError, "MemoryError": MemoryError}.get(msgs[r][0], RuntimeError)
+        raise kind(f"process {r} of {world} failed: {msgs[r][0]}: {msgs[r][1]}") from err
+    return S[:, 1:]
+
+
+# %% ../nbs/00_core.ipynb #6117aff2
+def _as_source(X, batch_size: int|None):
+    "A re-iterable of (inputs, targets) batches: a DataLoader as it is, a Dataset of (x, y) samples batched, or a list of batches."
+    from torch.utils.data import DataLoader, Dataset
+    if isinstance(X, DataLoader):
+        if batch_size is not None:
+            raise ValueError("batch_size= is for tensors and Datasets: a DataLoader makes its own batches (set its batch_size).")
+        return X
+    if isinstance(X, Dataset): return DataLoader(X, batch_size=batch_size or 1024)
+    if not hasattr(X, "__iter__") or type(X).__module__.startswith("numpy"):
+        raise TypeError(f"X must be a torch.Tensor (with y), or a DataLoader, Dataset or list of (inputs, targets) batches "
+                        f"(with y=None), got {type(X).__name__}: wrap an array with torch.as_tensor(X).")
+    if iter(X) is X:
+        raise TypeError(f"X is a one-shot iterator ({type(X).__name__}): every product reads the data again, so pass something "
+                        "that can be iterated many times, a DataLoader or a list of (inputs, targets) batches.")
+    return X
+
+class _Stream:
+    "The batches of a re-iterable source, read afresh for every pass: (X_b, y_b, N_b / N) on the model's device."
+    def __init__(self, obj, source, n_batches: int):
+        self.obj, self.source, self.n_batches = obj, source, n_batches
+    def __len__(self): return self.n_batches
+    def __iter__(self):
+        obj, n = self.obj, 0
+        show = obj.progress if obj.progress is not None else (not quiet() and self.n_batches >= 20)
+        for b in tqdm(self.source, desc="batches", total=self.n_batches, leave=False, disable=not show):
+            Xb, yb = obj._prep_batch(b)
+            n += len(Xb)
+            yield Xb, yb, len(Xb) / obj.N
+        if n != obj.N_local:
+            raise RuntimeError(f"the data yielded {n:,} samples in this pass but {obj.N_local:,} when the Objective was built: "
+                               "every pass must read the same samples (no random augmentation or drop_last with shuffling).")
+
+
 # %% ../nbs/00_core.ipynb #bf31d562
 class Objective:
     "The mean loss of `model` on (`X`, `y`) as a function of one flat parameter vector, with exact curvature."
     def __init__(self,
                  model: nn.Module, # maps X to logits of shape (N, C); in eval mode if it has BatchNorm or dropout
-                 X: torch.Tensor, # inputs, first dimension N
-                 y: torch.Tensor, # labels (N,) in 0..C-1; for "mse" also targets (N, C)
+                 X, # inputs (N, ...); or a DataLoader, a Dataset of (x, y) or a list of (inputs, targets) batches, with y=None
+                 y: torch.Tensor|None=None, # labels (N,) in 0..C-1; for "mse" also targets (N, C); None when X yields them
                  loss: str|Callable|Loss="ce", # "ce", "mse" (half squared error), a Loss, or callable(logits, y) -> mean loss
                  batch_size: int|None=None, # evaluate in batches of this many samples (exact sums); None: one batch
                  max_dense_bytes: int=4 * 2**30, # dense matrices (`hessian()`, `.dense()`) are refused past this size
                  chunk_bytes: int=2**26, # workspace for a block of batched products (small blocks stay in cache)
+                 group=None, # None: one process; True or a torch.distributed ProcessGroup: X, y are this process's shard
                 ):
+        self.group, self.rank, self.world_size = _world(group)
+        self.progress, err = None, None  # progress: None (a bar on long streamed passes unless quiet()), True or False
+        try: self._setup(model, X, y, loss, batch_size, max_dense_bytes, chunk_bytes)
+        except Exception as e:
+            if self.group is None: raise
+            err = e  # raised below on every process, so that none waits for it in a collective
+        if self.group is not None: self._agree_shards(err)
+
+    def _setup(self, model, X, y, loss, batch_size, max_dense_bytes, chunk_bytes):
         check_eval_mode(model)
         self.loss_fn = as_loss(loss)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -190,11 +279,83 @@ class Objective:
         self._numels = [p.numel() for _, p in named]
         self._theta = check_finite("the model's parameters", torch.cat([p.detach().reshape(-1) for _, p in named]).clone(),
                                    "Re-initialise the model or load a finite checkpoint.")
-        self.X, self.y = check_data(X, y, self.loss_fn, self._theta.dtype, self._theta.device)
-        self._set_batches(batch_size)
         self._graph_cache = None
-        self._inspect_outputs()
+        if y is None and not torch.is_tensor(X): self._setup_stream(X, batch_size)
+        else:
+            if y is None: raise ValueError("y is missing: pass labels or targets y with a tensor X (y=None is for a DataLoader, "
+                                           "a Dataset or a list of batches, which carry their own).")
+            self.X, self.y = check_data(X, y, self.loss_fn, self._theta.dtype, self._theta.device)
+            self.N_local = self._N = len(self.X)
+            self._set_batches(batch_size)
+            self._first, self._max_batch = self.batches[0][:2], len(self.batches[0][0])
+            self._inspect_outputs()
         self._versions = self._data_versions()
+
+# %% ../nbs/00_core.ipynb #625ffd0a
+@patch
+def _prep_batch(self: Objective, b, targets: bool = True) -> tuple:
+    "One streamed batch as (X_b, y_b): checked, on the model's device, inputs in its dtype, targets as the loss needs them."
+    if not isinstance(b, (tuple, list)) or len(b) != 2:
+        got = f"{type(b).__name__} of length {len(b)}" if isinstance(b, (tuple, list)) else type(b).__name__
+        raise TypeError(f"each batch of the data must be a pair (inputs, targets), got a {got}: map it to pairs with a "
+                        "collate_fn or a wrapper Dataset.")
+    dev = self._theta.device
+    Xb, yb = (t.to(dev, non_blocking=True) if torch.is_tensor(t) else t for t in b)
+    Xb, yb = check_data(Xb, yb, self.loss_fn, self._theta.dtype, dev)
+    return Xb, self._targets(yb) if targets else yb
+
+
+# %% ../nbs/00_core.ipynb #47fd85c1
+@patch
+def _setup_stream(self: Objective, X, batch_size: int|None):
+    "Validate a streamed source in one pass: the first batch as for tensors, then every batch; count N and the batches."
+    src = _as_source(X, batch_size)
+    self.X = self.y = None
+    self._source, self.batch_size = src, None
+    it = iter(src)
+    b = next(it, None)
+    if b is None: raise ValueError("the data yielded no batch: the loss is a mean over samples and needs at least one.")
+    self._first = self._prep_batch(b, targets=False)
+    self._max_batch = n = len(self._first[0])
+    self._inspect_outputs()
+    nb, biggest = 1, n
+    for b in tqdm(it, desc="checking the data", leave=False, disable=quiet()):
+        Xb, _ = self._prep_batch(b)
+        n, nb, biggest = n + len(Xb), nb + 1, max(biggest, len(Xb))
+    self._act_numel = self._act_numel * biggest // self._max_batch
+    self.N_local = self._N = n
+    self.batches = _Stream(self, src, nb)
+
+
+# %% ../nbs/00_core.ipynb #51f7e443
+@patch
+def _agree_shards(self: Objective, err: BaseException|None):
+    "One all_gather of (N, P, C, checksums of theta): the global N, and the same model and parameters on every process."
+    ok = err is None
+    th = self._theta.double() if ok else None
+    stats = [self.N_local, self.num_params, self.num_classes, float(th.sum()), float(th @ torch.cos(torch.arange(
+        len(th), dtype=th.dtype, device=th.device)))] if ok else [0] * 5
+    S = _agree(self.group, err, stats)
+    for i, what in ((1, "number of parameters P"), (2, "number of outputs C")):
+        if (S[:, i] != S[0, i]).any():
+            raise ValueError(f"the model differs between processes: its {what} is {S[:, i].long().tolist()} on processes "
+                             f"0..{self.world_size - 1}. Build the same model on every process.")
+    ck = S[:, 3:]
+    if ((ck - ck[0]).abs() > 1e-9 * (ck[0].abs() + 1)).any():
+        raise ValueError("the model's parameters differ between processes, so the shards would not be one objective: seed "
+                         "every process alike before building the model, or load one checkpoint everywhere (or broadcast "
+                         "rank 0's parameters with torch.distributed.broadcast).")
+    self._N = int(S[:, 0].sum())
+    if self.X is not None: self._set_batches(self.batch_size)  # the weights N_b / N use the global N
+
+@patch
+def _no_shards(self: Objective, what: str):
+    "Refuse `what` on a sharded Objective, naming the products that work."
+    if self.group is not None:
+        raise RuntimeError(f"{what} is not available on a sharded Objective: its data are split over {self.world_size} "
+                           "processes. Use the products (obj.H @ V, ggn_op(obj) @ V, residual_op(obj) @ V), which "
+                           "all-reduce once per block, and the spectral tools on them.")
+
 
 # %% ../nbs/00_core.ipynb #35adb8db
 @patch(as_prop=True)
@@ -209,8 +370,8 @@ def num_params(self: Objective) -> int:
 
 @patch(as_prop=True)
 def N(self: Objective) -> int:
-    "The number of samples."
-    return len(self.X)
+    "The number of samples (over all processes when sharded; `N_local` is this process's)."
+    return self._N
 
 @patch(as_prop=True)
 def loss_name(self: Objective) -> str:
@@ -220,7 +381,8 @@ def loss_name(self: Objective) -> str:
 @patch
 def __repr__(self: Objective):
     return (f"Objective(P={self.num_params:,}, N={self.N:,}, C={self.num_classes}, loss={self.loss_name!r}, "
-            f"{str(self._theta.dtype).removeprefix('torch.')}, {len(self.batches)} batch(es))")
+            f"{str(self._theta.dtype).removeprefix('torch.')}, {len(self.batches)} batch(es){', streamed' if self.X is None else ''}"
+            f"{f', process {self.rank} of {self.world_size}' if self.group is not None else ''})")
 
 # %% ../nbs/00_core.ipynb #fe25417b
 @patch
@@ -252,14 +414,14 @@ def _batch_loss(self: Objective, theta: torch.Tensor, Xb: torch.Tensor, yb: torc
 def _set_batches(self: Objective, batch_size: int|None):
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
-    self.batch_size = batch_size
-    b = self.N if batch_size is None else min(batch_size, self.N)
-    self.batches = [(self.X[i:i + b], self.y[i:i + b], min(b, self.N - i) / self.N) for i in range(0, self.N, b)]
+    self.batch_size, n = batch_size, self.N_local
+    b = n if batch_size is None else min(batch_size, n)
+    self.batches = [(self.X[i:i + b], self.y[i:i + b], min(b, n - i) / self._N) for i in range(0, n, b)]
 
 # %% ../nbs/00_core.ipynb #b0a5a2ff
 @patch
 def _inspect_outputs(self: Objective):
-    Xb, yb, _ = self.batches[0]
+    Xb, yb = self._first
     acts = []
     hooks = [m.register_forward_hook(lambda m, i, o: acts.append(o.numel() if torch.is_tensor(o) else 0))
              for m in self.model.modules() if not list(m.children())]
@@ -274,10 +436,10 @@ def _inspect_outputs(self: Objective):
         raise ValueError(f"the model maps a batch of {len(Xb)} inputs to shape {tuple(z.shape)}, but the Objective needs "
                          f"logits of shape (N, C) = ({len(Xb)}, C): flatten or reshape the model's output.")
     self.num_classes = z.shape[1]
-    self._act_numel = sum(acts) * max(len(b[0]) for b in self.batches) // len(Xb)
-    self._check_targets()
-    self._check_loss(z, self.batches[0][1])
-    self._check_forward(Xb, self.batches[0][1], z)
+    self._act_numel = sum(acts) * self._max_batch // len(Xb)
+    yb = self._check_targets(yb)
+    self._check_loss(z, yb)
+    self._check_forward(Xb, yb, z)
 
 # %% ../nbs/00_core.ipynb #5f4fec2f
 @patch
@@ -319,8 +481,9 @@ def _check_forward(self: Objective, Xb: torch.Tensor, yb: torch.Tensor, z: torch
 
 # %% ../nbs/00_core.ipynb #1afccdbc
 @patch
-def _check_targets(self: Objective):
-    C, y = self.num_classes, self.y
+def _targets(self: Objective, y: torch.Tensor) -> torch.Tensor:
+    "Labels or targets checked against the C outputs (labels in 0..C-1, (n, C) targets for 'mse'); labels one-hot for 'mse'."
+    C = self.num_classes
     if C < 2 and isinstance(self.loss_fn, CrossEntropy):
         raise ValueError("the model has C = 1 output, and softmax cross-entropy of one logit is identically 0: use two "
                          "outputs (one per class), or loss='mse' for one regression output.")
@@ -328,20 +491,29 @@ def _check_targets(self: Objective):
         if len(y) and (y.min() < 0 or y.max() >= C):
             raise ValueError(f"labels must lie in 0..{C - 1} for a model with C = {C} outputs; found values from "
                              f"{int(y.min())} to {int(y.max())}. Relabel the classes or widen the output layer.")
-        if isinstance(self.loss_fn, SquaredError): self.y = F.one_hot(y, C).to(self._theta.dtype)
-    if isinstance(self.loss_fn, SquaredError) and tuple(self.y.shape) != (self.N, C):
-        raise ValueError(f"loss='mse' needs targets of shape (N, C) = ({self.N}, {C}) or integer labels of shape (N,), "
-                         f"got {tuple(self.y.shape)}.")
+        if isinstance(self.loss_fn, SquaredError): y = F.one_hot(y, C).to(self._theta.dtype)
+    if isinstance(self.loss_fn, SquaredError) and tuple(y.shape) != (len(y), C):
+        raise ValueError(f"loss='mse' needs targets of shape (N, C) = ({len(y)}, {C}) or integer labels of shape (N,), "
+                         f"got {tuple(y.shape)}.")
+    return y
+
+@patch
+def _check_targets(self: Objective, yb: torch.Tensor) -> torch.Tensor:
+    "Check (and convert) the targets; return the first batch's."
+    if self.X is None: return self._targets(yb)
+    self.y = self._targets(self.y)
     self._set_batches(self.batch_size)  # the batches are views of self.y, which may have changed
+    return self.batches[0][1]
+
 
 # %% ../nbs/00_core.ipynb #0bb706f4
 @patch
 def _data_versions(self: Objective) -> tuple:
-    return (self.X._version, self.y._version)
+    return () if self.X is None else (self.X._version, self.y._version)
 
 @patch
 def check_fresh(self: Objective):
-    "Refuse to compute if X or y were modified in place, or the model left eval mode, since the Objective was built."
+    "Refuse to compute if X or y were modified in place, or the model left eval mode, since the Objective was built (streamed data: the count per pass is checked)."
     if self._data_versions() != self._versions:
         raise RuntimeError("X or y was modified in place after the Objective was built, so cached curvature would mix old and "
                            "new data: build a new Objective (pass a copy, X.clone(), if you keep editing the data).")
@@ -394,7 +566,7 @@ def _theta_arg(self: Objective, theta: torch.Tensor|None) -> torch.Tensor:
 # %% ../nbs/00_core.ipynb #9645f491
 @patch
 def logits(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
-    "Logits (N, C) at `theta` (default: `self.theta`); differentiable in `theta` when `theta` is traced."
+    "Logits (N, C) at `theta` (default: `self.theta`), this process's samples when sharded; differentiable when `theta` is traced."
     theta = self._theta_arg(theta)
     with torch.set_grad_enabled(torch.is_grad_enabled() and _traced(theta)):
         return torch.cat([self.forward(theta, Xb) for Xb, _, _ in self.batches])
@@ -403,9 +575,11 @@ def logits(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
 def loss(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
     "The mean loss over the N samples at `theta` (default: `self.theta`): a pure function, safe under torch.func."
     theta = self._theta_arg(theta)
-    if _traced(theta): return sum(w * self._batch_loss(theta, Xb, yb) for Xb, yb, w in self.batches)
-    with torch.no_grad(): L = sum(w * self._batch_loss(theta, Xb, yb) for Xb, yb, w in self.batches)
-    return check_finite("the loss", L, "Check the data and the parameters (a diverged run?).")
+    if _traced(theta):
+        self._no_shards("the loss under torch.func or autograd")
+        return sum(w * self._batch_loss(theta, Xb, yb) for Xb, yb, w in self.batches)
+    with torch.no_grad(): L = sum(w * self._batch_loss(theta, Xb, yb) for Xb, yb, w in self.batches).reshape(1)
+    return check_finite("the loss", _all_reduce(L, self.group)[0], "Check the data and the parameters (a diverged run?).")
 
 # %% ../nbs/00_core.ipynb #82621adf
 @patch
@@ -418,7 +592,7 @@ def grad(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
         for Xb, yb, w in self.batches:
             t = theta.detach().requires_grad_()
             g += w * torch.autograd.grad(self._batch_loss(t, Xb, yb), t)[0]
-    return check_finite("the gradient", g, "Check the data and the parameters (a diverged run?).")
+    return check_finite("the gradient", _all_reduce(g, self.group), "Check the data and the parameters (a diverged run?).")
 
 # %% ../nbs/00_core.ipynb #f1501a4f
 @patch
@@ -456,12 +630,13 @@ def _products(self: Objective, t, g, rows: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/00_core.ipynb #9a8c411c
 @patch
 def _hvp_block(self: Objective, V: torch.Tensor) -> torch.Tensor:
-    "H V for a checked block V (P, k): rows of k products at a time through each batch's cached gradient graph."
+    "H V for a checked block V (P, k): rows of k products at a time through each batch's cached gradient graph; one all-reduce."
     rows, k = V.T, self.block_size()
     out = torch.zeros_like(rows)
     for t, g, w in self._graphs():
         for i in range(0, len(rows), k):
             out[i:i + k].add_(self._products(t, g, rows[i:i + k]), alpha=w)
+    _all_reduce(out, self.group)  # NaN on one process reaches all of them: all raise below, none hangs
     check_finite("the Hessian-vector product", out, "The model or loss produced NaN/inf in its second derivatives.")
     return out.T
 
@@ -508,7 +683,7 @@ def hessian(self: Objective, progress: bool|None=None) -> torch.Tensor:
         for i in tqdm(range(0, P, k), desc="Hessian rows", disable=quiet() if progress is None else not progress):
             rows = (idx[i:i + k, None] == idx).to(dt)  # rows i..i+k of the identity
             H[i:i + k].add_(self._products(t, g, rows), alpha=w)
-    return check_finite("the Hessian", H, "The model or loss produced NaN/inf in its second derivatives.")
+    return check_finite("the Hessian", _all_reduce(H, self.group), "The model or loss produced NaN/inf in its second derivatives.")
 
 # %% ../nbs/00_core.ipynb #08da3c83
 def plot_fd_error(eps: torch.Tensor, # step sizes
@@ -759,7 +934,13 @@ def at(self: Objective, theta: torch.Tensor) -> Objective:
     return new
 
 @patch
-def with_loss(self: Objective, loss: str|Callable|Loss, y: torch.Tensor) -> Objective:
-    "The same model, data and point with another loss and targets (e.g. a loss linear in the logits)."
-    new = Objective(self.model, self.X, y, loss, self.batch_size, self.max_dense_bytes, self.chunk_bytes)
+def with_loss(self: Objective, loss: str|Callable|Loss, y: torch.Tensor|None = None) -> Objective:
+    "The same model, data, point and process group with another loss and targets `y` (default: the same targets)."
+    if self.X is None:
+        if y is not None: raise ValueError("a streamed Objective reads its targets from its data: pass y=None and a loss of (logits, y).")
+        new = Objective(self.model, self._source, None, loss, None, self.max_dense_bytes, self.chunk_bytes, self.group)
+    else:
+        new = Objective(self.model, self.X, self.y if y is None else y, loss, self.batch_size, self.max_dense_bytes,
+                        self.chunk_bytes, self.group)
+    new.progress = self.progress
     return new.at(self._theta)

@@ -11,12 +11,12 @@ import torch
 from torch.func import jacrev, jvp, vjp, vmap
 
 from .core import (CrossEntropy, FactorOp, HessianOp, Loss, Objective, Operator, SquaredError, as_loss,
-                             check_finite)
+                             check_finite, _all_reduce)
 
 # %% auto #0
 __all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor', 'jacobians', 'ggn', 'GGNOp', 'ggn_op', 'ggn_vp',
-           'ggn_factor', 'gram_eigh', 'LinearLogits', 'residual_op', 'residual', 'residual_vp', 'check_split',
-           'plot_spectra', 'plot_residual_ratio']
+           'ggn_factor', 'gram_eigh', 'LinearLogits', 'StreamedResidual', 'residual_op', 'residual', 'residual_vp',
+           'check_split', 'plot_spectra', 'plot_residual_ratio']
 
 # %% ../nbs/03_gauss_newton.ipynb #c4662b85
 CLOSED_FORMS = ("ce", "mse")
@@ -63,10 +63,22 @@ def loss_hessian_factor(z: torch.Tensor, # logits (N, C)
     return _check_logits(z, y, loss).factor(z, y)
 
 # %% ../nbs/03_gauss_newton.ipynb #75440149
-def _slices(obj: Objective, per_sample: int) -> list[slice]:
-    "Runs of samples whose workspace (`per_sample` numbers each) fits in `obj.chunk_bytes`."
-    n = max(1, obj.chunk_bytes // (per_sample * obj.theta.element_size()))
-    return [slice(i, min(i + n, obj.N)) for i in range(0, obj.N, n)]
+def _slices(obj: Objective, per_sample: int, n: int|None = None) -> list[slice]:
+    "Runs of `n` samples (default N) whose workspace (`per_sample` numbers each) fits in `obj.chunk_bytes`."
+    n, m = obj.N if n is None else n, max(1, obj.chunk_bytes // (per_sample * obj.theta.element_size()))
+    return [slice(i, min(i + m, n)) for i in range(0, n, m)]
+
+def _chunks(obj: Objective, per_sample: int):
+    "(X_s, y_s) runs of this process's samples, batch by batch (tensors or a stream), that fit in `obj.chunk_bytes`."
+    for Xb, yb, _ in obj.batches:
+        for s in _slices(obj, per_sample, len(Xb)): yield Xb[s], yb[s]
+
+def _per_sample(obj: Objective, what: str):
+    "Refuse per-sample results where samples are split over processes or come in a new order each pass."
+    obj._no_shards(what)
+    if obj.X is None and type(getattr(obj._source, "sampler", None)).__name__ == "RandomSampler":
+        raise ValueError(f"{what} has one entry per sample, in the data's order, but this DataLoader shuffles (a new order "
+                         "each pass): build the Objective on a DataLoader with shuffle=False.")
 
 def _jac(obj: Objective, X: torch.Tensor) -> torch.Tensor:
     "Output Jacobians (n, C, P) of the samples X, by reverse mode vectorised over samples and outputs."
@@ -76,8 +88,10 @@ def _jac(obj: Objective, X: torch.Tensor) -> torch.Tensor:
 def jacobians(obj: Objective) -> torch.Tensor:
     "The per-sample output Jacobians $J_i = \\partial f_i / \\partial \\theta$, stacked (N, C, P)."
     obj.check_dense((obj.N, obj.num_classes, obj.num_params), "stack of Jacobians", "Use ggn_op(obj) @ V, or fewer samples")
+    _per_sample(obj, "jacobians(obj)")
     obj.check_fresh()
-    return torch.cat([_jac(obj, obj.X[s]) for s in _slices(obj, obj.num_classes * obj.num_params)])
+    return torch.cat([_jac(obj, Xs) for Xs, _ in _chunks(obj, obj.num_classes * obj.num_params)])
+
 
 # %% ../nbs/03_gauss_newton.ipynb #05b9d5e6
 def ggn(obj: Objective) -> torch.Tensor:
@@ -86,15 +100,15 @@ def ggn(obj: Objective) -> torch.Tensor:
     obj.check_dense((P, P), "Gauss-Newton matrix", "Use ggn_op(obj) @ V, or ggn_op(obj).factor().eigh() for its eigenvalues")
     obj.check_fresh()
     G = torch.zeros(P, P, dtype=obj.theta.dtype, device=obj.theta.device)
-    for s in _slices(obj, 2 * obj.num_classes * P):
-        J = _jac(obj, obj.X[s])
-        with torch.no_grad(): Hz = obj.loss_fn.hessian(obj.forward(obj.theta, obj.X[s]), obj.y[s])
+    for Xs, ys in _chunks(obj, 2 * obj.num_classes * P):
+        J = _jac(obj, Xs)
+        with torch.no_grad(): Hz = obj.loss_fn.hessian(obj.forward(obj.theta, Xs), ys)
         G.addmm_(J.reshape(-1, P).T, (Hz @ J).reshape(-1, P), alpha=1 / obj.N)
-    return check_finite("the Gauss-Newton matrix", (G + G.T) / 2)
+    return check_finite("the Gauss-Newton matrix", _all_reduce((G + G.T) / 2, obj.group))
 
 # %% ../nbs/03_gauss_newton.ipynb #9431a020
 def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
-    "G V for a checked block V (P, k): forward mode (J v), the output Hessian, reverse mode (J^T u), blocks of k."
+    "G V for a checked block V (P, k): forward mode (J v), the output Hessian, reverse mode (J^T u), blocks of k; one all-reduce."
     obj.check_fresh()
     rows, k, theta = V.T, obj.block_size(), obj.theta
     out = torch.zeros_like(rows)
@@ -105,7 +119,7 @@ def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
         for i in range(0, len(rows), k):
             Jv = vmap(lambda t: jvp(f, (theta,), (t,))[1])(rows[i:i + k])  # (k, b, C)
             out[i:i + k] += vmap(pull)(torch.einsum("bcd,kbd->kbc", Hz, Jv))[0]
-    return out.T
+    return _all_reduce(out, obj.group).T
 
 # %% ../nbs/03_gauss_newton.ipynb #9a63e0a2
 class GGNOp(Operator):
@@ -131,11 +145,12 @@ def ggn_factor(obj: Objective) -> torch.Tensor:
     "V of shape (P, N C) with $G = V V^\\top$: column (i, c') is $J_i^\\top s_{i,c'} / \\sqrt N$ for the output-Hessian factor $S_i$."
     P = obj.num_params
     obj.check_dense((P, obj.N * obj.num_classes), "Gauss-Newton factor", "Use ggn_op(obj) @ V, or fewer samples")
+    _per_sample(obj, "the Gauss-Newton factor (one column per sample and output)")
     obj.check_fresh()
     parts = []
-    for s in _slices(obj, 2 * obj.num_classes * P):
-        J = _jac(obj, obj.X[s])
-        with torch.no_grad(): S = obj.loss_fn.factor(obj.forward(obj.theta, obj.X[s]), obj.y[s])
+    for Xs, ys in _chunks(obj, 2 * obj.num_classes * P):
+        J = _jac(obj, Xs)
+        with torch.no_grad(): S = obj.loss_fn.factor(obj.forward(obj.theta, Xs), ys)
         parts.append(torch.einsum("ncp,ncr->pnr", J, S).reshape(P, -1))
     return torch.cat(parts, 1) / math.sqrt(obj.N)
 
@@ -156,11 +171,22 @@ class LinearLogits(Loss):
     def hessian(self, z, g): return torch.zeros(*z.shape, z.shape[1], dtype=z.dtype, device=z.device)
     def factor(self, z, g): return self.hessian(z, g)
 
+class StreamedResidual(Loss):
+    "mean_i g_i . z_i with g_i the base loss's logit gradient at the same logits, held fixed: the residual's loss for streamed data."
+    name, convex = "residual", True
+    def __init__(self, base: Loss): self.base = base
+    def __call__(self, z, y): return (z * self.base.grad(z.detach(), y)).sum(-1).mean()
+    def grad(self, z, y): return self.base.grad(z.detach(), y)
+    def hessian(self, z, y): return torch.zeros(*z.shape, z.shape[1], dtype=z.dtype, device=z.device)
+    def factor(self, z, y): return self.hessian(z, y)
+
 def residual_op(obj: Objective) -> HessianOp:
     "The residual R = H - G of `obj`, computed directly as the Hessian of the logit-linear surrogate; built once per Objective."
     if "_derived_residual" not in obj.__dict__:
-        with torch.no_grad(): g = torch.cat([obj.loss_fn.grad(obj.forward(obj.theta, Xb), yb) for Xb, yb, _ in obj.batches])
-        op = HessianOp(obj.with_loss(LinearLogits(), g))
+        if obj.X is None: op = HessianOp(obj.with_loss(StreamedResidual(obj.loss_fn)))  # the gradients g come with each batch
+        else:
+            with torch.no_grad(): g = torch.cat([obj.loss_fn.grad(obj.forward(obj.theta, Xb), yb) for Xb, yb, _ in obj.batches])
+            op = HessianOp(obj.with_loss(LinearLogits(), g))
         op.name = "R"
         obj._derived_residual = op
     return obj._derived_residual

@@ -1,0 +1,256 @@
+"""Sharded and streamed Objectives: 2 gloo processes (uneven shards, odd last batches) give what one process gives over all
+the data; a failing process makes every process fail with its message; one all-reduce per product block; a DataLoader,
+a Dataset or a list of batches gives what tensors give."""
+import datetime
+import os
+import socket
+import traceback
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from hessian_nb.class_structure import averaged_top_space, class_labels, class_means, class_split
+from hessian_nb.core import Objective
+from hessian_nb.gauss_newton import ggn, ggn_factor, ggn_op, jacobians, residual_op
+from hessian_nb.spectrum import density, hutchpp, lanczos, slq
+
+N, SPLIT, B, K = 1000, 301, 128, 3  # shards of 301 and 699 samples; batches of 128 leave odd last batches (45, 59, 104)
+
+
+def problem(seed: int = 0):
+    "A small float64 MLP (P = 212, C = 4) and 1000 samples, the same in every process."
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4)).double()
+    X = torch.randn(N, 8, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (N,), generator=g)
+    return model, X, y
+
+
+def block(P: int) -> torch.Tensor:
+    return torch.randn(P, K, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+
+def measure(obj: Objective) -> dict:
+    "Everything compared between one process and two: products, loss, gradient, class means, Lanczos, SLQ, Hutch++."
+    V = block(obj.num_params)
+    H = obj.H
+    out = {"loss": obj.loss(), "grad": obj.grad(), "HV": H @ V, "GV": ggn_op(obj) @ V, "RV": residual_op(obj) @ V,
+           "G": ggn(obj), "dcc": class_means(obj)[0], "shares": class_means(obj)[1], "G1": averaged_top_space(obj, 4)[0]}
+    calls, reduce = [], dist.all_reduce if dist.is_initialized() else None
+    if reduce is not None:  # count the collectives of one Lanczos run
+        dist.all_reduce = lambda *a, **k: (calls.append(1), reduce(*a, **k))[1]
+    blocks, matmat = [], H._matmat
+    H._matmat = lambda W: (blocks.append(W.shape[1]), matmat(W))[1]
+    try: e = lanczos(H, k=10, seed=0)
+    finally:
+        if reduce is not None: dist.all_reduce = reduce
+    q = slq(obj.H, probes=3, steps=25, seed=0)
+    out.update(top=e.values, iterations=e.iterations, products=e.products, blocks=len(blocks), columns=sum(blocks),
+               reduces=len(calls), nodes=q.nodes, weights=q.weights,
+               density=density(q, torch.linspace(float(q.nodes.min()), float(q.nodes.max()), 50), sigma=0.05),
+               trace=hutchpp(obj.H, products=30, seed=0)[0])
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, task: str, outdir: str):
+    "One process: join the gloo group (with a timeout, so that nothing can hang), run `task`, save its result or its error."
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1", HESSIAN_NB_QUIET="1")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=30))
+    try:
+        res = TASKS[task](rank)
+    except Exception as e:
+        res = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()}
+    finally:
+        dist.destroy_process_group()
+    torch.save(res, os.path.join(outdir, f"rank{rank}.pt"))
+
+
+def shard(rank: int):
+    model, X, y = problem()
+    s = slice(0, SPLIT) if rank == 0 else slice(SPLIT, N)
+    return model, X[s], y[s]
+
+
+def task_same(rank):
+    model, X, y = shard(rank)
+    obj = Objective(model, X, y, batch_size=B, group=True)
+    out = measure(obj)
+    out["N"], out["N_local"] = obj.N, obj.N_local
+    loader = DataLoader(TensorDataset(X, y), batch_size=B)  # the shard streamed from a DataLoader: the same products
+    s = Objective(model, loader, group=True)
+    V = block(s.num_params)
+    out.update(HV_stream=s.H @ V, GV_stream=ggn_op(s) @ V, RV_stream=residual_op(s) @ V)
+    for what, fn in (("split", class_split), ("factor", ggn_factor), ("jac", jacobians), ("func", lambda o: torch.func.grad(o.loss)(o.theta))):
+        try: fn(obj); out[what] = "no error"
+        except RuntimeError as e: out[what] = str(e)
+    return out
+
+
+def task_bad_shard(rank):
+    model, X, y = shard(rank)
+    if rank == 1: X = X.clone(); X[7, 3] = float("nan")
+    Objective(model, X, y, batch_size=B, group=True)
+    return {"error": None}
+
+
+def task_bad_params(rank):
+    model, X, y = shard(rank)
+    if rank == 1:
+        with torch.no_grad(): model[0].bias[0] += 1e-3
+    Objective(model, X, y, group=True)
+    return {"error": None}
+
+
+TASKS = {"same": task_same, "bad_shard": task_bad_shard, "bad_params": task_bad_params}
+
+
+def spawn(task: str, tmp_path, world: int = 2) -> list:
+    mp.spawn(_worker, args=(world, free_port(), task, str(tmp_path)), nprocs=world, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(world)]
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    return spawn("same", tmp_path_factory.mktemp("same"))
+
+
+@pytest.fixture(scope="module")
+def one():
+    model, X, y = problem()
+    return measure(Objective(model, X, y, batch_size=B))
+
+
+def rel(a, b) -> float:
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
+
+
+KEYS = ["loss", "grad", "HV", "GV", "RV", "G", "dcc", "shares", "G1", "top", "nodes", "weights", "density", "trace"]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_two_processes_equal_one(two, one, key):
+    assert "error" not in two[0] and "error" not in two[1], (two[0].get("trace"), two[1].get("trace"))
+    for r in (0, 1):
+        assert rel(two[r][key], one[key]) < 1e-12, (key, r, rel(two[r][key], one[key]))
+    assert torch.equal(torch.as_tensor(two[0][key]), torch.as_tensor(two[1][key]))  # replicated state: identical bits
+
+
+def test_shards_uneven_and_counted(two):
+    assert (two[0]["N"], two[0]["N_local"], two[1]["N_local"]) == (N, SPLIT, N - SPLIT)
+
+
+def test_streamed_shards_equal_tensor_shards(two):
+    for r in (0, 1):
+        for k in ("HV", "GV", "RV"):
+            assert rel(two[r][f"{k}_stream"], two[r][k]) < 1e-13
+
+
+def test_one_all_reduce_per_product_block(two, one):
+    for r in (0, 1):
+        t = two[r]
+        assert t["reduces"] == t["blocks"]  # one collective per block, whatever its width
+        assert t["columns"] == t["products"]  # every product counted once
+        assert t["products"] == one["products"] and t["iterations"] == one["iterations"]
+        # one product per Lanczos step, plus the scale (1) and the measured residuals (one block of 10); H is symmetric
+        assert t["blocks"] == t["iterations"] + 2 and t["columns"] == t["iterations"] + 1 + 10
+
+
+def test_per_sample_results_refused_on_shards(two):
+    assert "class_split(obj)" in two[0]["split"] and "class_means(obj)" in two[0]["split"]
+    for k in ("factor", "jac", "func"):
+        assert "not available on a sharded Objective" in two[0][k], two[0][k]
+
+
+def test_a_failing_process_fails_all(tmp_path):
+    res = spawn("bad_shard", tmp_path)
+    for r in (0, 1):
+        assert res[r]["error"] is not None and "process 1 of 2 failed" in res[r]["error"], res[r]
+        assert "X contains 1 non-finite value(s)" in res[r]["error"]
+
+
+def test_different_parameters_refused(tmp_path):
+    res = spawn("bad_params", tmp_path)
+    for r in (0, 1):
+        assert res[r]["error"] is not None and "parameters differ between processes" in res[r]["error"], res[r]
+
+
+def test_group_needs_init():
+    model, X, y = problem()
+    with pytest.raises(RuntimeError, match="needs torch.distributed initialised"):
+        Objective(model, X, y, group=True)
+
+
+# ---- streaming, one process ----
+
+@pytest.fixture(scope="module")
+def tensor_obj():
+    model, X, y = problem()
+    return Objective(model, X[:203], y[:203])
+
+
+@pytest.mark.parametrize("kind", ["loader", "dataset", "list"])
+def test_stream_equals_tensors(tensor_obj, kind):
+    model, X, y = problem()
+    X, y = X[:203], y[:203]
+    src = {"loader": lambda: DataLoader(TensorDataset(X, y), batch_size=50), "dataset": lambda: TensorDataset(X, y),
+           "list": lambda: [(X[i:i + 64], y[i:i + 64]) for i in range(0, 203, 64)]}[kind]()
+    s = Objective(model, src, batch_size=50 if kind == "dataset" else None)
+    assert s.N == 203 and len(s.batches) == {"loader": 5, "dataset": 5, "list": 4}[kind] and "streamed" in repr(s)
+    V, o = block(s.num_params), tensor_obj
+    for a, b in ((s.loss(), o.loss()), (s.grad(), o.grad()), (s.H @ V, o.H @ V), (ggn_op(s) @ V, ggn_op(o) @ V),
+                 (residual_op(s) @ V, residual_op(o) @ V), (ggn(s), ggn(o)), (ggn_factor(s), ggn_factor(o)),
+                 (class_means(s)[0], class_means(o)[0]), (class_labels(s), class_labels(o)), (s.hessian(), o.hessian())):
+        assert rel(a, b) < 1e-12
+    torch.testing.assert_close(class_split(s).A3, class_split(o).A3, rtol=1e-12, atol=1e-14)
+
+
+def test_stream_mse_one_hot_and_float32():
+    model, X, y = problem()
+    m32 = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+    s = Objective(m32, DataLoader(TensorDataset(X[:90], y[:90]), batch_size=40), loss="mse")  # float64 data cast to float32
+    o = Objective(m32, X[:90].float(), y[:90], loss="mse")
+    V = block(s.num_params).float()
+    torch.testing.assert_close(s.H @ V, o.H @ V, rtol=1e-4, atol=1e-6)
+
+
+def test_stream_errors():
+    model, X, y = problem()
+    ds = TensorDataset(X[:20], y[:20])
+    with pytest.raises(TypeError, match="one-shot iterator"):
+        Objective(model, ((X[i:i + 5], y[i:i + 5]) for i in range(0, 20, 5)))
+    with pytest.raises(ValueError, match="a DataLoader makes its own batches"):
+        Objective(model, DataLoader(ds, batch_size=5), batch_size=5)
+    with pytest.raises(TypeError, match="must be a pair"):
+        Objective(model, [(X[:5], y[:5], y[:5])])
+    with pytest.raises(ValueError, match="y is missing"):
+        Objective(model, X[:5])
+    with pytest.raises(ValueError, match="labels must lie in 0..3"):
+        Objective(model, [(X[:5], y[:5]), (X[5:9], y[5:9] + 4)])
+    with pytest.raises(ValueError, match="yielded no batch"):
+        Objective(model, [])
+    with pytest.raises(ValueError, match="non-finite"):
+        Xn = X[:10].clone(); Xn[8, 0] = float("inf")
+        Objective(model, DataLoader(TensorDataset(Xn, y[:10]), batch_size=4))
+    data = [(X[:5], y[:5]), (X[5:9], y[5:9])]
+    s = Objective(model, data)
+    data.append((X[9:12], y[9:12]))  # the source changed after construction: a pass yields a different count
+    with pytest.raises(RuntimeError, match="yielded 12 samples in this pass but 9"):
+        s.H @ block(s.num_params)
+    sh = Objective(model, DataLoader(ds, batch_size=5, shuffle=True))
+    with pytest.raises(ValueError, match="shuffle=False"):
+        ggn_factor(sh)
+    with pytest.raises(ValueError, match="streamed Objective reads its targets"):
+        sh.with_loss("mse", y[:20])
