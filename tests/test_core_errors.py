@@ -157,3 +157,12 @@ def test_no_trainable_parameters(problem):
     model, X, y = problem
     model.requires_grad_(False)
     with raises(ValueError, "no trainable parameters"): Objective(model, X, y)
+
+
+def test_float32_inputs_are_cast_to_the_parameters_dtype(problem):
+    "X in float32 against a float64 model: cast once, so products are float64 throughout (not silently rounded)."
+    model, X, y = problem
+    obj32, obj64 = Objective(model, X.float(), y), Objective(model, X.float().double(), y)
+    assert obj32.X.dtype == torch.float64
+    v = torch.randn(obj32.num_params, dtype=torch.float64)
+    torch.testing.assert_close(obj32.hvp(v), obj64.hvp(v), rtol=0, atol=0)

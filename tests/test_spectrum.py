@@ -191,3 +191,16 @@ def test_wasserstein1():
                                         (torch.tensor([100.0, 99.0] + [1.0 - 0.01 * i for i in range(20)]), 2)])
 def test_count_outliers_edge_cases(eigs, count):
     assert count_outliers(eigs).count == count
+
+
+def test_hutchpp_standard_error_is_calibrated():
+    "The reported standard error matches the spread of the estimates over seeds (a missing 1/sqrt(m) would be off by ~3x)."
+    g = torch.Generator().manual_seed(3)
+    Q, _ = torch.linalg.qr(torch.randn(200, 200, dtype=DT, generator=g))
+    A = as_op((Q * torch.linspace(0.0, 1.0, 200, dtype=DT)) @ Q.T)  # flat spectrum: the sketch helps little
+    runs = [hutchpp(A, products=30, seed=s) for s in range(300)]
+    est = torch.tensor([e for e, _ in runs], dtype=DT)
+    se = torch.tensor([s for _, s in runs], dtype=DT)
+    ratio = float(est.std() / se.mean())
+    assert 0.7 < ratio < 1.4, ratio
+    assert abs(float(est.mean()) - 100.0) < 3 * float(est.std()) / math.sqrt(300)  # unbiased: tr(A) = 100
