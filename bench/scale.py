@@ -97,7 +97,7 @@ def m_hutchpp(model, X, y):
 
 def m_eigenthings(model, X, y):
     import hessian_eigenthings as he
-    op = he.HessianOperator(model, [(X, y)], he.supervised_loss(nn.CrossEntropyLoss()), use_gpu=X.is_cuda)
+    op = he.HessianOperator(model, [(X, y)], he.supervised_loss(nn.CrossEntropyLoss()))
     c = Counter(op.matvec); op.matvec = c
     res = he.lanczos(op, k=10, which="LA", seed=0)
     return torch.sort(res.eigenvalues.double().cpu(), descending=True).values, c.n
@@ -138,7 +138,7 @@ def _child(_, name, n, device, threads, q):
     t = time.perf_counter()
     try:
         vals, products = METHODS[name](model, X, y)
-        q.put((name, vals, products, time.perf_counter() - t, peak_mb(device), None))
+        q.put((name, vals.tolist(), products, time.perf_counter() - t, peak_mb(device), None))  # lists: no shared memory
     except Exception as e:
         q.put((name, None, 0, time.perf_counter() - t, peak_mb(device), f"{type(e).__name__}: {str(e)[:120]}"))
 
@@ -174,6 +174,7 @@ def _shard_worker(rank, world, port, n, device, reps, q):
     for _ in range(reps + 2):
         sync(); t = time.perf_counter(); (dist.all_reduce(buf) if world > 1 else None); sync(); comm.append(time.perf_counter() - t)
     if rank == 0: q.put((world, sorted(times)[len(times) // 2], sorted(comm)[len(comm) // 2], obj.N_local, obj.N))
+    dist.barrier()
     dist.destroy_process_group()
 
 
@@ -193,8 +194,9 @@ def main():
     ap.add_argument("--skip-peers", action="store_true")
     ap.add_argument("--methods", default="")
     ap.add_argument("--worlds", default="1,2")
+    ap.add_argument("--threads", type=int, default=0, help="threads per method process (default: all cores)")
     a = ap.parse_args()
-    threads = os.cpu_count() if a.device == "cpu" else 1
+    threads = (a.threads or os.cpu_count()) if a.device == "cpu" else 1
     import hessian_eigenthings, curvlinops, scipy  # noqa: F401  (versions below)
     from importlib.metadata import version
     P = sum(p.numel() for p in network().parameters())
@@ -209,6 +211,7 @@ def main():
     print("|---|---|---|---|---|---|---|")
     for name in names:
         _, vals, n, t, mem, err = run_fresh(name, a.n_per_class, a.device, threads)
+        vals = None if vals is None else torch.tensor(vals, dtype=torch.float64)
         res[name] = vals
         ref = res.get("hessian_nb lanczos H (tol 1e-4)")
         if err: print(f"| {name} | {t:.1f} | fails | - | {mem:,.0f} | {err} | - |"); sys.stdout.flush(); continue
