@@ -445,7 +445,13 @@ def _inspect_outputs(self: Objective):
 @patch
 def _check_loss(self: Objective, z: torch.Tensor, yb: torch.Tensor):
     "The loss must return a finite real scalar, the mean over the batch (checked on the batch against its two halves)."
-    with torch.no_grad(): out = self.loss_fn(z, yb)
+    try:
+        with torch.no_grad(): out = self.loss_fn(z, yb)
+    except (RuntimeError, IndexError, ValueError, TypeError) as e:
+        raise ValueError(f"the loss {self.loss_name!r} fails on the first batch's logits {tuple(z.shape)} and targets "
+                         f"{tuple(yb.shape)} {yb.dtype} ({type(e).__name__}: {str(e)[:200]}). Check that the targets match "
+                         f"the model's C = {z.shape[1]} outputs (labels in 0..{z.shape[1] - 1}) and the loss's signature "
+                         "loss(logits, y).") from e
     if not torch.is_tensor(out) or out.numel() != 1 or not out.is_floating_point():
         shape = (tuple(out.shape) if out.numel() != 1 else out.dtype) if torch.is_tensor(out) else type(out).__name__
         raise ValueError(f"the loss returned {shape}, not a scalar in floating point: it must return the mean over the batch "
