@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .core import Objective, _all_reduce
+from .core import Objective, all_reduce_sum
 from torch.func import vjp, vmap
 
 from .core import FactorOp
@@ -41,7 +41,7 @@ def _check_counts(counts: torch.Tensor):
 def class_labels(obj: Objective) -> torch.Tensor:
     "The integer class of each sample (N,), this process's when sharded; checked (every class present over all processes)."
     y = torch.cat([_labels(obj, yb) for _, yb, _ in obj.batches])
-    _check_counts(_all_reduce(torch.bincount(y, minlength=obj.num_classes), obj.group))
+    _check_counts(all_reduce_sum(torch.bincount(y, minlength=obj.num_classes), obj.group))
     return y
 
 
@@ -107,7 +107,7 @@ def class_means(obj: Objective) -> tuple[torch.Tensor, torch.Tensor]:
             z, pull = vjp(lambda th: obj.forward(th, Xc), obj.theta)
             S = obj.loss_fn.factor(z.detach(), yc)                    # (n, C, C'): column c' of each sample's factor
             sums[c] += vmap(pull)(S.permute(2, 0, 1))[0]              # (C', P): the sum over them of J_i^T s_{i,c'}
-    _all_reduce(buf, obj.group)                                   # every process's sums and counts in one collective
+    all_reduce_sum(buf, obj.group)                                   # every process's sums and counts in one collective
     _check_counts(counts)
     return sums / counts[:, None, None], counts / obj.N
 

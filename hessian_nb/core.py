@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['LOSSES', 'quiet', 'format_bytes', 'check_finite', 'check_eval_mode', 'ce', 'mse', 'Loss', 'CrossEntropy',
-           'SquaredError', 'as_loss', 'check_data', 'check_parameters', 'Objective', 'toy_problem', 'check_vectors',
-           'check_dense_size', 'plot_fd_error', 'plot_hessian', 'Operator', 'DenseOp', 'FunctionOp', 'as_op', 'SumOp',
-           'FactorOp', 'HessianOp']
+           'SquaredError', 'as_loss', 'check_data', 'check_parameters', 'process_group_info', 'all_reduce_sum',
+           'Objective', 'toy_problem', 'check_vectors', 'check_dense_size', 'plot_fd_error', 'plot_hessian', 'Operator',
+           'DenseOp', 'FunctionOp', 'as_op', 'SumOp', 'FactorOp', 'HessianOp']
 
 # %% ../nbs/00_core.ipynb #d0b14497
 def quiet() -> bool:
@@ -169,7 +169,7 @@ def check_parameters(named: list):
                          "load weights) first.")
 
 # %% ../nbs/00_core.ipynb #7ffc0045
-def _world(group) -> tuple:
+def process_group_info(group) -> tuple:
     "(process group or None, this process's rank, number of processes) for group=None, True (the default group) or a ProcessGroup."
     if group is None or group is False: return None, 0, 1
     import torch.distributed as dist
@@ -180,7 +180,7 @@ def _world(group) -> tuple:
     g = dist.group.WORLD if group is True else group
     return g, dist.get_rank(g), dist.get_world_size(g)
 
-def _all_reduce(t: torch.Tensor, group) -> torch.Tensor:
+def all_reduce_sum(t: torch.Tensor, group) -> torch.Tensor:
     "Sum `t` in place over the processes of `group`, outside autograd (one process: unchanged). Returns `t`."
     if group is None: return t
     import torch.distributed as dist
@@ -260,7 +260,7 @@ class Objective:
                  chunk_bytes: int=2**26, # workspace for a block of batched products (small blocks stay in cache)
                  group=None, # None: one process; True or a torch.distributed ProcessGroup: X, y are this process's shard
                 ):
-        self.group, self.rank, self.world_size = _world(group)
+        self.group, self.rank, self.world_size = process_group_info(group)
         self.progress, err = None, None  # progress: None (a bar on long streamed passes unless quiet()), True or False
         try: self._setup(model, X, y, loss, batch_size, max_dense_bytes, chunk_bytes)
         except Exception as e:
@@ -349,7 +349,7 @@ def _agree_shards(self: Objective, err: BaseException|None):
     if self.X is not None: self._set_batches(self.batch_size)  # the weights N_b / N use the global N
 
 @patch
-def _no_shards(self: Objective, what: str):
+def require_unsharded(self: Objective, what: str):
     "Refuse `what` on a sharded Objective, naming the products that work."
     if self.group is not None:
         raise RuntimeError(f"{what} is not available on a sharded Objective: its data are split over {self.world_size} "
@@ -582,10 +582,10 @@ def loss(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
     "The mean loss over the N samples at `theta` (default: `self.theta`): a pure function, safe under torch.func."
     theta = self._theta_arg(theta)
     if _traced(theta):
-        self._no_shards("the loss under torch.func or autograd")
+        self.require_unsharded("the loss under torch.func or autograd")
         return sum(w * self._batch_loss(theta, Xb, yb) for Xb, yb, w in self.batches)
     with torch.no_grad(): L = sum(w * self._batch_loss(theta, Xb, yb) for Xb, yb, w in self.batches).reshape(1)
-    return check_finite("the loss", _all_reduce(L, self.group)[0], "Check the data and the parameters (a diverged run?).")
+    return check_finite("the loss", all_reduce_sum(L, self.group)[0], "Check the data and the parameters (a diverged run?).")
 
 # %% ../nbs/00_core.ipynb #82621adf
 @patch
@@ -598,7 +598,7 @@ def grad(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
         for Xb, yb, w in self.batches:
             t = theta.detach().requires_grad_()
             g += w * torch.autograd.grad(self._batch_loss(t, Xb, yb), t)[0]
-    return check_finite("the gradient", _all_reduce(g, self.group), "Check the data and the parameters (a diverged run?).")
+    return check_finite("the gradient", all_reduce_sum(g, self.group), "Check the data and the parameters (a diverged run?).")
 
 # %% ../nbs/00_core.ipynb #f1501a4f
 @patch
@@ -642,7 +642,7 @@ def _hvp_block(self: Objective, V: torch.Tensor) -> torch.Tensor:
     for t, g, w in self._graphs():
         for i in range(0, len(rows), k):
             out[i:i + k].add_(self._products(t, g, rows[i:i + k]), alpha=w)
-    _all_reduce(out, self.group)  # NaN on one process reaches all of them: all raise below, none hangs
+    all_reduce_sum(out, self.group)  # NaN on one process reaches all of them: all raise below, none hangs
     check_finite("the Hessian-vector product", out, "The model or loss produced NaN/inf in its second derivatives.")
     return out.T
 
@@ -689,7 +689,7 @@ def hessian(self: Objective, progress: bool|None=None) -> torch.Tensor:
         for i in tqdm(range(0, P, k), desc="Hessian rows", disable=quiet() if progress is None else not progress):
             rows = (idx[i:i + k, None] == idx).to(dt)  # rows i..i+k of the identity
             H[i:i + k].add_(self._products(t, g, rows), alpha=w)
-    return check_finite("the Hessian", _all_reduce(H, self.group), "The model or loss produced NaN/inf in its second derivatives.")
+    return check_finite("the Hessian", all_reduce_sum(H, self.group), "The model or loss produced NaN/inf in its second derivatives.")
 
 # %% ../nbs/00_core.ipynb #08da3c83
 def plot_fd_error(eps: torch.Tensor, # step sizes
@@ -950,3 +950,16 @@ def with_loss(self: Objective, loss: str|Callable|Loss, y: torch.Tensor|None = N
                         self.chunk_bytes, self.group)
     new.progress = self.progress
     return new.at(self._theta)
+
+# %% ../nbs/00_core.ipynb #c52f2ad6
+@patch
+def derived(self: Objective, key: str, build: Callable):
+    "`build()` once per Objective and `key` (e.g. its residual operator), kept until the Objective is dropped; `at` starts afresh."
+    store = self.__dict__.setdefault("_derived", {})
+    if key not in store: store[key] = build()
+    return store[key]
+
+@patch(as_prop=True)
+def source(self: Objective):
+    "The data a streamed Objective reads for every product (a DataLoader, Dataset or list of batches); None for tensors."
+    return getattr(self, "_source", None)

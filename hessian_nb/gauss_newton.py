@@ -11,7 +11,7 @@ import torch
 from torch.func import jacrev, jvp, vjp, vmap
 
 from .core import (CrossEntropy, FactorOp, HessianOp, Loss, Objective, Operator, SquaredError, as_loss,
-                             check_finite, _all_reduce)
+                             check_finite, all_reduce_sum)
 
 # %% auto #0
 __all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor', 'jacobians', 'ggn', 'GGNOp', 'ggn_op', 'ggn_vp',
@@ -75,8 +75,8 @@ def _chunks(obj: Objective, per_sample: int):
 
 def _per_sample(obj: Objective, what: str):
     "Refuse per-sample results where samples are split over processes or come in a new order each pass."
-    obj._no_shards(what)
-    if obj.X is None and type(getattr(obj._source, "sampler", None)).__name__ == "RandomSampler":
+    obj.require_unsharded(what)
+    if obj.X is None and type(getattr(obj.source, "sampler", None)).__name__ == "RandomSampler":
         raise ValueError(f"{what} has one entry per sample, in the data's order, but this DataLoader shuffles (a new order "
                          "each pass): build the Objective on a DataLoader with shuffle=False.")
 
@@ -104,7 +104,7 @@ def ggn(obj: Objective) -> torch.Tensor:
         J = _jac(obj, Xs)
         with torch.no_grad(): Hz = obj.loss_fn.hessian(obj.forward(obj.theta, Xs), ys)
         G.addmm_(J.reshape(-1, P).T, (Hz @ J).reshape(-1, P), alpha=1 / obj.N)
-    return check_finite("the Gauss-Newton matrix", _all_reduce((G + G.T) / 2, obj.group))
+    return check_finite("the Gauss-Newton matrix", all_reduce_sum((G + G.T) / 2, obj.group))
 
 # %% ../nbs/03_gauss_newton.ipynb #9431a020
 def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
@@ -119,7 +119,7 @@ def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
         for i in range(0, len(rows), k):
             Jv = vmap(lambda t: jvp(f, (theta,), (t,))[1])(rows[i:i + k])  # (k, b, C)
             out[i:i + k] += vmap(pull)(torch.einsum("bcd,kbd->kbc", Hz, Jv))[0]
-    return _all_reduce(out, obj.group).T
+    return all_reduce_sum(out, obj.group).T
 
 # %% ../nbs/03_gauss_newton.ipynb #9a63e0a2
 class GGNOp(Operator):
@@ -182,14 +182,14 @@ class StreamedResidual(Loss):
 
 def residual_op(obj: Objective) -> HessianOp:
     "The residual R = H - G of `obj`, computed directly as the Hessian of the logit-linear surrogate; built once per Objective."
-    if "_derived_residual" not in obj.__dict__:
+    def build():
         if obj.X is None: op = HessianOp(obj.with_loss(StreamedResidual(obj.loss_fn)))  # the gradients g come with each batch
         else:
             with torch.no_grad(): g = torch.cat([obj.loss_fn.grad(obj.forward(obj.theta, Xb), yb) for Xb, yb, _ in obj.batches])
             op = HessianOp(obj.with_loss(LinearLogits(), g))
         op.name = "R"
-        obj._derived_residual = op
-    return obj._derived_residual
+        return op
+    return obj.derived("residual", build)
 
 def residual(obj: Objective) -> torch.Tensor:
     "The dense residual $R = \\frac1N \\sum_i \\sum_c (\\partial \\ell_i/\\partial z_c)\\, \\nabla^2_\\theta f_{i,c}$, (P, P), computed directly."

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import _world
+from .core import process_group_info
 
 # %% auto #0
 __all__ = ['shard']
@@ -17,6 +17,6 @@ def shard(*tensors: torch.Tensor, # tensors with the samples along the first dim
           group=None, # None: one process (everything); True or a ProcessGroup: this process's part
          ):
     "This process's contiguous share of each tensor, sizes differing by at most one sample (one tensor in, one out)."
-    _, rank, world = _world(group)
+    _, rank, world = process_group_info(group)
     out = tuple(t[rank * len(t) // world:(rank + 1) * len(t) // world] for t in tensors)
     return out[0] if len(out) == 1 else out
