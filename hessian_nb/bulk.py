@@ -4,33 +4,39 @@
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #2601c268
 from __future__ import annotations
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
+from torch import nn
 
 from .core import Objective
+from .data import fashion_mnist
 from .gauss_newton import ggn, residual
-from .spectrum import OutlierCount, count_outliers
-from .train import TrainConfig, cached, make_data, make_model, num_params, run, run_at
+from .spectrum import OutlierCount, count_outliers, lanczos
+from .train import TrainConfig, cached, make_data, make_model, mlp, num_params, run, run_at, train
 
 # %% auto #0
-__all__ = ['SCALES', 'TRAJECTORY', 'Spectra', 'spectrum_facts', 'cached_spectra', 'class_configs', 'class_sweep',
-           'plot_spectrum_hist', 'width_configs', 'width_sweep', 'plot_top_eigenvalues', 'spread_configs',
-           'spread_sweep', 'training_spectra', 'batch_configs', 'batch_comparison']
+__all__ = ['SCALES', 'SPREAD_PAPER', 'TRAJECTORY', 'FMNIST_BATCH_PAPER', 'Spectra', 'spectrum_facts', 'cached_spectra',
+           'class_configs', 'class_sweep', 'plot_spectrum_hist', 'width_configs', 'width_sweep', 'plot_top_eigenvalues',
+           'spread_configs', 'spread_sweep', 'normal_init_', 'spread_sweep_small_init', 'plot_spread',
+           'training_spectra', 'batch_configs', 'batch_comparison', 'fmnist_cnn', 'fmnist_batch_run',
+           'fmnist_batch_comparison', 'plot_batch_tops']
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #a2a8249b
 SCALES = {
     "book": { # minutes on two CPU cores, from a cold cache
         "classes": dict(ks=(2, 5, 10), d=20, hidden=[30, 30], n_per_class=10, grad_tol=1e-3, max_steps=5000),
         "widths": dict(widths=(10, 20, 30, 40), n_per_class=10, steps=3000),
-        "spreads": dict(spreads=(0.2, 0.4, 0.6, 0.8, 1.0), hidden=[10, 10], n_per_class=50, grad_tol=1e-4, max_steps=20000),
+        "spreads": dict(spreads=(0.2, 0.4, 0.6, 0.8, 1.0), hidden=[10, 10], n_per_class=50, grad_tol=1e-4, max_steps=20000, small_init_steps=50000),
         "batches": dict(n_per_class=20, hidden=[32], steps=2000, small=10, lr=0.3),
+        "fmnist_batches": dict(n_per_class=100, seeds=5, steps=300, small=10, large=512, lr=0.1, k=20),
     },
     "paper": { # Sagun et al.'s sizes (2017 Table 1: 100-30-30-k, M = 3960 + 31k); about half an hour
         "classes": dict(ks=(2, 5, 10, 20, 50), d=100, hidden=[30, 30], n_per_class=10, grad_tol=1e-4, max_steps=20000),
         "widths": dict(widths=(10, 30, 50, 70), n_per_class=10, steps=3000),
-        "spreads": dict(spreads=(0.2, 0.4, 0.6, 0.8, 1.0), hidden=[10, 10], n_per_class=50, grad_tol=1e-4, max_steps=50000),
+        "spreads": dict(spreads=(0.2, 0.4, 0.6, 0.8, 1.0), hidden=[10, 10], n_per_class=50, grad_tol=1e-4, max_steps=50000, small_init_steps=200000),
         "batches": dict(n_per_class=100, hidden=[32], steps=5000, small=10, lr=0.3),
+        "fmnist_batches": dict(n_per_class=100, seeds=10, steps=2000, small=10, large=512, lr=0.1, k=20),
     },
 }
 
@@ -141,6 +147,45 @@ def spread_sweep(scale: str = "book") -> dict:
     "Spectra of H and G of the spread sweep's trained networks."
     return _trained_facts("spread_sweep", spread_configs(scale))
 
+# %% ../nbs/05_bulk_and_outliers.ipynb #fe0fe94f
+SPREAD_PAPER = {0.2: (0.022, 0.021), 0.4: (0.06, 0.02), 0.6: (0.30, None), 0.8: (0.92, 0.32), 1.0: (1.7, 0.85)} # 2016 Fig. 7: lambda_1, lambda_2
+
+def normal_init_(model: nn.Module, std: float = 0.1, seed: int = 0) -> nn.Module:
+    "Redraw every parameter (weights and biases) from N(0, std^2), as the authors' code initialises; in place, seeded."
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters(): p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype) * std)
+    return model
+
+def spread_sweep_small_init(scale: str = "book") -> dict:
+    "The spread sweep's 2-10-10-2 networks from N(0, 0.1^2), GD at step 0.1 to gradient norm 1e-4 (or the budget): Spectra."
+    s, out = _scale(scale, "spreads"), {}
+    for sp, cfg in spread_configs(scale).items():
+        cfg = replace(cfg, model=None, max_steps=s["small_init_steps"])  # the model is built here: the lab's default initialisation is not the authors'
+        net = lambda: normal_init_(mlp([2, *s["hidden"], 2], dtype=torch.float64), 0.1, cfg.seed)
+        out[sp] = cached_spectra("spread_small_init", {"train": asdict(cfg), "hidden": s["hidden"], "init": "normal 0.1"},
+                                 lambda: spectrum_facts(train(cfg, make_data(cfg), net(), progress=False).model, make_data(cfg), parts=("H",)))
+    return out
+
+# %% ../nbs/05_bulk_and_outliers.ipynb #6d2eae92
+def plot_spread(sweep: dict, # spread -> Spectra
+                paper: dict = SPREAD_PAPER, # spread -> (lambda_1, lambda_2) of the paper (None: not read)
+                grad_tol: float = 1e-4, ax=None):
+    "The two largest eigenvalues against the spread: filled where GD converged, hollow where it did not; the paper's as squares."
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(5, 3.2))[1]
+    for i in range(2):
+        xs = list(sweep); ys = [float(f.H[i]) for f in sweep.values()]
+        ax.plot(xs, ys, "-", color=f"C{i}", lw=0.8, alpha=0.5)
+        for x, y, f in zip(xs, ys, sweep.values()):
+            ok = f.grad_norm <= grad_tol
+            ax.plot(x, y, "o", color=f"C{i}", mfc=f"C{i}" if ok else "none", ms=6, label=f"$\\lambda_{i + 1}$" if x == xs[0] else None)
+        px = [x for x in paper if paper[x][i] is not None]
+        ax.plot(px, [paper[x][i] for x in px], "s", mfc="none", color=f"C{i}", ms=7, label=f"paper $\\lambda_{i + 1}$")
+    ax.set(yscale="log", xlabel="blob standard deviation", ylabel="eigenvalue of H", title="hollow circles: not converged")
+    ax.legend(frameon=False, fontsize=7, ncol=2)
+    return ax
+
 # %% ../nbs/05_bulk_and_outliers.ipynb #aa58d916
 TRAJECTORY = TrainConfig(data={"name": "digits", "n_per_class": 10, "image": False}, model={"arch": "mlp", "hidden": [20]},
                          lr=0.5, max_steps=10000, grad_tol=0, checkpoints=(10, 30, 100, 300, 1000, 3000, 10000), log_every=100)
@@ -162,3 +207,61 @@ def batch_configs(scale: str = "book") -> dict:
 def batch_comparison(scale: str = "book") -> dict:
     "Spectra of H and G of the small- and large-batch solutions."
     return _trained_facts("batch_comparison", batch_configs(scale))
+
+# %% ../nbs/05_bulk_and_outliers.ipynb #0920e4d6
+def fmnist_cnn(channels: tuple = (6, 12), # output channels of the two convolutions (3 x 3, padding 1)
+               hidden: int = 32, # width of the first fully connected layer
+               num_classes: int = 10,
+               seed: int = 0, # seeds the initialisation (the global RNG is left alone)
+               dtype: torch.dtype = torch.float32) -> nn.Sequential:
+    "Sagun et al.'s (2017) convnet shape for 1 x 28 x 28 images: 2 x (conv, ReLU, max-pool 2), then linear, ReLU, linear."
+    c1, c2 = channels
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        f32 = torch.float32  # initialised in float32 whatever torch's default dtype, then cast
+        return nn.Sequential(nn.Conv2d(1, c1, 3, padding=1, dtype=f32), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(c1, c2, 3, padding=1, dtype=f32), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(49 * c2, hidden, dtype=f32), nn.ReLU(), nn.Linear(hidden, num_classes, dtype=f32)).to(dtype)
+
+# %% ../nbs/05_bulk_and_outliers.ipynb #60caa191
+FMNIST_BATCH_PAPER = { # Sagun et al. 2017, Fig. 4 (MNIST, read off the plot): the top eigenvalues after training
+    "large batch": [21.3, 19.4, 11.5, 11.0, 10.6, 7.5, 7.3, 4.9, 4.5],
+    "small batch": [5.3, 3.8, 2.8, 2.3, 1.9, 1.8, 1.6, 1.2, 1.0]}
+
+def fmnist_batch_run(batch_size: int, # minibatch size of SGD
+                     seed: int = 0, # seeds the initialisation, the subset and the minibatch order
+                     lr: float = 0.1, steps: int = 300, n_per_class: int = 100,
+                     k: int = 20) -> dict: # how many of the Hessian's largest eigenvalues
+    "Train the Fashion-MNIST convnet with SGD at one batch size; its k largest Hessian eigenvalues (Lanczos) and metrics, cached."
+    cfg = TrainConfig(lr=lr, batch_size=batch_size, max_steps=steps, grad_tol=0, seed=seed, dtype="float32", log_every=steps)
+    def compute():
+        data = fashion_mnist(n_per_class, n_test_per_class=100, image=True, seed=seed)
+        r = train(cfg, data, fmnist_cnn(seed=seed), progress=False)
+        e = lanczos(Objective(r.model, data.X, data.y).H, k=k, tol=1e-3, vectors=False, verify=False)
+        return {"top": e.values, **r.history[-1]}
+    return cached("fmnist_batch", {"train": asdict(cfg), "n_per_class": n_per_class, "k": k}, compute)
+
+# %% ../nbs/05_bulk_and_outliers.ipynb #54eedea3
+def fmnist_batch_comparison(scale: str = "book") -> dict:
+    "{label: [fmnist_batch_run for each seed]} for the small and the large batch, same step size and step count."
+    s = _scale(scale, "fmnist_batches")
+    return {f"{name} ({b})": [fmnist_batch_run(b, seed, s["lr"], s["steps"], s["n_per_class"], s["k"]) for seed in range(s["seeds"])]
+            for name, b in (("small batch", s["small"]), ("large batch", s["large"]))}
+
+# %% ../nbs/05_bulk_and_outliers.ipynb #94273156
+def plot_batch_tops(comparison: dict, # fmnist_batch_comparison(...)
+                    paper: dict = FMNIST_BATCH_PAPER, # the paper's values, drawn as open markers
+                    top: int = 10, ax=None):
+    "The top eigenvalues of each batch size, mean and standard deviation over seeds, beside the paper's."
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(5, 3.2))[1]
+    for i, (label, runs) in enumerate(comparison.items()):
+        v = torch.stack([r["top"][:top].double() for r in runs])
+        ranks = torch.arange(1, top + 1)
+        ax.errorbar(ranks, v.mean(0), yerr=v.std(0), fmt="o-", ms=4, lw=1, capsize=2, color=f"C{i}", label=f"{label}, {len(runs)} seeds")
+        ref = next((p for k, p in paper.items() if label.startswith(k)), None)
+        if ref: ax.plot(range(1, len(ref) + 1), ref, "s", mfc="none", color=f"C{i}", ms=6, label=f"paper, {label.split(' (')[0]}")
+    ax.set_yscale("log")
+    ax.set(xlabel="rank", ylabel="eigenvalue of H")
+    ax.legend(frameon=False, fontsize=7)
+    return ax

@@ -17,7 +17,7 @@ from .train import TrainConfig, cached, make_data, make_model, run, run_at, trai
 
 # %% auto #0
 __all__ = ['flat_params', 'check_interpolable', 'interpolate', 'barrier', 'two_phase', 'plot_two_phase', 'sharpness_along',
-           'plot_lines', 'paired_lines']
+           'plot_lines', 'paired_lines', 'fmnist_two_phase']
 
 # %% ../nbs/07_interpolation.ipynb #dc165bf6
 def flat_params(model: nn.Module) -> torch.Tensor:
@@ -128,3 +128,25 @@ def paired_lines(cfg_a: TrainConfig, # a run with checkpoints
         out.append({"step": s, "distance": float((flat_params(a) - flat_params(b)).norm()), "barrier": barrier(c),
                     "loss_a": float(c["train_loss"][0]), "loss_b": float(c["train_loss"][-1])})
     return out
+
+# %% ../nbs/07_interpolation.ipynb #e2e18011
+def fmnist_two_phase(large: int = 256, # phase 1 batch size
+                     small: int = 32, # phase 2 batch size, from phase 1's end
+                     steps: int = 200, # steps in each phase
+                     lr: float = 0.1, seed: int = 0, # seeds the initialisation and minibatch order (the data are fixed)
+                     n_per_class: int = 100) -> dict:
+    "Large batch, then small batch, on Fashion-MNIST with the bulk chapter's convnet: both models, history and data, cached."
+    from hessian_nb.bulk import fmnist_cnn
+    from hessian_nb.data import fashion_mnist
+    cfg = TrainConfig(lr=lr, batch_size=large, max_steps=steps, grad_tol=0, seed=seed, dtype="float32", log_every=max(1, steps // 20))
+    data = fashion_mnist(n_per_class, n_test_per_class=100, image=True)
+    def compute():
+        first = train(cfg, data, fmnist_cnn(seed=seed), progress=False)
+        state = {k: v.clone() for k, v in first.model.state_dict().items()}
+        second = train(dataclasses.replace(cfg, batch_size=small), data, first.model, progress=False)  # continues in place
+        return {"large": state, "small": dict(second.model.state_dict()),
+                "history": first.history + [dict(h, step=h["step"] + steps) for h in second.history[1:]]}
+    res = cached("fmnist_two_phase", {"train": dataclasses.asdict(cfg), "small": small, "n_per_class": n_per_class}, compute)
+    models = {k: fmnist_cnn(seed=seed) for k in ("large", "small")}
+    for k, m in models.items(): m.load_state_dict(res[k]); m.eval()
+    return {**models, "history": res["history"], "switch": steps, "data": data}

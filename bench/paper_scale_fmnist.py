@@ -1,0 +1,37 @@
+"""Fashion-MNIST at the papers' scale: Sagun et al. 2017 Fig. 4 (batch 10 vs 512, the convnet, 10 seeds, 2,000 steps) and the
+class-mean map up to 1,000 images per class (Papyan 2019's "top-C of G ~ G1").
+
+    HESSIAN_NB_QUIET=1 .venv/bin/python bench/paper_scale_fmnist.py [batch|map]
+
+Everything goes through the result cache like the chapters', so a second run only prints. Needs the Debian package
+dataset-fashion-mnist. Prints markdown tables for bench/RESULTS.md with the time they took.
+"""
+import sys
+import time
+
+import torch
+
+from hessian_nb.bulk import FMNIST_BATCH_PAPER, SCALES, fmnist_batch_comparison
+from hessian_nb.class_scale import class_map, map_rows
+
+def batch():
+    t = time.perf_counter(); comp = fmnist_batch_comparison("paper"); minutes = (time.perf_counter() - t) / 60
+    print(f"scale 'paper': {SCALES['paper']['fmnist_batches']}; {minutes:.1f} minutes\n")
+    print("| batch | seeds | top 10 eigenvalues of H, mean (std) | training loss | test accuracy |\n|---|---|---|---|---|")
+    for label, runs in comp.items():
+        v = torch.stack([r["top"][:10].double() for r in runs])
+        print(f"| {label} | {len(runs)} | {', '.join(f'{m:.3g} ({s:.2g})' for m, s in zip(v.mean(0), v.std(0)))} | "
+              f"{sum(r['loss'] for r in runs) / len(runs):.3g} | {sum(r['test_acc'] for r in runs) / len(runs):.3f} |")
+    print(f"\npaper (MNIST): {FMNIST_BATCH_PAPER}")
+
+def cmap():
+    t = time.perf_counter(); rows = map_rows(class_map("paper")); minutes = (time.perf_counter() - t) / 60
+    print(f"class map, scale 'paper': {minutes:.1f} minutes\n")
+    keys = ["G/G1", "G/G012", "overlap", "tightness", "tightness by c'", "share G1", "share G2", "share G3", "heaviest 5%", "acc"]
+    print("| run | step | " + " | ".join(keys) + " |\n|" + "---|" * (len(keys) + 2))
+    for r in rows: print(f"| {r['run']} | {r['step']} | " + " | ".join(f"{r[k]:.3g}" for k in keys) + " |")
+
+if __name__ == "__main__":
+    which = sys.argv[1:] or ["batch", "map"]
+    if "batch" in which: batch()
+    if "map" in which: cmap()
