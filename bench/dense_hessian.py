@@ -143,12 +143,14 @@ def main():
     ap.add_argument("--quick", action="store_true", help="one repeat, float64 only")
     ap.add_argument("--repeats", type=int, default=3, help="repeats per dense method (median)")
     ap.add_argument("--one", nargs=2, metavar=("METHOD", "DTYPE"), help=argparse.SUPPRESS)
+    ap.add_argument("--products", action="store_true", help="only the gradient and product tables (no dense Hessians)")
     a = ap.parse_args()
     if a.one: return run_one(a.one[0], a.one[1], a.repeats)
     dtypes = ["float64"] if a.quick else ["float64", "float32"]
     repeats = 1 if a.quick else a.repeats
     print(f"# bench/dense_hessian.py: torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     for dt in dtypes:
+        if a.products: print_products(dt); continue
         rows = []
         for name in DENSE:  # memory: each method alone in a fresh process, one call
             out = subprocess.run([sys.executable, __file__, "--one", name, dt, "--repeats", "1"], capture_output=True, text=True)
@@ -167,15 +169,19 @@ def main():
             print(f"| {r['method']} | {t:.2f} | {t / ours:.2f} | {r['peak_bytes'] / 1e6:.0f} | "
                   f"{r['peak_bytes'] / result:.2f} | {r['max_rel_diff_vs_hessian_nb']:.1e} |")
         print()
-        times, P = products(getattr(torch, dt))
-        g = times["gradient (hessian_nb)"]
-        print(f"## Gradient and Hessian-vector products, {dt} (median ms; ratio to one hessian_nb gradient)\n")
-        print("| operation | time (ms) | per product / gradient |")
-        print("|---|---|---|")
-        for k, t in times.items():
-            n = int(k.split()[0]) if k[0].isdigit() else 1
-            print(f"| {k} | {t * 1e3:.2f} | {t / n / g:.2f} |")
-        print()
+        print_products(dt)
+
+
+def print_products(dt):
+    times, P = products(getattr(torch, dt))
+    g = times["gradient (hessian_nb)"]
+    print(f"## Gradient and Hessian-vector products, {dt} (median ms; ratio to one hessian_nb gradient)\n")
+    print("| operation | time (ms) | per product / gradient |")
+    print("|---|---|---|")
+    for k, t in times.items():
+        n = int(k.split()[0]) if k[0].isdigit() else 1
+        print(f"| {k} | {t * 1e3:.2f} | {t / n / g:.2f} |")
+    print(); sys.stdout.flush()
 
 
 if __name__ == "__main__":
