@@ -12,15 +12,16 @@ from torch import nn
 from .core import Objective
 from .data import fashion_mnist
 from .gauss_newton import ggn, residual
-from .spectrum import OutlierCount, count_outliers, lanczos
+from .spectrum import OutlierCount, count_outliers, lanczos, slq
 from .train import TrainConfig, cached, make_data, make_model, mlp, num_params, run, run_at, train
 
 # %% auto #0
 __all__ = ['SCALES', 'SPREAD_PAPER', 'TRAJECTORY', 'FMNIST_BATCH_PAPER', 'Spectra', 'spectrum_facts', 'cached_spectra',
            'class_configs', 'class_sweep', 'plot_spectrum_hist', 'width_configs', 'width_sweep', 'plot_top_eigenvalues',
-           'spread_configs', 'spread_sweep', 'normal_init_', 'spread_sweep_small_init', 'plot_spread',
-           'training_spectra', 'batch_configs', 'batch_comparison', 'fmnist_cnn', 'fmnist_batch_run',
-           'fmnist_batch_comparison', 'plot_batch_tops']
+           'fmnist_width_run', 'near_zero_share', 'fmnist_width_sweep', 'plot_fmnist_widths', 'spread_configs',
+           'spread_sweep', 'normal_init_', 'spread_sweep_small_init', 'plot_spread', 'training_spectra',
+           'batch_configs', 'batch_comparison', 'fmnist_cnn', 'fmnist_batch_run', 'fmnist_batch_comparison',
+           'plot_batch_tops']
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #a2a8249b
 SCALES = {
@@ -30,6 +31,7 @@ SCALES = {
         "spreads": dict(spreads=(0.2, 0.4, 0.6, 0.8, 1.0), hidden=[10, 10], n_per_class=50, grad_tol=1e-4, max_steps=20000, small_init_steps=50000),
         "batches": dict(n_per_class=20, hidden=[32], steps=2000, small=10, lr=0.3),
         "fmnist_batches": dict(n_per_class=100, seeds=5, steps=300, small=10, large=512, lr=0.1, k=20),
+        "fmnist_widths": dict(widths=(10, 30, 50, 70), depths=(1, 2), n_per_class=100, steps=1000, lr=0.1, k=40, probes=4, slq_steps=60),
     },
     "paper": { # Sagun et al.'s sizes (2017 Table 1: 100-30-30-k, M = 3960 + 31k); about half an hour
         "classes": dict(ks=(2, 5, 10, 20, 50), d=100, hidden=[30, 30], n_per_class=10, grad_tol=1e-4, max_steps=20000),
@@ -37,6 +39,7 @@ SCALES = {
         "spreads": dict(spreads=(0.2, 0.4, 0.6, 0.8, 1.0), hidden=[10, 10], n_per_class=50, grad_tol=1e-4, max_steps=50000, small_init_steps=200000),
         "batches": dict(n_per_class=100, hidden=[32], steps=5000, small=10, lr=0.3),
         "fmnist_batches": dict(n_per_class=100, seeds=10, steps=2000, small=10, large=512, lr=0.1, k=20),
+        "fmnist_widths": dict(widths=(10, 30, 50, 70), depths=(1, 2), n_per_class=100, steps=1000, lr=0.1, k=120, probes=8, slq_steps=100),
     },
 }
 
@@ -135,6 +138,51 @@ def plot_top_eigenvalues(sweep: dict, # parameter value -> Spectra
     ax.set(xlabel=xlabel, ylabel=f"top {top} eigenvalues of H")
     return ax
 
+# %% ../nbs/05_bulk_and_outliers.ipynb #cf6ff4e6
+def fmnist_width_run(width: int, depth: int = 1, # hidden layers of `width` units (784-h-10 or 784-h-h-10)
+                     n_per_class: int = 100, steps: int = 1000, lr: float = 0.1, k: int = 40, # top k by Lanczos
+                     probes: int = 4, slq_steps: int = 60, seed: int = 0) -> dict:
+    "Full-batch GD on Fashion-MNIST, then the top k of H (Lanczos) and an SLQ quadrature of its spectrum, cached."
+    cfg = TrainConfig(lr=lr, batch_size=None, max_steps=steps, grad_tol=0, seed=seed, dtype="float32", log_every=steps)
+    def compute():
+        data = fashion_mnist(n_per_class, n_test_per_class=100, seed=seed)
+        r = train(cfg, data, mlp([784, *[width] * depth, 10], seed=seed), progress=False)
+        obj = Objective(r.model, data.X, data.y)
+        top = lanczos(obj.H, k=k, tol=1e-3, vectors=False, verify=False).values
+        q = slq(obj.H, probes=probes, steps=slq_steps, seed=seed)
+        return {"top": top, "nodes": q.nodes, "weights": q.weights, "P": obj.num_params, **r.history[-1]}
+    return cached("fmnist_width", {"train": asdict(cfg), "width": width, "depth": depth, "n_per_class": n_per_class, "k": k,
+                                   "probes": probes, "slq_steps": slq_steps}, compute)
+
+def near_zero_share(res: dict, rel: float = 1e-3) -> float:
+    "The SLQ estimate of the share of eigenvalues within rel x the largest of zero."
+    return float((res["weights"] * (res["nodes"].abs() <= rel * float(res["top"][0]))).sum() / res["weights"].sum())
+
+# %% ../nbs/05_bulk_and_outliers.ipynb #5fadb614
+def fmnist_width_sweep(scale: str = "book") -> dict:
+    "{(depth, width): fmnist_width_run(...)}: one and two hidden layers of each width, same data, step size and step count."
+    s = _scale(scale, "fmnist_widths")
+    return {(d, h): fmnist_width_run(h, d, s["n_per_class"], s["steps"], s["lr"], s["k"], s["probes"], s["slq_steps"])
+            for d in s["depths"] for h in s["widths"]}
+
+def plot_fmnist_widths(sweep: dict, # fmnist_width_sweep(...)
+                       depth: int = 1, top: int = 40, axes=None):
+    "Left: the top eigenvalues by rank for each width; right: SLQ log-count histograms of lambda / lambda_max."
+    import matplotlib.pyplot as plt
+    axes = axes if axes is not None else plt.subplots(1, 2, figsize=(10, 3.2))[1]
+    runs = {h: r for (d, h), r in sweep.items() if d == depth}
+    bins = torch.linspace(-0.2, 1.0, 61, dtype=torch.float64)
+    for i, (h, r) in enumerate(runs.items()):
+        t = r["top"][:top].double()
+        axes[0].plot(range(1, len(t) + 1), t.clamp_min(1e-3), "o-", ms=2, lw=1, color=f"C{i}", label=f"h = {h} (P = {r['P']:,})")
+        x = (r["nodes"].double() / float(r["top"][0])).reshape(-1)
+        counts = torch.histogram(x.clamp(-0.2, 1.0), bins, weight=(r["weights"].double() * r["P"] / r["nodes"].shape[0]).reshape(-1)).hist
+        axes[1].stairs(counts.clamp_min(0.1), bins, color=f"C{i}", label=f"h = {h}")
+    axes[0].set(yscale="log", xlabel="rank", ylabel="eigenvalue of H (Lanczos)", title=f"{depth} hidden layer{'s' * (depth > 1)}")
+    axes[1].set(yscale="log", xlabel=r"eigenvalue / largest", ylabel="count (SLQ estimate)")
+    for ax in axes: ax.legend(frameon=False, fontsize=7)
+    return axes
+
 # %% ../nbs/05_bulk_and_outliers.ipynb #1086f118
 def spread_configs(scale: str = "book") -> dict:
     "The 2-D two-blob networks (2-10-10-2, M = 162) trained by GD at step 0.1, one per cluster spread (Sagun et al. 2016, Fig. 7)."
@@ -176,7 +224,8 @@ def plot_spread(sweep: dict, # spread -> Spectra
     ax = ax or plt.subplots(figsize=(5, 3.2))[1]
     for i in range(2):
         xs = list(sweep); ys = [float(f.H[i]) for f in sweep.values()]
-        ax.plot(xs, ys, "-", color=f"C{i}", lw=0.8, alpha=0.5)
+        ok_xy = [(x, y) for x, y, f in zip(xs, ys, sweep.values()) if f.grad_norm <= grad_tol]
+        if ok_xy: ax.plot(*zip(*ok_xy), "-", color=f"C{i}", lw=0.8, alpha=0.5)  # lines join converged runs only
         for x, y, f in zip(xs, ys, sweep.values()):
             ok = f.grad_norm <= grad_tol
             ax.plot(x, y, "o", color=f"C{i}", mfc=f"C{i}" if ok else "none", ms=6, label=f"$\\lambda_{i + 1}$" if x == xs[0] else None)
