@@ -18,7 +18,7 @@ from .train import cached, evaluate, mlp
 
 # %% auto #0
 __all__ = ['class_pieces', 'within_class', 'class_facts', 'map_data', 'map_model', 'sgd_snapshots', 'map_point', 'map_points',
-           'class_map', 'map_rows', 'plot_class_map', 'count_point']
+           'class_map', 'map_rows', 'plot_class_map', 'count_point', 'embedding_along', 'plot_embedding']
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #36df6319
 def class_pieces(dcc: torch.Tensor, # (C, C, P) class-pair means delta_{c,c'}
@@ -191,3 +191,37 @@ def count_point(data: str = "digits", n_per_class: int|None = 50, seed: int = 0,
         dcc, w = class_means(obj)
         return {"H": eH, "G": eG, "G1": FactorOp(class_pieces(dcc, w)[1]).eigh(vectors=False), **evaluate(model, d)}
     return cached("class_count", {"data": data, "n_per_class": n_per_class, "seed": seed, "steps": steps, "top": top}, compute)
+
+# %% ../nbs/06b_class_structure_at_scale.ipynb #6744859c
+def embedding_along(point: dict) -> dict:
+    "{step: (C*C, 2) classical-MDS coordinates of the delta_{c,c'} (row c*C + c')} at each snapshot of a map run, cached."
+    p = dict(point)
+    def compute():
+        data = map_data(p["data"], p["n_per_class"], image=p["model"]["arch"] == "cnn", seed=p.get("seed", 0))
+        model = map_model(p["model"], data, p.get("seed", 0))
+        snaps = sgd_snapshots(model, data, p["lr"], p["batch_size"], p["steps"], p.get("weight_decay", 0.0), tuple(p["snapshots"]), p.get("seed", 0))
+        out = {}
+        for step, state in snaps.items():
+            model.load_state_dict(state)
+            X = class_means(Objective(model.eval(), data.X, data.y))[0].reshape(-1, sum(q.numel() for q in model.parameters())).double()
+            X = X - X.mean(0)
+            U, S, _ = torch.linalg.svd(X, full_matrices=False)                   # classical MDS = the top principal coordinates
+            out[step] = (U[:, :2] * S[:2]).float()
+        return out
+    return cached("class_embedding", {**p, "format": 1}, compute)
+
+# %% ../nbs/06b_class_structure_at_scale.ipynb #9eae4b58
+def plot_embedding(coords: dict, # embedding_along(...)
+                   C: int = 10, axes=None):
+    "The delta_{c,c'} in 2-D at each snapshot: top row coloured by class c, bottom row by logit c' (crosses: c' = c)."
+    import matplotlib.pyplot as plt
+    axes = axes if axes is not None else plt.subplots(2, len(coords), figsize=(3.2 * len(coords), 6.2))[1]
+    c, cp = torch.arange(C).repeat_interleave(C), torch.arange(C).repeat(C)
+    for j, (step, xy) in enumerate(coords.items()):
+        for i, (lab, name) in enumerate(((c, "class $c$"), (cp, "logit $c'$"))):
+            ax = axes[i, j]
+            same = c == cp
+            ax.scatter(xy[~same, 0], xy[~same, 1], c=lab[~same], cmap="tab10", vmin=0, vmax=9, s=12)
+            ax.scatter(xy[same, 0], xy[same, 1], c=lab[same], cmap="tab10", vmin=0, vmax=9, s=40, marker="x")
+            ax.set(xticks=[], yticks=[], title=f"step {step}, coloured by {name}")
+    return axes
