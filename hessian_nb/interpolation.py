@@ -45,7 +45,7 @@ def interpolate(model_a: nn.Module, # the point at alpha = 0
     check_interpolable(model_a, model_b)
     alphas = torch.linspace(-1, 2, 31, dtype=torch.float64) if alphas is None else torch.as_tensor(alphas, dtype=torch.float64)
     ta, tb = flat_params(model_a), flat_params(model_b)
-    train_obj, test_obj = (Objective(model_a, X, y, loss=loss) for X, y in ((data.X, data.y), (data.X_test, data.y_test)))
+    train_obj, test_obj = (Objective(model_a, X, y, loss=loss) for X, y in ((data.X, data.y), data.require_test("interpolate")))
     out = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
     for a in alphas.tolist():
         theta = (1 - a) * ta + a * tb

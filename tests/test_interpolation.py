@@ -57,3 +57,12 @@ def test_refuses_batchnorm():
     _, _, data = pair()
     with raises(ValueError, "BatchNorm", "running statistics"):
         interpolate(model, copy.deepcopy(model), data)
+
+
+def test_interpolate_needs_a_test_set():
+    import torch
+    from hessian_nb.data import from_tensors
+    from hessian_nb.interpolation import interpolate
+    m = torch.nn.Sequential(torch.nn.Linear(4, 3)).double()
+    data = from_tensors(torch.randn(20, 4, dtype=torch.float64), torch.randint(0, 3, (20,)), num_classes=3, test_fraction=0)
+    with raises(ValueError, "interpolate needs a test set"): interpolate(m, m, data)
