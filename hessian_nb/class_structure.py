@@ -138,7 +138,7 @@ def hierarchy_facts(obj: Objective) -> dict:
     return {"split_error": float((split.matrix(0, 1, 2, 3) - G).abs().max() / G.abs().max()),
             "G": wG.flip(0), "G012": e012, "G1": e1, "C": C, "P": obj.num_params, "N": obj.N,
             "overlap": subspace_overlap(UG[:, -C:], Q1),
-            "dcc_over_dc": float(split.delta_cc.diagonal(dim1=0, dim2=1).norm(dim=0).mean() / split.delta_c.norm(dim=1).mean()),
+            "mean_norm_dcc_over_mean_norm_dc": float(split.delta_cc.diagonal(dim1=0, dim2=1).norm(dim=0).mean() / split.delta_c.norm(dim=1).mean()),
             "delta_c": split.delta_c, "delta_cc": split.delta_cc}
 
 # %% ../nbs/06_class_structure.ipynb #ccbe199e
