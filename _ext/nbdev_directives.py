@@ -10,10 +10,23 @@ change what a reader sees onto myst-nb's tags:
     #| eval: false     -> skip-execution
     #| default_exp ... -> remove-cell       (a cell holding only directives is removed)
     nbdev_export()     -> skip-execution    (as under nbdev_test: the book build does not rewrite the library)
+    #| fold            -> hide-input        (the code is folded behind a "show code" toggle; its output stays)
+    #| code-fold: true -> hide-input        (Quarto's name for it; nbdev exports directives with a colon into the
+                                             library's code as comments, so exported cells use `#| fold`)
+
+and two directives, named as in Quarto, make the cell's figure a numbered, captioned figure that the text can reference:
+
+    #| label: fig-scree                     -> the figure's name: {numref}`fig-scree` in the text gives "Figure N"
+    #| fig-cap: One sentence: what to see.  -> its caption (Markdown: math and citations work)
+
+They go into the cell's myst-nb metadata (`mystnb.figure`) only in the copy the book parses, so nbdev_clean, which keeps only
+the `tags` metadata, cannot strip them: the directives live in the cell's source.
 
 It also drops two things that break a strict build or a clean browser console: the horizontal rule (`---`) that nbdev's `show_doc` puts at the top of its Markdown: inside a cell output
 docutils cannot place a transition and stops the build; and script tags that appear twice on a page (sphinx-thebe, loaded by
 Jupyter Book, registers its inline configuration once per build phase, and the second copy is a console error).
+Files the book includes as they are (bench/RESULTS.md, on the benchmarks page) lose their references to the project's
+internal issue numbers, which a reader cannot follow.
 """
 import json
 
@@ -22,32 +35,57 @@ import re
 from docutils import nodes
 from docutils.transforms import Transform
 
-_TAGS = {"hide": "remove-cell", "echo:false": "remove-input", "output:false": "remove-output",
-         "eval:false": "skip-execution"}
+_TAGS = {("hide", ""): "remove-cell", ("echo", "false"): "remove-input", ("output", "false"): "remove-output",
+         ("eval", "false"): "skip-execution", ("fold", ""): "hide-input",
+         ("code-fold", "true"): "hide-input"}
 
 
 def _directives(source: str):
-    "Split a cell's source into its leading `#|` directives (normalised) and the rest."
+    "Split a cell's source into its leading `#|` directives, as (key, value) pairs, and the rest."
     lines = source.splitlines(keepends=True)
     found = []
     while lines and lines[0].lstrip().startswith("#|"):
-        found.append(lines.pop(0).strip()[2:].replace(" ", "").lower())
+        body = lines.pop(0).strip()[2:].strip()
+        key, sep, value = body.partition(":")
+        if not sep or " " in key.strip(): key, _, value = body.partition(" ")  # `#| default_exp core`, `#| export`
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"": value = value[1:-1]
+        found.append((key.strip().lower(), value))
     return found, "".join(lines)
 
 
 def process_cell(cell: dict) -> dict:
-    "Strip a code cell's `#|` lines and tag it for myst-nb; other cells pass unchanged."
+    "Strip a code cell's `#|` lines, tag it for myst-nb and give its figure a caption; other cells pass unchanged."
     if cell.get("cell_type") != "code": return cell
     source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
     found, rest = _directives(source)
     if not found: return cell
-    tags = set(cell.setdefault("metadata", {}).get("tags", []))
-    tags |= {_TAGS[d] for d in found if d in _TAGS}
+    meta = cell.setdefault("metadata", {})
+    tags = set(meta.get("tags", []))
+    tags |= {_TAGS[(k, v.lower())] for k, v in found if (k, v.lower()) in _TAGS}
     if not rest.strip(): tags.add("remove-cell")
     if "nbdev_export(" in rest: tags.add("skip-execution")  # as nbdev_test does: building the book must not rewrite the library
-    cell["metadata"]["tags"] = sorted(tags)
+    fig = {"caption" if k == "fig-cap" else "name": v for k, v in found if k in ("fig-cap", "label") and v}
+    if fig: meta.setdefault("mystnb", {}).setdefault("figure", {}).update(fig)
+    meta["tags"] = sorted(tags)
     cell["source"] = rest
     return cell
+
+
+# Words that name the project's internal planning (its issue tracker) in files the book includes as they are
+# (bench/RESULTS.md): a reader has no such issue list, so the book shows the text without them.
+_PLANNING = [(re.compile(r" \(issues? \d+(?:(?:, | and )\d+)*\)"), ""), (re.compile(r"\bthe goals of issue \d+"), "its goals"),
+             (re.compile(r"\b[Ii]ssues? \d+(?:(?:, | and )\d+)*"), "an earlier round")]
+
+
+def clean_included(text: str) -> str:
+    "An included file's text without references to internal issue numbers."
+    for pattern, repl in _PLANNING: text = pattern.sub(repl, text)
+    return text
+
+
+def _include_read(app, relative_path, parent_docname, content):
+    content[0] = clean_included(content[0])
 
 
 def _source_read(app, docname, source):
@@ -96,6 +134,7 @@ def _drop_unused_widgets(app, pagename, templatename, context, doctree):
 
 def setup(app):
     app.connect("source-read", _source_read)
+    app.connect("include-read", _include_read)
     app.connect("html-page-context", _dedupe_scripts)
     app.connect("html-page-context", _drop_unused_widgets, priority=900)  # after myst-nb has added its widget scripts
     app.add_transform(DropNestedTransitions)

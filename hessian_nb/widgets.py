@@ -12,27 +12,29 @@ from .bulk import Spectra, cached_spectra, plot_spectrum_hist, spectrum_facts
 from .train import TrainConfig, cached, make_data, run
 
 # %% auto #0
-__all__ = ['EXPLORER_GRID', 'offline_jshtml', 'frames_player', 'explorer_config', 'explorer_facts', 'draw_spectrum',
-           'SpectrumExplorer', 'draw_line', 'InterpolationExplorer']
+__all__ = ['EXPLORER_GRID', 'AXES', 'offline_jshtml', 'frames_player', 'grid_player', 'explorer_config', 'explorer_facts',
+           'draw_spectrum', 'SpectrumExplorer', 'draw_line', 'InterpolationExplorer']
 
 # %% ../nbs/08_explore.ipynb #af47ea65
-_ICONS = {"fa-minus": "&minus;", "fa-fast-backward": "|&#x25C0;&#xFE0E;&#x25C0;&#xFE0E;", "fa-step-backward": "|&#x25C0;&#xFE0E;",
-          "fa-play fa-flip-horizontal": "&#x25C0;&#xFE0E;", "fa-pause": "||", "fa-play": "&#x25B6;&#xFE0E;",
-          "fa-step-forward": "&#x25B6;&#xFE0E;|", "fa-fast-forward": "&#x25B6;&#xFE0E;&#x25B6;&#xFE0E;|", "fa-plus": "+"}  # text, no icon font
+_ICONS = {"fa-minus": "&minus;", "fa-fast-backward": "|&#x25C0;&#xFE0E;&#x25C0;&#xFE0E;",
+          "fa-step-backward": "|&#x25C0;&#xFE0E;", "fa-play fa-flip-horizontal": "&#x25C0;&#xFE0E;",
+          "fa-pause": "||", "fa-play": "&#x25B6;&#xFE0E;", "fa-step-forward": "&#x25B6;&#xFE0E;|",
+          "fa-fast-forward": "&#x25B6;&#xFE0E;&#x25B6;&#xFE0E;|", "fa-plus": "+"}  # text, no icon font
 
 def offline_jshtml(anim) -> str:
-    "matplotlib's self-contained HTML animation player, with its one CDN stylesheet (icon font) replaced by text icons."
+    "matplotlib's self-contained HTML animation player, its CDN stylesheet replaced by text icons."
     html = anim.to_jshtml(default_mode="once")
     html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*"\s*>', "", html)
     for cls, text in _ICONS.items(): html = html.replace(f'<i class="fa {cls}"></i>', text)
     if re.search(r'(src|href)="https?://', html):
-        raise RuntimeError("the animation HTML still loads something from the network: matplotlib's template changed.")
+        raise RuntimeError("the animation HTML still loads something from the network: "
+                           "matplotlib's template changed.")
     return html
 
 def frames_player(frames: list, # one item per frame, passed to `draw`
                   draw, # draw(ax, item): draws one frame on a cleared axis
                   figsize=(5, 3.2), interval: int = 600) -> str:
-    "An offline HTML slider over precomputed frames (matplotlib's JavaScript player), for the static book."
+    "An offline HTML slider over precomputed frames (matplotlib's JavaScript player)."
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation
     fig, ax = plt.subplots(figsize=figsize)
@@ -43,53 +45,121 @@ def frames_player(frames: list, # one item per frame, passed to `draw`
     plt.close(fig)
     return html
 
+# %% ../nbs/08_explore.ipynb #fcbb2d0e
+_GRID_JS = """(function () {
+  const root = document.getElementById("%(id)s"), frames = %(frames)s, values = %(values)s;
+  const img = root.querySelector("img"), inputs = root.querySelectorAll("input");
+  function show() {
+    const key = [];
+    root.querySelectorAll("input[type=range]").forEach(function (s) {
+      key.push(s.value); s.nextElementSibling.textContent = values[s.name][s.value];
+    });
+    const view = root.querySelector("input[type=radio]:checked");
+    if (view) key.push(view.value);
+    img.src = "data:image/png;base64," + frames[key.join(",")];
+  }
+  inputs.forEach(function (i) { i.addEventListener("input", show); i.addEventListener("change", show); });
+  show();
+})();"""
+
+def grid_player(grid: dict, # slider name -> the values it offers (every combination is drawn)
+                draw, # draw(ax, position, view): position is a dict slider name -> value
+                views: tuple = (), # names of alternative views (radio buttons), e.g. axes
+                start: dict|None = None, # the first position (default: the middle of every slider)
+                figsize=(5, 3.2), dpi: int = 120) -> str:
+    "An offline HTML player with one slider per grid axis (and a choice of view): every frame precomputed."
+    import base64, io, itertools, json, uuid
+    import matplotlib.pyplot as plt
+    names, start = list(grid), start or {k: v[len(v) // 2] for k, v in grid.items()}
+    frames, fig = {}, plt.figure(figsize=figsize)
+    for idx in itertools.product(*(range(len(grid[k])) for k in names)):
+        pos = {k: grid[k][i] for k, i in zip(names, idx)}
+        for view in views or (None,):
+            fig.clf(); ax = fig.add_subplot(); draw(ax, pos, view); fig.tight_layout()
+            buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=dpi)
+            key = ",".join(map(str, idx + ((view,) if views else ())))
+            frames[key] = base64.b64encode(buf.getvalue()).decode()
+    plt.close(fig)
+    uid = "hnb-grid-" + uuid.uuid4().hex[:8]
+    sliders = "".join(
+        f'<label style="margin-right:1.5em">{k} <input type="range" name="{k}" min="0" '
+        f'max="{len(grid[k]) - 1}" step="1" value="{grid[k].index(start[k])}"> <output></output></label>'
+        for k in names)
+    radios = "".join(f'<label style="margin-right:1em"><input type="radio" name="{uid}-view" '
+                     f'value="{v}"{" checked" if i == 0 else ""}> {v}</label>' for i, v in enumerate(views))
+    values = {k: [f"{x:g}" if isinstance(x, float) else str(x) for x in v] for k, v in grid.items()}
+    js = _GRID_JS % {"id": uid, "frames": json.dumps(frames), "values": json.dumps(values)}
+    return (f'<div id="{uid}" class="hnb-grid-player"><img alt="precomputed frame" '
+            f'style="max-width:100%"><div>{sliders}</div>'
+            + (f'<div>axis: {radios}</div>' if views else "") + f"<script>{js}</script></div>")
+
 # %% ../nbs/08_explore.ipynb #13a80368
 EXPLORER_GRID = {"classes": (2, 5, 10), "width": (10, 20, 30), "spread": (1.0, 5.0, 10.0)}
+AXES = ("relative", "absolute")  # eigenvalues divided by the largest, or as they are
 
 def explorer_config(classes: int, width: int, spread: float) -> TrainConfig:
-    "The blob classifier behind one position of the spectrum explorer: k classes in 20-D, a width-width ReLU MLP, GD at step 0.1."
+    "The blob classifier at one position of the spectrum explorer: k classes in 20-D, GD at 0.1."
     return TrainConfig(data={"name": "blobs", "k": classes, "d": 20, "n_per_class": 10, "spread": spread},
-                       model={"arch": "mlp", "hidden": [width, width]}, lr=0.1, max_steps=5000, grad_tol=1e-3, log_every=100)
+                       model={"arch": "mlp", "hidden": [width, width]}, lr=0.1, max_steps=5000,
+                       grad_tol=1e-3, log_every=100)
 
 def explorer_facts(classes: int, width: int, spread: float) -> Spectra:
-    "Spectra of the explorer's network at one position: trained and diagonalised once, then read from the cache."
+    "Spectra of the explorer's network at one position: computed once, then read from the cache."
     cfg = explorer_config(classes, width, spread)
-    return cached_spectra("explorer", {"run": cfg.key()}, lambda: spectrum_facts(run(cfg).model, make_data(cfg), parts=("H", "G")))
+    return cached_spectra("explorer", {"run": cfg.key()},
+                          lambda: spectrum_facts(run(cfg).model, make_data(cfg), parts=("H", "G")))
 
-def draw_spectrum(ax, f: Spectra, title: str = ""):
-    "One explorer frame: the Hessian's eigenvalues (relative to the largest, log counts) with the counted outliers marked."
-    plot_spectrum_hist({"H": f.H}, {"H": f.count_H}, ax=ax)
+def draw_spectrum(ax, f: Spectra, # the spectra at one position
+                  title: str = "",
+                  axis: str = "relative", # "relative": eigenvalues / the largest; "absolute": as they are
+                  xlim: tuple|None = None): # with axis="absolute": a range shared by every frame
+    "One explorer frame: the Hessian's eigenvalues (log counts), the counted outliers marked."
+    if axis not in AXES: raise ValueError(f"axis={axis!r}: use one of {AXES}.")
+    if axis == "relative": plot_spectrum_hist({"H": f.H}, {"H": f.count_H}, ax=ax)
+    else:
+        e = f.H.double().cpu()
+        lo, hi = xlim or (min(float(e.min()), 0.0), float(e.max()))
+        ax.hist(e.numpy(), bins=60, range=(lo, hi), histtype="step", lw=1.3, color="C0", label="H")
+        if f.count_H: ax.plot(e[:f.count_H].numpy(), [0.7] * f.count_H, "v", color="C0", ms=5)
+        ax.set(yscale="log", xlim=(lo, hi), xlabel=r"eigenvalue $\lambda$", ylabel="count")
     ax.set_ylim(0.5, 2 * f.P)  # fixed across frames
-    ax.set_title(title or f"{f.count_H} outliers counted, P = {f.P:,}")
+    n = "no clear gap" if f.count_H is None else f"{f.count_H} outliers counted"
+    ax.set_title(title or f"{n}, P = {f.P:,}")
 
 # %% ../nbs/08_explore.ipynb #6a711aac
 class SpectrumExplorer:
-    "Live explorer: the trained Hessian's spectrum as you move the number of classes, the width and the data's spread."
+    "Live explorer: the trained Hessian's spectrum as you move the classes, the width and the spread."
     def __init__(self, grid: dict = EXPLORER_GRID, # slider name -> the values it offers
                  start: dict|None = None): # the first position (default: the middle of every slider)
         import ipywidgets as W
         start = start or {k: v[len(v) // 2] for k, v in grid.items()}
-        self.sliders = {k: W.SelectionSlider(options=list(v), value=start[k], description=k, continuous_update=False) for k, v in grid.items()}
+        self.sliders = {k: W.SelectionSlider(options=list(v), value=start[k], description=k,
+                                             continuous_update=False) for k, v in grid.items()}
+        self.axis = W.ToggleButtons(options=list(AXES), value="relative", description="axis")
         self.progress = W.IntProgress(min=0, max=2, description="computing")
-        self.status, self.plot, self.facts = W.HTML(), W.Output(), None
-        self.widget = W.VBox([W.HBox(list(self.sliders.values())), self.progress, self.status, self.plot])
-        for s in self.sliders.values(): s.observe(self.update, names="value")
+        self.status, self.plot, self.facts, self.top = W.HTML(), W.Output(), None, 0.0
+        self.widget = W.VBox([W.HBox(list(self.sliders.values())), self.axis, self.progress,
+                              self.status, self.plot])
+        for s in [*self.sliders.values(), self.axis]: s.observe(self.update, names="value")
         self.update()
 
     def update(self, change=None):
         "Recompute (or read from the cache) and redraw for the sliders' current values."
         import matplotlib.pyplot as plt
-        from IPython.display import clear_output, display
+        from IPython.display import clear_output
         pos = {k: s.value for k, s in self.sliders.items()}
-        self.progress.value, self.progress.bar_style = 1, "info"  # training (or reading the cache), then the spectra
+        self.progress.value, self.progress.bar_style = 1, "info"  # training or reading the cache
         self.facts = f = explorer_facts(**pos)
         self.progress.value, self.progress.bar_style = 2, "success"
-        self.status.value = (f"C = {pos['classes']}, width {pos['width']}, spread {pos['spread']}: P = {f.P:,}, "
-                             f"<b>{f.count_H} outliers</b> counted, top eigenvalue {float(f.H[0]):.3g}, "
-                             f"final gradient norm {f.grad_norm:.1e}")
+        self.top = max(self.top, float(f.H[0]))  # the absolute axis only widens: sizes compare
+        self.status.value = (f"C = {pos['classes']}, width {pos['width']}, spread {pos['spread']}: "
+                             f"P = {f.P:,}, <b>{f.count_H} outliers</b> counted, top eigenvalue "
+                             f"{float(f.H[0]):.3g}, final gradient norm {f.grad_norm:.1e}")
         with self.plot:
             clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(5, 3)); draw_spectrum(ax, f); plt.show()
+            fig, ax = plt.subplots(figsize=(5, 3))
+            lim = (min(float(f.H[-1]), 0.0), 1.05 * self.top)
+            draw_spectrum(ax, f, axis=self.axis.value, xlim=lim); plt.show()
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -97,23 +167,24 @@ class SpectrumExplorer:
 
 # %% ../nbs/08_explore.ipynb #815aea36
 def draw_line(ax, curve: dict, alpha: float, sharpness: float|None = None):
-    "One interpolation frame: train and test loss along the line (log scale), the point alpha marked, its top eigenvalue in the title."
+    "One interpolation frame: the losses along the line (log scale), alpha marked, its top eigenvalue."
     ax.semilogy(curve["alpha"], curve["train_loss"], label="train loss")
     ax.semilogy(curve["alpha"], curve["test_loss"], "--", label="test loss")
     ax.axvspan(0, 1, color="0.93"); ax.axvline(alpha, color="C3")
-    title = rf"$\alpha$ = {alpha:.2f}" + ("" if sharpness is None else f", top Hessian eigenvalue {sharpness:.3g}")
+    title = rf"$\alpha$ = {alpha:.2f}" + ("" if sharpness is None else f", top eigenvalue {sharpness:.3g}")
     ax.set(xlabel=r"$\alpha$", ylabel="loss", title=title)
-    ax.legend(frameon=False, fontsize=8, loc="upper right")
+    ax.legend(frameon=False, loc="upper right")
 
 class InterpolationExplorer:
-    "Live explorer: move alpha along the line between two models; the loss along the line and the top Hessian eigenvalue at alpha."
+    "Live explorer: alpha along the line between two models; the losses and the top eigenvalue at alpha."
     def __init__(self, model_a, model_b, data, alphas=None, loss: str = "ce", start: float = 0.5):
         import ipywidgets as W
         from hessian_nb.interpolation import interpolate
         self.models, self.data, self.loss = (model_a, model_b), data, loss
         self.curve = interpolate(model_a, model_b, data, alphas, loss)
         lo, hi = float(self.curve["alpha"].min()), float(self.curve["alpha"].max())
-        self.slider = W.FloatSlider(value=start, min=lo, max=hi, step=0.05, description="alpha", continuous_update=False)
+        self.slider = W.FloatSlider(value=start, min=lo, max=hi, step=0.05, description="alpha",
+                                    continuous_update=False)
         self.status, self.plot, self.sharpness = W.HTML(), W.Output(), None
         self.widget = W.VBox([self.slider, self.status, self.plot])
         self.slider.observe(self.update, names="value")
@@ -127,11 +198,13 @@ class InterpolationExplorer:
         a = float(self.slider.value)
         self.sharpness = float(sharpness_along(*self.models, self.data, [a], self.loss)[0])
         at = interpolate(*self.models, self.data, torch.tensor([a]), self.loss)
-        self.status.value = (f"alpha = {a:.2f}: training loss {float(at['train_loss'][0]):.4g}, test accuracy "
-                             f"{float(at['test_acc'][0]):.3f}, <b>top Hessian eigenvalue {self.sharpness:.3g}</b>")
+        self.status.value = (f"alpha = {a:.2f}: training loss {float(at['train_loss'][0]):.4g}, "
+                             f"test accuracy {float(at['test_acc'][0]):.3f}, "
+                             f"<b>top Hessian eigenvalue {self.sharpness:.3g}</b>")
         with self.plot:
             clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(5, 3)); draw_line(ax, self.curve, a, self.sharpness); plt.show()
+            fig, ax = plt.subplots(figsize=(5, 3)); draw_line(ax, self.curve, a, self.sharpness)
+            plt.show()
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -53,3 +53,48 @@ def test_pages_without_widget_views_get_no_widget_scripts():
     shown = {"body": '<script type="application/vnd.jupyter.widget-view+json">{}</script>' + state, "script_files": scripts()}
     _drop_unused_widgets(None, "page", None, shown, None)
     assert len(shown["script_files"]) == 4 and state in shown["body"]  # a displayed widget keeps everything
+
+
+def test_figure_directives_become_a_numbered_captioned_figure():
+    c = process_cell(cell('#| label: fig-scree\n#| fig-cap: "The scree: $\\lambda_i$ against i."\nplot_scree(e)'))
+    assert c["source"] == "plot_scree(e)"
+    assert c["metadata"]["mystnb"]["figure"] == {"name": "fig-scree", "caption": r"The scree: $\lambda_i$ against i."}
+    assert c["metadata"]["tags"] == []
+
+
+def test_a_caption_may_hold_colons_and_needs_no_quotes():
+    c = process_cell(cell("#| fig-cap: Left: the density; right: its log.\nplot()"))
+    assert c["metadata"]["mystnb"]["figure"] == {"caption": "Left: the density; right: its log."}
+
+
+def test_code_fold_hides_the_input_behind_a_toggle():
+    c = process_cell(cell("#| export\n#| fold\ndef plot(): pass\n"))
+    assert c["source"] == "def plot(): pass\n" and c["metadata"]["tags"] == ["hide-input"]
+    assert process_cell(cell("#| code-fold: true\nx = 1"))["metadata"]["tags"] == ["hide-input"]
+    assert process_cell(cell("#| code-fold: false\nx = 1"))["metadata"]["tags"] == []
+
+
+def test_included_files_lose_internal_issue_numbers():
+    from nbdev_directives import clean_included
+    assert clean_included("## Training loop (issue 3)\n") == "## Training loop\n"
+    assert clean_included("### Against the goals of issue 2\n") == "### Against its goals\n"
+    assert "issue" not in clean_included("as issues 4 and 5 asked; see issue 12.")
+
+
+def test_api_markdown_covers_every_public_name_within_88_columns():
+    import re
+    from apidoc import module_markdown, public_names, signature
+    md = module_markdown("hessian_nb.spectrum")
+    for name in public_names("hessian_nb.spectrum"):
+        assert f"(hessian_nb.spectrum.{name})=\n### `{name}`" in md, name
+    code = "\n".join(re.findall(r"```python\n(.*?)```", md, flags=re.S))
+    assert code and max(len(line) for line in code.splitlines()) <= 88
+    def f(a, # the first
+          b: int = 3) -> float: ...
+    assert signature("f", f) == "f(a, b: int = 3) -> float"
+    assert "| `a` | the first |" in "\n".join(__import__("apidoc").entry("m", "f", f))
+
+
+def test_api_prose_is_escaped_for_markdown():
+    from apidoc import _escape
+    assert _escape("|A v| <= tol * |A|, see `a|b`") == r"\|A v\| \<= tol \* \|A\|, see `a|b`"
