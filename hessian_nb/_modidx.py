@@ -385,6 +385,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'hessian_nb.train.make_model': ('train.html#make_model', 'hessian_nb/train.py'),
                                   'hessian_nb.train.mlp': ('train.html#mlp', 'hessian_nb/train.py'),
                                   'hessian_nb.train.num_params': ('train.html#num_params', 'hessian_nb/train.py'),
+                                  'hessian_nb.train.one_thread': ('train.html#one_thread', 'hessian_nb/train.py'),
                                   'hessian_nb.train.plot_history': ('train.html#plot_history', 'hessian_nb/train.py'),
                                   'hessian_nb.train.run': ('train.html#run', 'hessian_nb/train.py'),
                                   'hessian_nb.train.run_at': ('train.html#run_at', 'hessian_nb/train.py'),

@@ -33,8 +33,9 @@ from .data import Data, blobs, digits, two_blobs
 # %% auto #0
 __all__ = ['ACTIVATIONS', 'DATASETS', 'CACHE_VERSION', 'mlp', 'num_params', 'cnn', 'TrainConfig', 'make_data', 'make_model',
            'CorruptCheckpoint', 'atomic_save', 'safe_load', 'load_checkpoint', 'load_state', 'batch_indices',
-           'evaluate', 'Run', 'check_resume', 'train', 'save_state', 'fit', 'cache_root', 'CacheNotWritable',
-           'check_writable', 'run_lock', 'last_good_checkpoint', 'run', 'run_at', 'cached', 'plot_history']
+           'evaluate', 'Run', 'check_resume', 'train', 'save_state', 'fit', 'one_thread', 'cache_root',
+           'CacheNotWritable', 'check_writable', 'run_lock', 'last_good_checkpoint', 'run', 'run_at', 'cached',
+           'plot_history']
 
 # %% ../nbs/02_train.ipynb #7f99f118
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -308,6 +309,15 @@ def fit(model: nn.Module, # your network, trained in place
                       dtype=str(dtype).removeprefix("torch."), log_every=log_every)
     return train(cfg, data.to(dtype), model, progress=progress)
 
+# %% ../nbs/02_train.ipynb #da924f75
+@contextlib.contextmanager
+def one_thread():
+    "Run the block on one CPU thread, then restore the caller's: cached results then do not depend on the caller's threads."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try: yield
+    finally: torch.set_num_threads(n)
+
 # %% ../nbs/02_train.ipynb #8e3b79f0
 def cache_root() -> Path:
     "The run cache: $HESSIAN_NB_CACHE, else .cache/hessian_nb at the project root (the folder with settings.ini), else ~/.cache."
@@ -401,8 +411,9 @@ def run(cfg: TrainConfig, # a configuration naming its data and model (registere
     check_writable(folder, need_bytes=(len(cfg.checkpoints) + 3) * sum(t.nbytes for t in model.state_dict().values()) + 2**20)
     with run_lock(folder):
         if stamp() != before and (done := _read_final(cfg, folder, data)) is not None: return done  # another process trained it
-        r = train(cfg, data, model, checkpoint_dir=folder, resume=last_good_checkpoint(cfg, folder),
-                  autosave=folder / "last.pt", autosave_s=autosave_s, progress=progress)
+        with one_thread():  # what is cached must not depend on the caller's thread count
+            r = train(cfg, data, model, checkpoint_dir=folder, resume=last_good_checkpoint(cfg, folder),
+                      autosave=folder / "last.pt", autosave_s=autosave_s, progress=progress)
         save_state(r.model, r.step, r.history, cfg, folder / "final.pt", r.converged)
         (folder / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
         (folder / "last.pt").unlink(missing_ok=True)
@@ -448,7 +459,7 @@ def cached(name: str, # a readable prefix for the file, e.g. "gn_trajectory"
     check_writable(path.parent)
     for tmp in path.parent.glob(".*.tmp"):  # orphans of a killed save (an hour old: no live save takes that long)
         if time.time() - tmp.stat().st_mtime > 3600: tmp.unlink(missing_ok=True)
-    value = compute()
+    with one_thread(): value = compute()  # a cached value must not depend on the caller's thread count
     try:
         atomic_save({"config": text, "value": value}, path)
         safe_load(path)  # read it back now: a value weights_only refuses must fail here, not be recomputed on every call
