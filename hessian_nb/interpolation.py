@@ -59,6 +59,9 @@ def barrier(curve: dict, # from interpolate
             key: str = "train_loss") -> float:
     "The loss barrier on the segment: max over alpha in [0, 1] of L(alpha) - max(L(0), L(1)) (0 if the segment is below its ends)."
     a, L = curve["alpha"], curve[key]
+    if not (bool((a.abs() < 1e-9).any()) and bool(((a - 1).abs() < 1e-9).any())):
+        raise ValueError(f"barrier needs the line evaluated at both ends, alpha = 0 and alpha = 1 (the two solutions); these "
+                         f"alphas run from {float(a.min()):g} to {float(a.max()):g} without them: include 0 and 1 in alphas.")
     inside = (a >= 0) & (a <= 1)
     ends = max(float(L[(a - 0).abs().argmin()]), float(L[(a - 1).abs().argmin()]))
     return max(0.0, float(L[inside].max()) - ends)

@@ -66,3 +66,11 @@ def test_interpolate_needs_a_test_set():
     m = torch.nn.Sequential(torch.nn.Linear(4, 3)).double()
     data = from_tensors(torch.randn(20, 4, dtype=torch.float64), torch.randint(0, 3, (20,)), num_classes=3, test_fraction=0)
     with raises(ValueError, "interpolate needs a test set"): interpolate(m, m, data)
+
+
+def test_barrier_needs_both_ends():
+    "Alphas that miss 0 or 1 would silently take the nearest point as an end: refused."
+    a = torch.tensor([-1.0, -0.5, 1.5, 2.0], dtype=torch.float64)
+    with raises(ValueError, "alpha = 0 and alpha = 1", "include 0 and 1"): barrier({"alpha": a, "train_loss": a ** 2})
+    a = torch.linspace(0, 1, 5, dtype=torch.float64)
+    assert barrier({"alpha": a, "train_loss": torch.tensor([1.0, 2.0, 1.5, 1.0, 1.0], dtype=torch.float64)}) == 1.0
