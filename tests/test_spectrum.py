@@ -188,7 +188,10 @@ def test_wasserstein1():
 
 
 @pytest.mark.parametrize("eigs,count", [(torch.tensor([]), None), (-torch.ones(5), None), (torch.tensor([1.0, 0.0, 0.0]), None),
-                                        (torch.tensor([100.0, 99.0] + [1.0 - 0.01 * i for i in range(20)]), 2)])
+                                        (torch.tensor([100.0, 99.0] + [1.0 - 0.01 * i for i in range(20)]), 2),
+                                        (torch.ones(50), None),                      # all equal: no clear gap, not 1
+                                        (torch.linspace(1.0, 0.5, 200), None),       # a bulk without outliers
+                                        (torch.cat([torch.tensor([5.2, 5.0, 4.8, 1.0, .95, .9]), torch.linspace(0.4, 0.001, 500)]), 3)])
 def test_count_outliers_edge_cases(eigs, count):
     assert count_outliers(eigs).count == count
 
