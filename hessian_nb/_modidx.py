@@ -54,6 +54,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                'hessian_nb/class_scale.py'),
                                         'hessian_nb.class_scale.map_rows': ( 'class_structure_at_scale.html#map_rows',
                                                                              'hessian_nb/class_scale.py'),
+                                        'hessian_nb.class_scale.map_run': ( 'class_structure_at_scale.html#map_run',
+                                                                            'hessian_nb/class_scale.py'),
                                         'hessian_nb.class_scale.plot_class_map': ( 'class_structure_at_scale.html#plot_class_map',
                                                                                    'hessian_nb/class_scale.py'),
                                         'hessian_nb.class_scale.plot_embedding': ( 'class_structure_at_scale.html#plot_embedding',

@@ -13,7 +13,7 @@ from .core import Objective
 from .data import fashion_mnist
 from .gauss_newton import ggn, residual
 from .spectrum import OutlierCount, count_outliers, lanczos, slq
-from .train import TrainConfig, cached, make_data, make_model, mlp, num_params, run, run_at, train
+from .train import TrainConfig, cached, cnn, make_data, make_model, mlp, num_params, run, run_at, train
 
 # %% auto #0
 __all__ = ['SCALES', 'SPREAD_PAPER', 'TRAJECTORY', 'FMNIST_BATCH_PAPER', 'Spectra', 'spectrum_facts', 'cached_spectra',
@@ -263,14 +263,8 @@ def fmnist_cnn(channels: tuple = (6, 12), # output channels of the two convoluti
                num_classes: int = 10,
                seed: int = 0, # seeds the initialisation (the global RNG is left alone)
                dtype: torch.dtype = torch.float32) -> nn.Sequential:
-    "Sagun et al.'s (2017) convnet shape for 1 x 28 x 28 images: 2 x (conv, ReLU, max-pool 2), then linear, ReLU, linear."
-    c1, c2 = channels
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        f32 = torch.float32  # initialised in float32 whatever torch's default dtype, then cast
-        return nn.Sequential(nn.Conv2d(1, c1, 3, padding=1, dtype=f32), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Conv2d(c1, c2, 3, padding=1, dtype=f32), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                             nn.Linear(49 * c2, hidden, dtype=f32), nn.ReLU(), nn.Linear(hidden, num_classes, dtype=f32)).to(dtype)
+    "Sagun et al.'s (2017) convnet shape for 1 x 28 x 28 images: the lab's `cnn`, 2 x (conv, ReLU, max-pool 2), linear, ReLU, linear."
+    return cnn(channels, hidden, num_classes, seed, dtype, image_size=28)
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #60caa191
 FMNIST_BATCH_PAPER = { # Sagun et al. 2017, Fig. 4 (MNIST, read off the plot): the top eigenvalues after training

@@ -64,15 +64,17 @@ def cnn(channels: tuple[int, int] = (8, 16), # output channels of the two convol
         hidden: int = 32, # width of the first linear layer
         num_classes: int = 10, # outputs
         seed: int = 0,
-        dtype: torch.dtype = torch.float32) -> nn.Sequential:
-    "A small CNN for 1x8x8 images: 2 x (conv 3x3, ReLU, max-pool 2), then linear, ReLU, linear."
+        dtype: torch.dtype = torch.float32,
+        image_size: int = 8, # the side of the square 1-channel input images (8 for digits, 28 for Fashion-MNIST)
+       ) -> nn.Sequential:
+    "A small CNN for 1 x image_size x image_size images: 2 x (conv 3x3, ReLU, max-pool 2), then linear, ReLU, linear."
     c1, c2 = channels
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         f32 = torch.float32  # initialised in float32 whatever torch's default dtype, then cast
         return nn.Sequential(nn.Conv2d(1, c1, 3, padding=1, dtype=f32), nn.ReLU(), nn.MaxPool2d(2),
                              nn.Conv2d(c1, c2, 3, padding=1, dtype=f32), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                             nn.Linear(4 * c2, hidden, dtype=f32), nn.ReLU(), nn.Linear(hidden, num_classes, dtype=f32)).to(dtype)
+                             nn.Linear((image_size // 4) ** 2 * c2, hidden, dtype=f32), nn.ReLU(), nn.Linear(hidden, num_classes, dtype=f32)).to(dtype)
 
 # %% ../nbs/02_train.ipynb #f70facd6
 DATASETS = {"blobs": blobs, "two_blobs": two_blobs, "digits": digits}
