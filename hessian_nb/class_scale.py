@@ -17,8 +17,8 @@ from .spectrum import count_outliers, lanczos
 from .train import cached, evaluate, mlp
 
 # %% auto #0
-__all__ = ['class_pieces', 'within_class', 'class_facts', 'map_data', 'map_model', 'sgd_snapshots', 'map_point', 'map_points',
-           'class_map', 'map_rows', 'plot_class_map', 'count_point', 'embedding_along', 'plot_embedding']
+__all__ = ['class_pieces', 'within_class', 'class_facts', 'map_data', 'map_model', 'sgd_snapshots', 'map_run', 'map_point',
+           'map_points', 'class_map', 'map_rows', 'plot_class_map', 'count_point', 'embedding_along', 'plot_embedding']
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #36df6319
 def class_pieces(dcc: torch.Tensor, # (C, C, P) class-pair means delta_{c,c'}
@@ -104,14 +104,22 @@ def sgd_snapshots(model: nn.Module, data: Data, # trained in place
             for p, gr in zip(params, grads): p.mul_(1 - lr * weight_decay).sub_(gr, alpha=lr)
     return out
 
+# %% ../nbs/06b_class_structure_at_scale.ipynb #ebe441d5
+def map_run(point: dict) -> tuple:
+    "(data, model, {step: state dict}) of one map run: its SGD snapshots trained once and cached, for every measurement on it."
+    p, seed = dict(point), point.get("seed", 0)
+    data = map_data(p["data"], p["n_per_class"], image=p["model"]["arch"] == "cnn", seed=seed)
+    model = map_model(p["model"], data, seed)
+    snaps = cached("map_snapshots", p, lambda: sgd_snapshots(model, data, p["lr"], p["batch_size"], p["steps"],
+                                                             p.get("weight_decay", 0.0), tuple(p["snapshots"]), seed))
+    return data, model, snaps
+
 # %% ../nbs/06b_class_structure_at_scale.ipynb #60de6278
 def map_point(point: dict) -> list[dict]:
     "class_facts at each snapshot of one training run, cached. point: data, n_per_class, model, lr, batch_size, steps, weight_decay, snapshots, seed."
     p = dict(point)
     def compute():
-        data = map_data(p["data"], p["n_per_class"], image=p["model"]["arch"] == "cnn", seed=p.get("seed", 0))
-        model = map_model(p["model"], data, p.get("seed", 0))
-        snaps = sgd_snapshots(model, data, p["lr"], p["batch_size"], p["steps"], p.get("weight_decay", 0.0), tuple(p["snapshots"]), p.get("seed", 0))
+        data, model, snaps = map_run(p)
         out = []
         for step, state in snaps.items():
             model.load_state_dict(state)
@@ -197,9 +205,7 @@ def embedding_along(point: dict) -> dict:
     "{step: (C*C, 2) classical-MDS coordinates of the delta_{c,c'} (row c*C + c')} at each snapshot of a map run, cached."
     p = dict(point)
     def compute():
-        data = map_data(p["data"], p["n_per_class"], image=p["model"]["arch"] == "cnn", seed=p.get("seed", 0))
-        model = map_model(p["model"], data, p.get("seed", 0))
-        snaps = sgd_snapshots(model, data, p["lr"], p["batch_size"], p["steps"], p.get("weight_decay", 0.0), tuple(p["snapshots"]), p.get("seed", 0))
+        data, model, snaps = map_run(p)
         out = {}
         for step, state in snaps.items():
             model.load_state_dict(state)
