@@ -43,7 +43,7 @@ def line_losses(model_a: nn.Module, # the point at alpha = 0
                 y: torch.Tensor, # their integer labels
                 alphas=None, # where (default: 31 points on [-1, 2])
                 loss: str = "ce") -> dict:
-    "Loss and accuracy on (X, y) along theta(alpha) = (1 - alpha) theta_a + alpha theta_b."
+    "Loss and accuracy on (X, y) at theta(alpha) = (1 - alpha) theta_a + alpha theta_b."
     check_interpolable(model_a, model_b)
     if alphas is None: alphas = torch.linspace(-1, 2, 31, dtype=torch.float64)
     alphas = torch.as_tensor(alphas, dtype=torch.float64)
@@ -59,48 +59,50 @@ def line_losses(model_a: nn.Module, # the point at alpha = 0
 def interpolate(model_a: nn.Module, # the point at alpha = 0
                 model_b: nn.Module, # the point at alpha = 1
                 data: Data, # train and test sets
-                alphas=None, # where (default: 31 points on [-1, 2], as Sagun et al. 2017)
+                alphas=None, # where (default: 31 points on [-1, 2], as in the paper)
                 loss: str = "ce") -> dict:
-    "Loss and accuracy (train and test) along theta(alpha) = (1 - alpha) theta_a + alpha theta_b."
+    "Loss and accuracy, train and test, at (1 - alpha) theta_a + alpha theta_b."
     check_interpolable(model_a, model_b)
     test = data.require_test("interpolate")
     out = {}
     for split, (X, y) in (("train", (data.X, data.y)), ("test", test)):
         c = line_losses(model_a, model_b, X, y, alphas, loss)
-        out.update({"alpha": c["alpha"], f"{split}_loss": c["loss"], f"{split}_acc": c["acc"]})
+        out["alpha"] = c["alpha"]
+        out[f"{split}_loss"], out[f"{split}_acc"] = c["loss"], c["acc"]
     return out
 
 def barrier(curve: dict, # from interpolate (or line_losses, with key="loss")
             key: str = "train_loss") -> float:
-    "The barrier on the segment: max over alpha in [0, 1] of L(alpha) - max(L(0), L(1)), or 0."
+    "The barrier: max over alpha in [0, 1] of L(alpha) - max(L(0), L(1)), or 0."
     a, L = curve["alpha"], curve[key]
     if not (bool((a.abs() < 1e-9).any()) and bool(((a - 1).abs() < 1e-9).any())):
         raise ValueError(
-            f"barrier needs the line evaluated at both ends, alpha = 0 and alpha = 1 (the two "
-            f"solutions); these alphas run from {float(a.min()):g} to {float(a.max()):g} "
-            "without them: include 0 and 1 in alphas.")
+            "barrier needs the line evaluated at both ends, alpha = 0 and alpha = 1 "
+            f"(the two solutions); these alphas run from {float(a.min()):g} to "
+            f"{float(a.max()):g} without them: include 0 and 1 in alphas.")
     inside = (a >= 0) & (a <= 1)
     ends = max(float(L[(a - 0).abs().argmin()]), float(L[(a - 1).abs().argmin()]))
     return max(0.0, float(L[inside].max()) - ends)
 
 # %% ../nbs/07_interpolation.ipynb #d93764d2
-def two_phase(model: nn.Module, # the starting point: a copy is trained, `model` stays as it is
-              data: Data, # your data (a test set is optional: the history then logs no test accuracy)
+def two_phase(model: nn.Module, # the start: a copy is trained, `model` stays as it is
+              data: Data, # your data (the test set is optional)
               small_batch: int, # phase 2: this batch size, from phase 1's end
-              large_batch: int|None = None, # phase 1: this batch size (None: full-batch GD)
+              large_batch: int|None = None, # phase 1's batch size (None: full batch)
               lr: float = 0.1, # one constant step for both phases
               steps: int = 1000, # steps in each phase
               loss: str = "ce", # "ce" or "mse"
               seed: int = 0, # the minibatch order (the same seed in both phases)
               log_every: int = 10, # steps between logged (full-batch) metrics
               progress: bool|None = False) -> dict:
-    "Large batch, then small batch from its end (Sagun et al. 2017, Fig. 7), on your model and data: no cache."
+    "Large batch, then small batch from its end (Sagun et al. 2017, Fig. 7): no cache."
     check_batches(small_batch, large_batch, len(data.X))
     params = [p for p in model.parameters() if p.requires_grad]
     if not params: raise ValueError("the model has no trainable parameters.")
     dtype = params[0].dtype
-    cfg = TrainConfig(loss=loss, lr=lr, batch_size=large_batch, max_steps=steps, grad_tol=0, seed=seed,
-                      dtype=str(dtype).removeprefix("torch."), log_every=log_every)
+    cfg = TrainConfig(loss=loss, lr=lr, batch_size=large_batch, max_steps=steps,
+                      grad_tol=0, seed=seed, log_every=log_every,
+                      dtype=str(dtype).removeprefix("torch."))
     data = data.to(dtype)
     first = train(cfg, data, copy.deepcopy(model), progress=progress)
     small_cfg = dataclasses.replace(cfg, batch_size=small_batch)
@@ -108,7 +110,7 @@ def two_phase(model: nn.Module, # the starting point: a copy is trained, `model`
     return {"large": first.model, "small": second.model, "switch": first.step,
             "history": join_histories(first.history, second.history, first.step)}
 
-# %% ../nbs/07_interpolation.ipynb #383b0303
+# %% ../nbs/07_interpolation.ipynb #03b08b0a
 def check_batches(small_batch: int, # phase 2's batch size
                   large_batch: int|None, # phase 1's (None: full batch)
                   n: int): # training set size
@@ -127,7 +129,7 @@ def join_histories(first: list, # phase 1's history (Run.history)
     "One history across the two phases: phase 2's steps shifted by `switch`, its step-0 entry (phase 1's end again) dropped."
     return first + [dict(h, step=h["step"] + switch) for h in second if h["step"] > 0]
 
-# %% ../nbs/07_interpolation.ipynb #a4d7db00
+# %% ../nbs/07_interpolation.ipynb #f19af735
 def two_phase_run(cfg: TrainConfig, # phase 1, a registered run: cfg.batch_size for cfg.max_steps steps; grad_tol should be 0
                   small_batch: int, # phase 2: this batch size, same step size and step count, from phase 1's end
                  ) -> dict:
@@ -163,7 +165,7 @@ def sharpness_along(model_a: nn.Module, # the point at alpha = 0
                     data: Data, # the training set
                     alphas, # the points of the line
                     loss: str = "ce") -> torch.Tensor:
-    "The top Hessian eigenvalue of the training loss at points of the line (Lanczos, k = 1)."
+    "The top Hessian eigenvalue of the training loss at points of the line (Lanczos)."
     check_interpolable(model_a, model_b)
     ta, tb = flat_params(model_a), flat_params(model_b)
     base = Objective(model_a, data.X, data.y, loss=loss)
@@ -185,7 +187,7 @@ def plot_lines(curves: dict, # label -> interpolate(...)
     ax.legend(frameon=False)
     return ax
 
-# %% ../nbs/07_interpolation.ipynb #b4e00cf9
+# %% ../nbs/07_interpolation.ipynb #c39c44d4
 def as_snapshots(snapshots: dict|list, # step -> model, or a list of (step, model)
                  name: str = "snapshots") -> dict:
     "The snapshots as a dict step -> model; a TypeError or ValueError naming the argument for anything else."
@@ -203,17 +205,19 @@ def as_snapshots(snapshots: dict|list, # step -> model, or a list of (step, mode
     return dict(items)
 
 # %% ../nbs/07_interpolation.ipynb #edad396b
-def paired_lines(snapshots_a: dict|list, # step -> model, or a list of (step, model): one run's snapshots
-                 snapshots_b: dict|list, # the other run's, of the same architecture
-                 data: Data, # the training set the barriers are measured on (no test set needed)
-                 alphas=None, # where to evaluate each line (default: 11 points on [0, 1])
+def paired_lines(snapshots_a: dict|list, # one run: step -> model, or [(step, model)]
+                 snapshots_b: dict|list, # the other run, same architecture
+                 data: Data, # the barriers' training set (no test set needed)
+                 alphas=None, # where on each line (default: 11 points on [0, 1])
                  loss: str = "ce") -> list[dict]:
-    "At every common step: the distance between the two runs' parameters and the barrier of the line between them."
-    a, b = as_snapshots(snapshots_a, "snapshots_a"), as_snapshots(snapshots_b, "snapshots_b")
+    "At each common step: the two runs' distance and the barrier between them."
+    a = as_snapshots(snapshots_a, "snapshots_a")
+    b = as_snapshots(snapshots_b, "snapshots_b")
     steps = sorted(set(a) & set(b))
     if not steps:
-        raise ValueError(f"the two runs have no step in common (snapshots_a: {sorted(a)}, snapshots_b: {sorted(b)}): "
-                         "paired_lines compares the runs at the same steps.")
+        raise ValueError(
+            f"the two runs have no step in common (snapshots_a: {sorted(a)}, "
+            f"snapshots_b: {sorted(b)}): paired_lines compares them at the same steps.")
     for s in steps:
         try: check_interpolable(a[s], b[s])
         except ValueError as e: raise ValueError(f"at step {s}: {e}") from None
@@ -221,11 +225,12 @@ def paired_lines(snapshots_a: dict|list, # step -> model, or a list of (step, mo
     out = []
     for s in steps:
         c = line_losses(a[s], b[s], data.X, data.y, alphas, loss)
-        out.append({"step": s, "distance": float((flat_params(a[s]) - flat_params(b[s])).norm()),
-                    "barrier": barrier(c, "loss"), "loss_a": float(c["loss"][0]), "loss_b": float(c["loss"][-1])})
+        distance = float((flat_params(a[s]) - flat_params(b[s])).norm())
+        out.append({"step": s, "distance": distance, "barrier": barrier(c, "loss"),
+                    "loss_a": float(c["loss"][0]), "loss_b": float(c["loss"][-1])})
     return out
 
-# %% ../nbs/07_interpolation.ipynb #48823588
+# %% ../nbs/07_interpolation.ipynb #eef68555
 def paired_runs(cfg_a: TrainConfig, # a registered run with checkpoints
                 cfg_b: TrainConfig, # another, on the same data (same dtype and loss), with checkpoints
                 alphas=None) -> list[dict]:
