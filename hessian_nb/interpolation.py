@@ -13,11 +13,12 @@ from torch import nn
 from .core import Objective
 from .data import Data
 from .spectrum import lanczos
-from .train import TrainConfig, cached, make_data, make_model, run, run_at, train
+from .train import TrainConfig, cached, load_state, make_data, make_model, run, run_at, train
 
 # %% auto #0
-__all__ = ['flat_params', 'check_interpolable', 'interpolate', 'barrier', 'two_phase', 'plot_two_phase', 'sharpness_along',
-           'plot_lines', 'paired_lines', 'fmnist_two_phase']
+__all__ = ['flat_params', 'check_interpolable', 'line_losses', 'interpolate', 'barrier', 'two_phase', 'check_batches',
+           'join_histories', 'two_phase_run', 'plot_two_phase', 'sharpness_along', 'plot_lines', 'as_snapshots',
+           'paired_lines', 'paired_runs', 'fmnist_two_phase']
 
 # %% ../nbs/07_interpolation.ipynb #dc165bf6
 def flat_params(model: nn.Module) -> torch.Tensor:
@@ -36,50 +37,112 @@ def check_interpolable(model_a: nn.Module, model_b: nn.Module):
                          "them needs two points of one parameter space, e.g. two trainings of one architecture.")
 
 # %% ../nbs/07_interpolation.ipynb #223e644d
+def line_losses(model_a: nn.Module, # the point at alpha = 0
+                model_b: nn.Module, # the point at alpha = 1
+                X: torch.Tensor, # the inputs the loss is measured on
+                y: torch.Tensor, # their integer labels
+                alphas=None, # where (default: 31 points on [-1, 2])
+                loss: str = "ce") -> dict:
+    "Loss and accuracy on (X, y) at theta(alpha) = (1 - alpha) theta_a + alpha theta_b."
+    check_interpolable(model_a, model_b)
+    if alphas is None: alphas = torch.linspace(-1, 2, 31, dtype=torch.float64)
+    alphas = torch.as_tensor(alphas, dtype=torch.float64)
+    ta, tb = flat_params(model_a), flat_params(model_b)
+    obj, losses, accs = Objective(model_a, X, y, loss=loss), [], []
+    for a in alphas.tolist():
+        z = obj.logits((1 - a) * ta + a * tb)  # one forward pass: loss and accuracy
+        losses.append(float(obj.loss_fn(z, obj.y)))
+        accs.append(float((z.argmax(1) == y).double().mean()))
+    f64 = lambda v: torch.tensor(v, dtype=torch.float64)
+    return {"alpha": alphas, "loss": f64(losses), "acc": f64(accs)}
+
 def interpolate(model_a: nn.Module, # the point at alpha = 0
                 model_b: nn.Module, # the point at alpha = 1
                 data: Data, # train and test sets
-                alphas: torch.Tensor|None = None, # where to evaluate (default: 31 points on [-1, 2], as Sagun et al. 2017)
+                alphas=None, # where (default: 31 points on [-1, 2], as in the paper)
                 loss: str = "ce") -> dict:
-    "Loss and accuracy (train and test) along theta(alpha) = (1 - alpha) theta_a + alpha theta_b."
+    "Loss and accuracy, train and test, at (1 - alpha) theta_a + alpha theta_b."
     check_interpolable(model_a, model_b)
-    alphas = torch.linspace(-1, 2, 31, dtype=torch.float64) if alphas is None else torch.as_tensor(alphas, dtype=torch.float64)
-    ta, tb = flat_params(model_a), flat_params(model_b)
-    train_obj, test_obj = (Objective(model_a, X, y, loss=loss) for X, y in ((data.X, data.y), data.require_test("interpolate")))
-    out = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
-    for a in alphas.tolist():
-        theta = (1 - a) * ta + a * tb
-        for split, obj, labels in (("train", train_obj, data.y), ("test", test_obj, data.y_test)):
-            z = obj.logits(theta)  # one forward pass for both the loss and the accuracy
-            out[f"{split}_loss"].append(float(obj.loss_fn(z, obj.y)))
-            out[f"{split}_acc"].append(float((z.argmax(1) == labels).double().mean()))
-    return {"alpha": alphas, **{k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}}
+    test = data.require_test("interpolate")
+    out = {}
+    for split, (X, y) in (("train", (data.X, data.y)), ("test", test)):
+        c = line_losses(model_a, model_b, X, y, alphas, loss)
+        out["alpha"] = c["alpha"]
+        out[f"{split}_loss"], out[f"{split}_acc"] = c["loss"], c["acc"]
+    return out
 
-def barrier(curve: dict, # from interpolate
+def barrier(curve: dict, # from interpolate (or line_losses, with key="loss")
             key: str = "train_loss") -> float:
-    "The loss barrier on the segment: max over alpha in [0, 1] of L(alpha) - max(L(0), L(1)) (0 if the segment is below its ends)."
+    "The barrier: max over alpha in [0, 1] of L(alpha) - max(L(0), L(1)), or 0."
     a, L = curve["alpha"], curve[key]
     if not (bool((a.abs() < 1e-9).any()) and bool(((a - 1).abs() < 1e-9).any())):
-        raise ValueError(f"barrier needs the line evaluated at both ends, alpha = 0 and alpha = 1 (the two solutions); these "
-                         f"alphas run from {float(a.min()):g} to {float(a.max()):g} without them: include 0 and 1 in alphas.")
+        raise ValueError(
+            "barrier needs the line evaluated at both ends, alpha = 0 and alpha = 1 "
+            f"(the two solutions); these alphas run from {float(a.min()):g} to "
+            f"{float(a.max()):g} without them: include 0 and 1 in alphas.")
     inside = (a >= 0) & (a <= 1)
     ends = max(float(L[(a - 0).abs().argmin()]), float(L[(a - 1).abs().argmin()]))
     return max(0.0, float(L[inside].max()) - ends)
 
 # %% ../nbs/07_interpolation.ipynb #d93764d2
-def two_phase(cfg: TrainConfig, # phase 1: cfg.batch_size (None: full batch) for cfg.max_steps steps; grad_tol should be 0
-              small_batch: int, # phase 2: this batch size, same step size and step count, from phase 1's end
-             ) -> dict:
-    "Large batch, then small batch from there (Sagun et al. 2017, Fig. 7): both solutions and the joint history, cached."
+def two_phase(model: nn.Module, # the start: a copy is trained, `model` stays as it is
+              data: Data, # your data (the test set is optional)
+              small_batch: int, # phase 2: this batch size, from phase 1's end
+              large_batch: int|None = None, # phase 1's batch size (None: full batch)
+              lr: float = 0.1, # one constant step for both phases
+              steps: int = 1000, # steps in each phase
+              loss: str = "ce", # "ce" or "mse"
+              seed: int = 0, # the minibatch order (the same seed in both phases)
+              log_every: int = 10, # steps between logged (full-batch) metrics
+              progress: bool|None = False) -> dict:
+    "Large batch, then small batch from its end (Sagun et al. 2017, Fig. 7): no cache."
+    check_batches(small_batch, large_batch, len(data.X))
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params: raise ValueError("the model has no trainable parameters.")
+    dtype = params[0].dtype
+    cfg = TrainConfig(loss=loss, lr=lr, batch_size=large_batch, max_steps=steps,
+                      grad_tol=0, seed=seed, log_every=log_every,
+                      dtype=str(dtype).removeprefix("torch."))
+    data = data.to(dtype)
+    first = train(cfg, data, copy.deepcopy(model), progress=progress)
+    small_cfg = dataclasses.replace(cfg, batch_size=small_batch)
+    second = train(small_cfg, data, copy.deepcopy(first.model), progress=progress)
+    return {"large": first.model, "small": second.model, "switch": first.step,
+            "history": join_histories(first.history, second.history, first.step)}
+
+# %% ../nbs/07_interpolation.ipynb #03b08b0a
+def check_batches(small_batch: int, # phase 2's batch size
+                  large_batch: int|None, # phase 1's (None: full batch)
+                  n: int): # training set size
+    "Refuse a 'small' batch that is not a positive integer smaller than phase 1's batch (and than the training set)."
+    large = n if large_batch is None else large_batch
+    if isinstance(small_batch, bool) or not isinstance(small_batch, int) or small_batch < 1:
+        raise ValueError(f"small_batch must be a positive integer, not {small_batch!r}.")
+    if small_batch >= min(large, n):
+        raise ValueError(f"small_batch={small_batch} is not smaller than phase 1's batch ({large_batch or 'full'}, "
+                         f"{min(large, n)} of {n} training points): phase 2 would not be a small-batch phase. "
+                         "Pick small_batch < large_batch (and < the training set).")
+
+def join_histories(first: list, # phase 1's history (Run.history)
+                   second: list, # phase 2's, its steps counted from 0 at the switch
+                   switch: int) -> list: # the step of the switch
+    "One history across the two phases: phase 2's steps shifted by `switch`, its step-0 entry (phase 1's end again) dropped."
+    return first + [dict(h, step=h["step"] + switch) for h in second if h["step"] > 0]
+
+# %% ../nbs/07_interpolation.ipynb #f19af735
+def two_phase_run(cfg: TrainConfig, # phase 1, a registered run: cfg.batch_size for cfg.max_steps steps; grad_tol should be 0
+                  small_batch: int, # phase 2: this batch size, same step size and step count, from phase 1's end
+                 ) -> dict:
+    "`two_phase` for a registered configuration, cached: phase 1 is the cached run, phase 2 a cached continuation."
     first = run(cfg)
+    check_batches(small_batch, cfg.batch_size, len(first.data.X))
     def compute():
         second = train(dataclasses.replace(cfg, batch_size=small_batch), first.data, copy.deepcopy(first.model))
         return {"state": second.model.state_dict(), "history": second.history}
     res = cached("two_phase", {"run": cfg.key(), "small_batch": small_batch}, compute)
-    small = make_model(cfg, first.data)
-    small.load_state_dict(res["state"])
-    history = first.history + [dict(h, step=h["step"] + first.step) for h in res["history"]]
-    return {"large": first.model, "small": small.eval(), "history": history, "switch": first.step, "data": first.data}
+    small = load_state(make_model(cfg, first.data), res["state"], "the cached small-batch phase")
+    return {"large": first.model, "small": small.eval(), "switch": first.step, "data": first.data,
+            "history": join_histories(first.history, res["history"], first.step)}
 
 # %% ../nbs/07_interpolation.ipynb #62868c36
 def plot_two_phase(history: list, # two_phase(...)["history"]
@@ -87,7 +150,7 @@ def plot_two_phase(history: list, # two_phase(...)["history"]
                    axes=None):
     "Training loss (log scale) and test accuracy along the two phases, the switch marked."
     import matplotlib.pyplot as plt
-    axes = axes if axes is not None else plt.subplots(1, 2, figsize=(9, 3))[1]
+    axes = axes if axes is not None else plt.subplots(1, 2, figsize=(7, 2.8))[1]
     steps = [h["step"] for h in history]
     axes[0].semilogy(steps, [h["loss"] for h in history]); axes[0].set(xlabel="step", ylabel="training loss")
     axes[1].plot(steps, [h["test_acc"] for h in history], color="C2"); axes[1].set(xlabel="step", ylabel="test accuracy")
@@ -97,13 +160,19 @@ def plot_two_phase(history: list, # two_phase(...)["history"]
     return axes
 
 # %% ../nbs/07_interpolation.ipynb #09544894
-def sharpness_along(model_a: nn.Module, model_b: nn.Module, data: Data, alphas, loss: str = "ce") -> torch.Tensor:
-    "The top Hessian eigenvalue of the training loss at points of the line (Lanczos, k = 1)."
+def sharpness_along(model_a: nn.Module, # the point at alpha = 0
+                    model_b: nn.Module, # the point at alpha = 1
+                    data: Data, # the training set
+                    alphas, # the points of the line
+                    loss: str = "ce") -> torch.Tensor:
+    "The top Hessian eigenvalue of the training loss at points of the line (Lanczos)."
     check_interpolable(model_a, model_b)
-    ta, tb, base = flat_params(model_a), flat_params(model_b), Objective(model_a, data.X, data.y, loss=loss)
+    ta, tb = flat_params(model_a), flat_params(model_b)
+    base = Objective(model_a, data.X, data.y, loss=loss)
     out = []
     for a in torch.as_tensor(alphas, dtype=torch.float64).tolist():
-        out.append(float(lanczos(base.at((1 - a) * ta + a * tb).H, k=1).values[0]))
+        H = base.at((1 - a) * ta + a * tb).H  # the Hessian operator at theta(alpha)
+        out.append(float(lanczos(H, k=1).values[0]))
     return torch.tensor(out, dtype=torch.float64)
 
 # %% ../nbs/07_interpolation.ipynb #5c160033
@@ -111,26 +180,68 @@ def plot_lines(curves: dict, # label -> interpolate(...)
                key: str = "train_loss", ax=None):
     "Loss along interpolation lines against alpha (log scale), the segment [0, 1] shaded."
     import matplotlib.pyplot as plt
-    ax = ax or plt.subplots(figsize=(5, 3.2))[1]
+    ax = ax or plt.subplots(figsize=(6, 3.2))[1]
     for label, c in curves.items(): ax.semilogy(c["alpha"], c[key], "o-", ms=3, label=label)
     ax.axvspan(0, 1, color="0.92")
     ax.set(xlabel=r"$\alpha$", ylabel=key.replace("_", " "))
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False)
     return ax
 
+# %% ../nbs/07_interpolation.ipynb #c39c44d4
+def as_snapshots(snapshots: dict|list, # step -> model, or a list of (step, model)
+                 name: str = "snapshots") -> dict:
+    "The snapshots as a dict step -> model; a TypeError or ValueError naming the argument for anything else."
+    if isinstance(snapshots, dict): items = list(snapshots.items())
+    elif isinstance(snapshots, (list, tuple)) and all(isinstance(x, (list, tuple)) and len(x) == 2 for x in snapshots):
+        items = [tuple(x) for x in snapshots]
+    else:
+        raise TypeError(f"{name} must be a dict step -> model or a list of (step, model) pairs, not {type(snapshots).__name__}.")
+    for s, m in items:
+        if isinstance(s, bool) or not isinstance(s, int) or not isinstance(m, nn.Module):
+            raise TypeError(f"{name}: each entry must be an integer step and an nn.Module, not ({s!r}, {type(m).__name__}).")
+    steps = [s for s, _ in items]
+    if len(set(steps)) != len(steps):
+        raise ValueError(f"{name} lists a step twice ({sorted(s for s in set(steps) if steps.count(s) > 1)}): one model per step.")
+    return dict(items)
+
 # %% ../nbs/07_interpolation.ipynb #edad396b
-def paired_lines(cfg_a: TrainConfig, # a run with checkpoints
-                 cfg_b: TrainConfig, # another run with the same checkpoints (same model, same data)
-                 alphas=None) -> list[dict]:
-    "At every common checkpoint: the distance between the two runs' parameters and the barrier of the line between them."
-    steps = sorted(set(cfg_a.checkpoints) & set(cfg_b.checkpoints))
-    data, out = make_data(cfg_a), []
+def paired_lines(snapshots_a: dict|list, # one run: step -> model, or [(step, model)]
+                 snapshots_b: dict|list, # the other run, same architecture
+                 data: Data, # the barriers' training set (no test set needed)
+                 alphas=None, # where on each line (default: 11 points on [0, 1])
+                 loss: str = "ce") -> list[dict]:
+    "At each common step: the two runs' distance and the barrier between them."
+    a = as_snapshots(snapshots_a, "snapshots_a")
+    b = as_snapshots(snapshots_b, "snapshots_b")
+    steps = sorted(set(a) & set(b))
+    if not steps:
+        raise ValueError(
+            f"the two runs have no step in common (snapshots_a: {sorted(a)}, "
+            f"snapshots_b: {sorted(b)}): paired_lines compares them at the same steps.")
     for s in steps:
-        a, b = run_at(cfg_a, s), run_at(cfg_b, s)
-        c = interpolate(a, b, data, torch.linspace(0, 1, 11, dtype=torch.float64) if alphas is None else alphas)
-        out.append({"step": s, "distance": float((flat_params(a) - flat_params(b)).norm()), "barrier": barrier(c),
-                    "loss_a": float(c["train_loss"][0]), "loss_b": float(c["train_loss"][-1])})
+        try: check_interpolable(a[s], b[s])
+        except ValueError as e: raise ValueError(f"at step {s}: {e}") from None
+    alphas = torch.linspace(0, 1, 11, dtype=torch.float64) if alphas is None else alphas
+    out = []
+    for s in steps:
+        c = line_losses(a[s], b[s], data.X, data.y, alphas, loss)
+        distance = float((flat_params(a[s]) - flat_params(b[s])).norm())
+        out.append({"step": s, "distance": distance, "barrier": barrier(c, "loss"),
+                    "loss_a": float(c["loss"][0]), "loss_b": float(c["loss"][-1])})
     return out
+
+# %% ../nbs/07_interpolation.ipynb #eef68555
+def paired_runs(cfg_a: TrainConfig, # a registered run with checkpoints
+                cfg_b: TrainConfig, # another, on the same data (same dtype and loss), with checkpoints
+                alphas=None) -> list[dict]:
+    "`paired_lines` for two registered runs, at their common checkpoints, read from the run cache."
+    if (cfg_a.data, cfg_a.dtype, cfg_a.loss) != (cfg_b.data, cfg_b.dtype, cfg_b.loss):
+        raise ValueError("the two runs do not train on the same data with the same dtype and loss "
+                         f"({cfg_a.data}, {cfg_a.dtype}, {cfg_a.loss} against {cfg_b.data}, {cfg_b.dtype}, {cfg_b.loss}): "
+                         "their barriers would be measured on different losses.")
+    steps = sorted(set(cfg_a.checkpoints) & set(cfg_b.checkpoints))
+    snaps = [{s: run_at(cfg, s) for s in steps} for cfg in (cfg_a, cfg_b)]
+    return paired_lines(*snaps, make_data(cfg_a), alphas, loss=cfg_a.loss)
 
 # %% ../nbs/07_interpolation.ipynb #e2e18011
 def fmnist_two_phase(large: int = 256, # phase 1 batch size
@@ -141,15 +252,14 @@ def fmnist_two_phase(large: int = 256, # phase 1 batch size
     "Large batch, then small batch, on Fashion-MNIST with the bulk chapter's convnet: both models, history and data, cached."
     from hessian_nb.bulk import fmnist_cnn
     from hessian_nb.data import fashion_mnist
-    cfg = TrainConfig(lr=lr, batch_size=large, max_steps=steps, grad_tol=0, seed=seed, dtype="float32", log_every=max(1, steps // 20))
+    log_every = max(1, steps // 20)
+    cfg = TrainConfig(lr=lr, batch_size=large, max_steps=steps, grad_tol=0, seed=seed, dtype="float32", log_every=log_every)
     data = fashion_mnist(n_per_class, n_test_per_class=100, image=True)
     def compute():
-        first = train(cfg, data, fmnist_cnn(seed=seed), progress=False)
-        state = {k: v.clone() for k, v in first.model.state_dict().items()}
-        second = train(dataclasses.replace(cfg, batch_size=small), data, first.model, progress=False)  # continues in place
-        return {"large": state, "small": dict(second.model.state_dict()),
-                "history": first.history + [dict(h, step=h["step"] + steps) for h in second.history[1:]]}
+        res = two_phase(fmnist_cnn(seed=seed), data, small_batch=small, large_batch=large, lr=lr, steps=steps,
+                        loss=cfg.loss, seed=seed, log_every=log_every)
+        return {"large": res["large"].state_dict(), "small": res["small"].state_dict(), "history": res["history"]}
     res = cached("fmnist_two_phase", {"train": dataclasses.asdict(cfg), "small": small, "n_per_class": n_per_class}, compute)
     models = {k: fmnist_cnn(seed=seed) for k in ("large", "small")}
-    for k, m in models.items(): m.load_state_dict(res[k]); m.eval()
+    for k, m in models.items(): load_state(m, res[k], f"the cached {k}-batch phase"); m.eval()
     return {**models, "history": res["history"], "switch": steps, "data": data}

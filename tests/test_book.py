@@ -37,7 +37,6 @@ UNCONVERTED = {
     "nbs/05_bulk_and_outliers",
     "nbs/06_class_structure",
     "nbs/06b_class_structure_at_scale",
-    "nbs/07_interpolation",
     "nbs/09_scale",
 }
 # Pages that show nbdev's `#|` directives on purpose: they document them.

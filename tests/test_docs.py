@@ -30,7 +30,6 @@ SHOW_DOC_IN_CHAPTER = {
     "bulk",
     "class_structure",
     "class_scale",
-    "interpolation",
     "scale",
 }
 
