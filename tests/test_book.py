@@ -31,13 +31,10 @@ KNOWN_CONSOLE_ERRORS: dict[str, str] = {}
 # lines are wider than 88 columns. Remove a chapter from this set when it is converted; the strict checks then apply to it.
 UNCONVERTED = {
     "nbs/00_core",
-    "nbs/01_data",
-    "nbs/02_train",
     "nbs/03_gauss_newton",
     "nbs/05_bulk_and_outliers",
     "nbs/06_class_structure",
     "nbs/06b_class_structure_at_scale",
-    "nbs/09_scale",
 }
 # Pages that show nbdev's `#|` directives on purpose: they document them.
 SHOWS_DIRECTIVES = {"nbs/running"}

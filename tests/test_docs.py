@@ -24,13 +24,10 @@ from apidoc import module_markdown  # noqa: E402
 # this set when it is converted; the checks below then hold for it too.
 SHOW_DOC_IN_CHAPTER = {
     "core",
-    "data",
-    "train",
     "gauss_newton",
     "bulk",
     "class_structure",
     "class_scale",
-    "scale",
 }
 
 
