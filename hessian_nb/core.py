@@ -748,7 +748,7 @@ def plot_fd_error(eps: torch.Tensor, # step sizes
     ax.legend(frameon=False)
     return ax
 
-# %% ../nbs/00_core.ipynb #f9baac3f
+# %% ../nbs/00_core.ipynb #988d4a45
 def plot_hessian(H: torch.Tensor, # a dense (P, P) matrix
                  obj: Objective|None=None, # if given, lines mark the boundaries between its parameter tensors
                  ax=None):
@@ -764,7 +764,7 @@ def plot_hessian(H: torch.Tensor, # a dense (P, P) matrix
     ax.figure.colorbar(im, ax=ax, shrink=0.8)
     return ax
 
-# %% ../nbs/00_core.ipynb #10cd13ac
+# %% ../nbs/00_core.ipynb #e8af80f5
 class Operator:
     ("A symmetric linear operator on R^P, known by its products: `A @ v` for v (P,) or "
      "a block (P, k).")
@@ -788,7 +788,7 @@ class Operator:
         return (f"{type(self).__name__}({self.name}, P={self.P:,}, "
                 f"{str(self.dtype).removeprefix('torch.')}, {self.products} products)")
 
-# %% ../nbs/00_core.ipynb #92995ac3
+# %% ../nbs/00_core.ipynb #99abdcfc
 @patch
 def __matmul__(self: Operator, v: torch.Tensor) -> torch.Tensor:
     ("A v for v of shape (P,), or A V for a block V of shape (P, k): checked in, "
@@ -808,7 +808,7 @@ def __matmul__(self: Operator, v: torch.Tensor) -> torch.Tensor:
                  "parameters (a diverged run?).")
     return out[:, 0] if single else out
 
-# %% ../nbs/00_core.ipynb #e8af80f5
+# %% ../nbs/00_core.ipynb #ada205c5
 @patch
 def dense(self: Operator, progress: bool|None = None) -> torch.Tensor:
     ("The (P, P) matrix, from blocks of products with the identity; refused past "
@@ -825,7 +825,7 @@ def dense(self: Operator, progress: bool|None = None) -> torch.Tensor:
                           disable=quiet() if progress is None else not progress)]
     return torch.cat(cols, 1)
 
-# %% ../nbs/00_core.ipynb #70a9411c
+# %% ../nbs/00_core.ipynb #b2d710a7
 class DenseOp(Operator):
     "A stored symmetric matrix as an operator."
     def __init__(self, M: torch.Tensor, name: str = "a dense matrix"):
@@ -844,7 +844,7 @@ class FunctionOp(Operator):
         self.fn = fn
     def _matmat(self, V): return self.fn(V)
 
-# %% ../nbs/00_core.ipynb #becb6037
+# %% ../nbs/00_core.ipynb #eb276186
 @patch
 def check_symmetric(self: Operator, rtol: float|None = None, seed: int = 0) -> Operator:
     "Raise a ValueError unless u.(A w) = w.(A u) for random u, w (two products); remembers success. Returns the operator."
@@ -862,7 +862,7 @@ def check_symmetric(self: Operator, rtol: float|None = None, seed: int = 0) -> O
     self.symmetric = True
     return self
 
-# %% ../nbs/00_core.ipynb #b2d710a7
+# %% ../nbs/00_core.ipynb #37f203d7
 def as_op(A, # a square tensor, an Operator, a scipy LinearOperator, a curvlinops operator, or a function V -> A V
           P: int|None = None, # the dimension, for a function
           dtype: torch.dtype|None = None, # for a function (and the vectors a scipy operator is given)
@@ -886,7 +886,7 @@ def as_op(A, # a square tensor, an Operator, a scipy LinearOperator, a curvlinop
         return FunctionOp(A, int(P), dtype or torch.get_default_dtype(), device or "cpu", name or "the function")
     raise TypeError(f"cannot make an operator of a {type(A).__name__}: pass a square tensor, a function with P=, or a linear operator.")
 
-# %% ../nbs/00_core.ipynb #eb276186
+# %% ../nbs/00_core.ipynb #22edf66b
 def _foreign_op(A, dtype, name) -> Operator:
     "Another library's linear operator: curvlinops (torch tensors in and out) or scipy (numpy arrays in and out)."
     P, Q = (int(n) for n in A.shape)
@@ -899,7 +899,7 @@ def _foreign_op(A, dtype, name) -> Operator:
     def f(V): return torch.as_tensor(np.asarray(A.matmat(V.cpu().numpy())), dtype=dt)
     return FunctionOp(f, P, dt, "cpu", name or type(A).__name__)
 
-# %% ../nbs/00_core.ipynb #37f203d7
+# %% ../nbs/00_core.ipynb #b3520a2b
 @patch
 def to_scipy(self: Operator):
     "A `scipy.sparse.linalg.LinearOperator` of this operator (numpy arrays in and out; products counted here)."
@@ -912,7 +912,7 @@ def to_scipy(self: Operator):
     return LinearOperator((self.P, self.P), matvec=lambda x: mm(x)[:, 0], matmat=mm, rmatvec=lambda x: mm(x)[:, 0],
                           dtype=np_dt)
 
-# %% ../nbs/00_core.ipynb #eb5a0f9c
+# %% ../nbs/00_core.ipynb #cc4f0c5b
 class SumOp(Operator):
     ("A linear combination sum_i c_i A_i of operators of one dimension, dtype and "
      "device.")
@@ -934,7 +934,7 @@ class SumOp(Operator):
                          f"matrix of {self.name}", "Use products A @ V")
         return sum(c * A.dense() for c, A in self.terms)
 
-# %% ../nbs/00_core.ipynb #16300daf
+# %% ../nbs/00_core.ipynb #e83c506a
 def _terms(A) -> list: return A.terms if isinstance(A, SumOp) else [(1.0, A)]
 
 @patch
@@ -956,7 +956,7 @@ def __mul__(self: Operator, c):
 Operator.__rmul__ = Operator.__mul__
 Operator.__neg__ = lambda self: -1 * self
 
-# %% ../nbs/00_core.ipynb #cc4f0c5b
+# %% ../nbs/00_core.ipynb #abab163a
 class FactorOp(Operator):
     ("A = V V^T for a factor V (P, m): thin products, and its nonzero eigenpairs from "
      "the m x m Gram matrix.")
@@ -978,7 +978,7 @@ class FactorOp(Operator):
                             f"{self.name} + {other.name}")
         return super().__add__(other)
 
-# %% ../nbs/00_core.ipynb #e83c506a
+# %% ../nbs/00_core.ipynb #0ef0ecc9
 @patch
 def eigh(self: FactorOp,
          k: int|None = None, # how many of the largest eigenpairs (None: all m)
@@ -991,7 +991,7 @@ def eigh(self: FactorOp,
     if not vectors: return w
     return w, (self.V @ U) / w.clamp_min(torch.finfo(w.dtype).tiny).sqrt()
 
-# %% ../nbs/00_core.ipynb #b97b2683
+# %% ../nbs/00_core.ipynb #db97a8b2
 class HessianOp(Operator):
     "The Hessian of an Objective at its theta, as an operator."
     def __init__(self, obj: Objective):
@@ -1006,7 +1006,7 @@ def H(self: Objective) -> HessianOp:
     "The Hessian as an `Operator` (a new product counter each time it is asked for)."
     return HessianOp(self)
 
-# %% ../nbs/00_core.ipynb #80621c31
+# %% ../nbs/00_core.ipynb #b370401a
 @patch
 def at(self: Objective, theta: torch.Tensor) -> Objective:
     "The same model, data and loss with the curvature taken at `theta` (P,) instead."
@@ -1036,7 +1036,7 @@ def with_loss(self: Objective, loss: str|Callable|Loss,
     new.progress = self.progress
     return new.at(self._theta)
 
-# %% ../nbs/00_core.ipynb #6937165c
+# %% ../nbs/00_core.ipynb #c52f2ad6
 @patch
 def derived(self: Objective, key: str, build: Callable):
     "`build()` once per Objective and `key` (e.g. its residual operator), kept until the Objective is dropped; `at` starts afresh."

@@ -32,7 +32,6 @@ KNOWN_CONSOLE_ERRORS: dict[str, str] = {}
 UNCONVERTED = {
     "nbs/01_data",
     "nbs/02_train",
-    "nbs/03_gauss_newton",
     "nbs/05_bulk_and_outliers",
     "nbs/06_class_structure",
     "nbs/06b_class_structure_at_scale",

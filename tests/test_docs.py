@@ -25,7 +25,6 @@ from apidoc import module_markdown  # noqa: E402
 SHOW_DOC_IN_CHAPTER = {
     "data",
     "train",
-    "gauss_newton",
     "bulk",
     "class_structure",
     "class_scale",
