@@ -57,22 +57,30 @@ def ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels)
 
 def mse(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    "Half the squared error summed over outputs, mean over samples: its Hessian in the logits is the identity."
+    ("Half the squared error summed over outputs, mean over samples: its Hessian in "
+     "the logits is the identity.")
     return 0.5 * (logits - targets).pow(2).sum(-1).mean()
 
 # %% ../nbs/00_core.ipynb #1466892e
 class Loss:
-    "A mean loss of the logits (N, C) and targets, with each sample's gradient, Hessian and Hessian factor in its logits."
-    name, convex = "custom", None  # convex: whether the Hessian in the logits is PSD (None: checked when factored)
-    def __init__(self, fn: Callable|None = None): # callable(logits, y) -> mean loss; derivatives by autodiff
+    ("A mean loss of the logits (N, C) and targets, with each sample's gradient, "
+     "Hessian and Hessian factor in its logits.")
+    # convex: whether the Hessian in the logits is PSD (None: checked when factored)
+    name, convex = "custom", None
+    def __init__(
+        self,
+        fn: Callable|None = None, # (logits, y) -> mean loss; derivatives by autodiff
+    ):
         self.fn = fn
         if fn is not None: self.name = getattr(fn, "__name__", "custom")
-    def __call__(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor: return self.fn(z, y)
+    def __call__(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.fn(z, y)
     def __repr__(self): return f"{type(self).__name__}({self.name!r})"
 
 # %% ../nbs/00_core.ipynb #8d1d8ea6
 def _one(fn: Callable) -> Callable:
-    "The loss of one sample (z_i, y_i), from a loss that takes a batch and returns its mean."
+    ("The loss of one sample (z_i, y_i), from a loss that takes a batch and returns "
+     "its mean.")
     return lambda zi, yi: fn(zi[None], yi[None])
 
 @patch
@@ -88,12 +96,15 @@ def hessian(self: Loss, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/00_core.ipynb #205f975c
 @patch
 def factor(self: Loss, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    "Square roots S (N, C, C) with S_i S_i^T = the Hessian of sample i in its logits (by eigendecomposition)."
+    ("Square roots S (N, C, C) with S_i S_i^T = the Hessian of sample i in its logits "
+     "(by eigendecomposition).")
     w, U = torch.linalg.eigh(self.hessian(z, y))
     if (w < -1e-10 * w.abs().amax(-1, keepdim=True)).any():
-        raise ValueError(f"the loss {self.name!r} is not convex in the logits (its Hessian there has negative eigenvalues), "
-                         "so the Gauss-Newton matrix is not PSD and has no real factor G = V V^T: use its products, ggn_op(obj) @ V, or the "
-                         "dense ggn(obj) instead.")
+        raise ValueError(
+            f"the loss {self.name!r} is not convex in the logits (its Hessian there "
+            "has negative eigenvalues), so the Gauss-Newton matrix is not PSD and "
+            "has no real factor G = V V^T: use its products, ggn_op(obj) @ V, or the "
+            "dense ggn(obj) instead.")
     return U * w.clamp_min(0).sqrt()[:, None, :]
 
 # %% ../nbs/00_core.ipynb #658b2d4b
@@ -101,21 +112,26 @@ class CrossEntropy(Loss):
     "Softmax cross-entropy with integer labels: closed-form derivatives in the logits."
     name, convex = "ce", True
     def __call__(self, z, y): return ce(z, y)
-    def grad(self, z, y): return torch.softmax(z, -1) - F.one_hot(y, z.shape[1]).to(z.dtype)
+    def grad(self, z, y):
+        return torch.softmax(z, -1) - F.one_hot(y, z.shape[1]).to(z.dtype)
     def hessian(self, z, y):
         p = torch.softmax(z, -1)
         return torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
     def factor(self, z, y):  # column c' is sqrt(p_c') (e_c' - p): Papyan's Lemma 2.1
         p = torch.softmax(z, -1)
-        return (torch.eye(z.shape[1], dtype=z.dtype, device=z.device) - p[:, :, None]) * p.sqrt()[:, None, :]
+        return ((torch.eye(z.shape[1], dtype=z.dtype, device=z.device) - p[:, :, None])
+                * p.sqrt()[:, None, :])
 
 # %% ../nbs/00_core.ipynb #f739cf43
 class SquaredError(Loss):
-    "Half the squared error summed over outputs: gradient z - y, Hessian and factor the identity."
+    ("Half the squared error summed over outputs: gradient z - y, Hessian and factor "
+     "the identity.")
     name, convex = "mse", True
     def __call__(self, z, y): return mse(z, y)
     def grad(self, z, y): return z - y
-    def hessian(self, z, y): return torch.eye(z.shape[1], dtype=z.dtype, device=z.device).expand(len(z), -1, -1)
+    def hessian(self, z, y):
+        return torch.eye(z.shape[1], dtype=z.dtype, device=z.device).expand(
+            len(z), -1, -1)
     def factor(self, z, y): return self.hessian(z, y)
 
 LOSSES = {"ce": CrossEntropy(), "mse": SquaredError()}
@@ -190,7 +206,6 @@ def all_reduce_sum(t: torch.Tensor, group) -> torch.Tensor:
         if c is not t: t.copy_(c)
     return t
 
-
 # %% ../nbs/00_core.ipynb #5b3c0956
 def _comm_device(group) -> torch.device:
     import torch.distributed as dist
@@ -211,7 +226,6 @@ def _agree(group, err: BaseException|None, stats: list) -> torch.Tensor:
         kind = {"TypeError": TypeError, "ValueError": ValueError, "MemoryError": MemoryError}.get(msgs[r][0], RuntimeError)
         raise kind(f"process {r} of {world} failed: {msgs[r][0]}: {msgs[r][1]}") from err
     return S[:, 1:]
-
 
 # %% ../nbs/00_core.ipynb #6117aff2
 def _as_source(X, batch_size: int|None):
@@ -245,7 +259,6 @@ class _Stream:
         if n != obj.N_local:
             raise RuntimeError(f"the data yielded {n:,} samples in this pass but {obj.N_local:,} when the Objective was built: "
                                "every pass must read the same samples (no random augmentation or drop_last with shuffling).")
-
 
 # %% ../nbs/00_core.ipynb #bf31d562
 class Objective:
@@ -304,7 +317,6 @@ def _prep_batch(self: Objective, b, targets: bool = True) -> tuple:
     Xb, yb = check_data(Xb, yb, self.loss_fn, self._theta.dtype, dev)
     return Xb, self._targets(yb) if targets else yb
 
-
 # %% ../nbs/00_core.ipynb #47fd85c1
 @patch
 def _setup_stream(self: Objective, X, batch_size: int|None):
@@ -325,7 +337,6 @@ def _setup_stream(self: Objective, X, batch_size: int|None):
     self._act_numel = self._act_numel * biggest // self._max_batch
     self.N_local = self._N = n
     self.batches = _Stream(self, src, nb)
-
 
 # %% ../nbs/00_core.ipynb #51f7e443
 @patch
@@ -355,7 +366,6 @@ def require_unsharded(self: Objective, what: str):
         raise RuntimeError(f"{what} is not available on a sharded Objective: its data are split over {self.world_size} "
                            "processes. Use the products (obj.H @ V, ggn_op(obj) @ V, residual_op(obj) @ V), which "
                            "all-reduce once per block, and the spectral tools on them.")
-
 
 # %% ../nbs/00_core.ipynb #35adb8db
 @patch(as_prop=True)
@@ -387,11 +397,14 @@ def __repr__(self: Objective):
 # %% ../nbs/00_core.ipynb #fe25417b
 @patch
 def unflatten(self: Objective, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-    "Named parameter tensors (views into `theta`), as `torch.func.functional_call` takes them."
-    return {n: c.view(s) for n, c, s in zip(self._names, theta.split(self._numels), self._shapes)}
+    ("Named parameter tensors (views into `theta`), as `torch.func.functional_call` "
+     "takes them.")
+    return {n: c.view(s)
+            for n, c, s in zip(self._names, theta.split(self._numels), self._shapes)}
 
 def _differentiable_attention() -> contextlib.ExitStack:
-    "Attention through the math kernel, whose backward can be differentiated again (the fused kernels' cannot); MHA fast path off."
+    ("Attention through the math kernel, whose backward can be differentiated again "
+     "(the fused kernels' cannot); MHA fast path off.")
     from torch.nn.attention import SDPBackend, sdpa_kernel
     stack = contextlib.ExitStack()
     stack.enter_context(sdpa_kernel(SDPBackend.MATH))
@@ -402,21 +415,26 @@ def _differentiable_attention() -> contextlib.ExitStack:
 
 @patch
 def forward(self: Objective, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    "The model's logits on inputs `X` at parameters `theta` (attention through a twice-differentiable kernel)."
-    with _differentiable_attention(): return functional_call(self.model, self.unflatten(theta), (X,))
+    ("The model's logits on inputs `X` at parameters `theta` (attention through a "
+     "twice-differentiable kernel).")
+    with _differentiable_attention():
+        return functional_call(self.model, self.unflatten(theta), (X,))
 
 @patch
-def _batch_loss(self: Objective, theta: torch.Tensor, Xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+def _batch_loss(self: Objective, theta: torch.Tensor, Xb: torch.Tensor,
+                yb: torch.Tensor) -> torch.Tensor:
     "The mean loss on one batch at `theta`."
     return self.loss_fn(self.forward(theta, Xb), yb)
 
 @patch
 def _set_batches(self: Objective, batch_size: int|None):
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
+        raise ValueError(
+            f"batch_size must be a positive integer or None, got {batch_size!r}.")
     self.batch_size, n = batch_size, self.N_local
     b = n if batch_size is None else min(batch_size, n)
-    self.batches = [(self.X[i:i + b], self.y[i:i + b], min(b, n - i) / self._N) for i in range(0, n, b)]
+    self.batches = [(self.X[i:i + b], self.y[i:i + b], min(b, n - i) / self._N)
+                    for i in range(0, n, b)]
 
 # %% ../nbs/00_core.ipynb #b0a5a2ff
 @patch
@@ -511,7 +529,6 @@ def _check_targets(self: Objective, yb: torch.Tensor) -> torch.Tensor:
     self._set_batches(self.batch_size)  # the batches are views of self.y, which may have changed
     return self.batches[0][1]
 
-
 # %% ../nbs/00_core.ipynb #0bb706f4
 @patch
 def _data_versions(self: Objective) -> tuple:
@@ -524,7 +541,6 @@ def check_fresh(self: Objective):
         raise RuntimeError("X or y was modified in place after the Objective was built, so cached curvature would mix old and "
                            "new data: build a new Objective (pass a copy, X.clone(), if you keep editing the data).")
     check_eval_mode(self.model)
-
 
 # %% ../nbs/00_core.ipynb #9d62eca2
 def toy_problem(arch: str = "mlp", # "mlp" (4-6-3, tanh) or "cnn" (conv 3x3, ReLU, max-pool, linear) on 6x6 images
@@ -572,25 +588,31 @@ def _theta_arg(self: Objective, theta: torch.Tensor|None) -> torch.Tensor:
 # %% ../nbs/00_core.ipynb #9645f491
 @patch
 def logits(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
-    "Logits (N, C) at `theta` (default: `self.theta`), this process's samples when sharded; differentiable when `theta` is traced."
+    ("Logits (N, C) at `theta` (default: `self.theta`), this process's samples when "
+     "sharded; differentiable when `theta` is traced.")
     theta = self._theta_arg(theta)
     with torch.set_grad_enabled(torch.is_grad_enabled() and _traced(theta)):
         return torch.cat([self.forward(theta, Xb) for Xb, _, _ in self.batches])
 
 @patch
 def loss(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
-    "The mean loss over the N samples at `theta` (default: `self.theta`): a pure function, safe under torch.func."
+    ("The mean loss over the N samples at `theta` (default: `self.theta`): a pure "
+     "function, safe under torch.func.")
     theta = self._theta_arg(theta)
     if _traced(theta):
         self.require_unsharded("the loss under torch.func or autograd")
         return sum(w * self._batch_loss(theta, Xb, yb) for Xb, yb, w in self.batches)
-    with torch.no_grad(): L = sum(w * self._batch_loss(theta, Xb, yb) for Xb, yb, w in self.batches).reshape(1)
-    return check_finite("the loss", all_reduce_sum(L, self.group)[0], "Check the data and the parameters (a diverged run?).")
+    with torch.no_grad():
+        L = sum(w * self._batch_loss(theta, Xb, yb)
+                for Xb, yb, w in self.batches).reshape(1)
+    return check_finite("the loss", all_reduce_sum(L, self.group)[0],
+                        "Check the data and the parameters (a diverged run?).")
 
 # %% ../nbs/00_core.ipynb #82621adf
 @patch
 def grad(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
-    "The gradient (P,) of the mean loss at `theta` (default: `self.theta`); under torch.func, torch.func.grad of `loss`."
+    ("The gradient (P,) of the mean loss at `theta` (default: `self.theta`); under "
+     "torch.func, torch.func.grad of `loss`.")
     theta = self._theta_arg(theta)
     if _traced(theta): return torch.func.grad(self.loss)(theta)
     g = torch.zeros_like(theta)
@@ -598,61 +620,77 @@ def grad(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
         for Xb, yb, w in self.batches:
             t = theta.detach().requires_grad_()
             g += w * torch.autograd.grad(self._batch_loss(t, Xb, yb), t)[0]
-    return check_finite("the gradient", all_reduce_sum(g, self.group), "Check the data and the parameters (a diverged run?).")
+    return check_finite("the gradient", all_reduce_sum(g, self.group),
+                        "Check the data and the parameters (a diverged run?).")
 
 # %% ../nbs/00_core.ipynb #f1501a4f
 @patch
 def _graphs(self: Objective):
-    "For each batch: (t, g, w) with g = grad of the batch loss at t, built so that it can be differentiated again."
+    ("For each batch: (t, g, w) with g = grad of the batch loss at t, built so that it "
+     "can be differentiated again.")
     self.check_fresh()
     if self._graph_cache is not None: yield from self._graph_cache; return
     for Xb, yb, w in self.batches:
         with torch.enable_grad():
             t = self._theta.detach().requires_grad_()
             g, = torch.autograd.grad(self._batch_loss(t, Xb, yb), t, create_graph=True)
-        if len(self.batches) == 1: self._graph_cache = [(t, g, w)]  # one batch: keep its graph for the next product
+        # one batch: keep its graph for the next product
+        if len(self.batches) == 1: self._graph_cache = [(t, g, w)]
         yield t, g, w
 
 # %% ../nbs/00_core.ipynb #fa9d1653
 @patch
 def block_size(self: Objective, budget: int|None = None) -> int:
-    "How many products fit in `budget` bytes (default `chunk_bytes`) at once: a few copies of the parameters and activations."
+    ("How many products fit in `budget` bytes (default `chunk_bytes`) at once: a few "
+     "copies of the parameters and activations.")
     per_product = self._theta.element_size() * 4 * (self.num_params + self._act_numel)
     return max(1, min(self.num_params, (budget or self.chunk_bytes) // per_product))
 
 @patch
 def _products(self: Objective, t, g, rows: torch.Tensor) -> torch.Tensor:
     "H_b applied to each row of `rows` (k, P), through the cached graph of g."
-    if not g.requires_grad: return torch.zeros_like(rows)  # the loss is linear in theta: H = 0
+    # the loss is linear in theta: H = 0
+    if not g.requires_grad: return torch.zeros_like(rows)
     try:
-        if len(rows) == 1: return torch.autograd.grad(g, t, rows[0], retain_graph=True)[0][None]
-        return torch.autograd.grad(g, t, rows, retain_graph=True, is_grads_batched=True)[0]
+        if len(rows) == 1:
+            return torch.autograd.grad(g, t, rows[0], retain_graph=True)[0][None]
+        return torch.autograd.grad(g, t, rows, retain_graph=True,
+                                   is_grads_batched=True)[0]
     except RuntimeError as e:
-        self._graph_cache = None  # a failed product must not leave a half-used graph behind
-        raise RuntimeError(f"a Hessian-vector product failed inside PyTorch: {e}. Some operation of the model has no "
-                           "second derivative in this PyTorch build (a fused kernel, a custom autograd.Function without a "
-                           "double backward): replace it by its plain-PyTorch form for the curvature computation.") from e
+        # a failed product must not leave a half-used graph behind
+        self._graph_cache = None
+        raise RuntimeError(
+            f"a Hessian-vector product failed inside PyTorch: {e}. Some operation of "
+            "the model has no second derivative in this PyTorch build (a fused kernel, "
+            "a custom autograd.Function without a double backward): replace it by its "
+            "plain-PyTorch form for the curvature computation.") from e
 
 # %% ../nbs/00_core.ipynb #9a8c411c
 @patch
 def _hvp_block(self: Objective, V: torch.Tensor) -> torch.Tensor:
-    "H V for a checked block V (P, k): rows of k products at a time through each batch's cached gradient graph; one all-reduce."
+    ("H V for a checked block V (P, k): rows of k products at a time through each "
+     "batch's cached gradient graph; one all-reduce.")
     rows, k = V.T, self.block_size()
     out = torch.zeros_like(rows)
     for t, g, w in self._graphs():
         for i in range(0, len(rows), k):
             out[i:i + k].add_(self._products(t, g, rows[i:i + k]), alpha=w)
-    all_reduce_sum(out, self.group)  # NaN on one process reaches all of them: all raise below, none hangs
-    check_finite("the Hessian-vector product", out, "The model or loss produced NaN/inf in its second derivatives.")
+    # NaN on one process reaches all of them: all raise below, none hangs
+    all_reduce_sum(out, self.group)
+    check_finite("the Hessian-vector product", out,
+                 "The model or loss produced NaN/inf in its second derivatives.")
     return out.T
 
 @patch
 def hvp(self: Objective, v: torch.Tensor) -> torch.Tensor:
-    "Hessian-vector products at `self.theta`: H v for v of shape (P,), or H V for V of shape (P, k)."
+    ("Hessian-vector products at `self.theta`: H v for v of shape (P,), or H V for V "
+     "of shape (P, k).")
     if isinstance(v, torch.Tensor) and _traced(v):
-        raise TypeError("obj.hvp reuses a cached autograd graph and cannot run inside torch.func transforms or on a tensor "
-                        "that requires grad: compose the pure loss instead, torch.func.jvp(torch.func.grad(obj.loss), "
-                        "(theta,), (v,)), or pass v.detach().")
+        raise TypeError(
+            "obj.hvp reuses a cached autograd graph and cannot run inside torch.func "
+            "transforms or on a tensor that requires grad: compose the pure loss "
+            "instead, torch.func.jvp(torch.func.grad(obj.loss), (theta,), (v,)), or "
+            "pass v.detach().")
     V, single = check_vectors(v, self.num_params, self._theta.dtype, self._theta.device)
     out = self._hvp_block(V)
     return out[:, 0] if single else out
@@ -680,16 +718,21 @@ def check_dense(self: Objective, shape: tuple, what: str, fix: str) -> int:
 # %% ../nbs/00_core.ipynb #e1ed9262
 @patch
 def hessian(self: Objective, progress: bool|None=None) -> torch.Tensor:
-    "The dense Hessian (P, P) at `self.theta`, from batched Hessian-vector products with the identity."
+    ("The dense Hessian (P, P) at `self.theta`, from batched Hessian-vector products "
+     "with the identity.")
     P, dt, dev = self.num_params, self._theta.dtype, self._theta.device
-    need = self.check_dense((P, P), "Hessian", "Use matrix-free products obj.hvp(V) (and Lanczos for eigenvalues)")
-    k = self.block_size(min(self.chunk_bytes, need // 4))  # the workspace stays under a quarter of the result
+    need = self.check_dense((P, P), "Hessian", "Use matrix-free products obj.hvp(V) "
+                            "(and Lanczos for eigenvalues)")
+    # the workspace stays under a quarter of the result
+    k = self.block_size(min(self.chunk_bytes, need // 4))
     H, idx = torch.zeros(P, P, dtype=dt, device=dev), torch.arange(P, device=dev)
     for t, g, w in self._graphs():
-        for i in tqdm(range(0, P, k), desc="Hessian rows", disable=quiet() if progress is None else not progress):
+        for i in tqdm(range(0, P, k), desc="Hessian rows",
+                      disable=quiet() if progress is None else not progress):
             rows = (idx[i:i + k, None] == idx).to(dt)  # rows i..i+k of the identity
             H[i:i + k].add_(self._products(t, g, rows), alpha=w)
-    return check_finite("the Hessian", all_reduce_sum(H, self.group), "The model or loss produced NaN/inf in its second derivatives.")
+    return check_finite("the Hessian", all_reduce_sum(H, self.group),
+                        "The model or loss produced NaN/inf in its second derivatives.")
 
 # %% ../nbs/00_core.ipynb #08da3c83
 def plot_fd_error(eps: torch.Tensor, # step sizes
@@ -702,7 +745,7 @@ def plot_fd_error(eps: torch.Tensor, # step sizes
     ax.loglog(eps, errors, "o-", label="central finite difference")
     ax.axhline(max(exact_error, 1e-17), color="C2", ls="--", label="exact (Pearlmutter) vs torch.func")
     ax.set(xlabel=r"step size $\varepsilon$", ylabel=r"relative error of $Hv$")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False)
     return ax
 
 # %% ../nbs/00_core.ipynb #988d4a45
@@ -723,44 +766,63 @@ def plot_hessian(H: torch.Tensor, # a dense (P, P) matrix
 
 # %% ../nbs/00_core.ipynb #e8af80f5
 class Operator:
-    "A symmetric linear operator on R^P, known by its products: `A @ v` for v (P,) or a block (P, k)."
-    symmetric = True  # by construction; operators from unknown functions say None until checked
-    def __init__(self, P: int, dtype: torch.dtype, device="cpu", name: str = "A", max_dense_bytes: int = 4 * 2**30):
-        if not isinstance(P, int) or P < 1: raise ValueError(f"an operator needs a positive integer dimension P, got {P!r}.")
-        if not dtype.is_floating_point: raise TypeError(f"an operator works in a real floating dtype, got {dtype}.")
-        self.P, self.dtype, self.device, self.name = P, dtype, torch.device(device), name
+    ("A symmetric linear operator on R^P, known by its products: `A @ v` for v (P,) or "
+     "a block (P, k).")
+    # by construction; operators from unknown functions say None until checked
+    symmetric = True
+    def __init__(self, P: int, dtype: torch.dtype, device="cpu", name: str = "A",
+                 max_dense_bytes: int = 4 * 2**30):
+        if not isinstance(P, int) or P < 1:
+            raise ValueError(
+                f"an operator needs a positive integer dimension P, got {P!r}.")
+        if not dtype.is_floating_point:
+            raise TypeError(f"an operator works in a real floating dtype, got {dtype}.")
+        self.P, self.dtype, self.device, self.name = (
+            P, dtype, torch.device(device), name)
         self.products, self.max_dense_bytes = 0, max_dense_bytes
 
-    def _matmat(self, V: torch.Tensor) -> torch.Tensor: raise NotImplementedError(f"{type(self).__name__} defines no _matmat")
+    def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} defines no _matmat")
 
     def __repr__(self):
-        return f"{type(self).__name__}({self.name}, P={self.P:,}, {str(self.dtype).removeprefix('torch.')}, {self.products} products)"
+        return (f"{type(self).__name__}({self.name}, P={self.P:,}, "
+                f"{str(self.dtype).removeprefix('torch.')}, {self.products} products)")
 
 # %% ../nbs/00_core.ipynb #99abdcfc
 @patch
 def __matmul__(self: Operator, v: torch.Tensor) -> torch.Tensor:
-    "A v for v of shape (P,), or A V for a block V of shape (P, k): checked in, checked out, counted."
+    ("A v for v of shape (P,), or A V for a block V of shape (P, k): checked in, "
+     "checked out, counted.")
     V, single = check_vectors(v, self.P, self.dtype, self.device)
     out = self._matmat(V)
     if not torch.is_tensor(out) or out.shape != V.shape:
         got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
-        raise ValueError(f"{self.name} returned {got} for a block of shape {tuple(V.shape)}: it must map (P, k) to (P, k).")
-    if out.dtype != self.dtype: raise TypeError(f"{self.name} returned {out.dtype} for {self.dtype} input: keep the dtype.")
+        raise ValueError(f"{self.name} returned {got} for a block of shape "
+                         f"{tuple(V.shape)}: it must map (P, k) to (P, k).")
+    if out.dtype != self.dtype:
+        raise TypeError(f"{self.name} returned {out.dtype} for {self.dtype} input: "
+                        "keep the dtype.")
     self.products += V.shape[1]
     check_finite(f"{self.name} (product {self.products})", out,
-                 "The operator produced NaN or inf: check the model, the data and the parameters (a diverged run?).")
+                 "The operator produced NaN or inf: check the model, the data and the "
+                 "parameters (a diverged run?).")
     return out[:, 0] if single else out
 
 # %% ../nbs/00_core.ipynb #ada205c5
 @patch
 def dense(self: Operator, progress: bool|None = None) -> torch.Tensor:
-    "The (P, P) matrix, from blocks of products with the identity; refused past `max_dense_bytes`."
-    need = check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes, f"matrix of {self.name}",
-                       "Use products A @ V (and Lanczos for eigenvalues)")
-    k = max(1, min(self.P, need // 4 // max(1, self.P * self.dtype.itemsize)))  # the workspace stays under a quarter
-    eye = lambda i: torch.eye(self.P, min(k, self.P - i), -i, dtype=self.dtype, device=self.device)
-    cols = [self @ eye(i) for i in tqdm(range(0, self.P, k), desc=f"dense {self.name}",
-                                         disable=quiet() if progress is None else not progress)]
+    ("The (P, P) matrix, from blocks of products with the identity; refused past "
+     "`max_dense_bytes`.")
+    need = check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
+                            f"matrix of {self.name}",
+                            "Use products A @ V (and Lanczos for eigenvalues)")
+    # the workspace stays under a quarter
+    k = max(1, min(self.P, need // 4 // max(1, self.P * self.dtype.itemsize)))
+    eye = lambda i: torch.eye(self.P, min(k, self.P - i), -i, dtype=self.dtype,
+                              device=self.device)
+    cols = [self @ eye(i)
+            for i in tqdm(range(0, self.P, k), desc=f"dense {self.name}",
+                          disable=quiet() if progress is None else not progress)]
     return torch.cat(cols, 1)
 
 # %% ../nbs/00_core.ipynb #b2d710a7
@@ -773,9 +835,11 @@ class DenseOp(Operator):
     def dense(self, progress=None): return self.M.clone()
 
 class FunctionOp(Operator):
-    "An operator from a function V (P, k) -> A V (P, k); its symmetry is checked before an eigensolver trusts it."
+    ("An operator from a function V (P, k) -> A V (P, k); its symmetry is checked "
+     "before an eigensolver trusts it.")
     symmetric = None
-    def __init__(self, fn: Callable, P: int, dtype: torch.dtype, device="cpu", name: str = "the function"):
+    def __init__(self, fn: Callable, P: int, dtype: torch.dtype, device="cpu",
+                 name: str = "the function"):
         super().__init__(P, dtype, device, name)
         self.fn = fn
     def _matmat(self, V): return self.fn(V)
@@ -850,19 +914,24 @@ def to_scipy(self: Operator):
 
 # %% ../nbs/00_core.ipynb #cc4f0c5b
 class SumOp(Operator):
-    "A linear combination sum_i c_i A_i of operators of one dimension, dtype and device."
+    ("A linear combination sum_i c_i A_i of operators of one dimension, dtype and "
+     "device.")
     def __init__(self, terms: list):  # [(coefficient, Operator)]
         c0, A0 = terms[0]
         for _, A in terms:
             if (A.P, A.dtype, A.device) != (A0.P, A0.dtype, A0.device):
-                raise ValueError(f"cannot combine {A0} and {A}: they differ in dimension, dtype or device.")
-        name = " + ".join(f"{c:g}*{A.name}" if c != 1 else A.name for c, A in terms).replace("+ -1*", "- ")
-        super().__init__(A0.P, A0.dtype, A0.device, name, min(A.max_dense_bytes for _, A in terms))
+                raise ValueError(f"cannot combine {A0} and {A}: they differ in "
+                                 "dimension, dtype or device.")
+        name = " + ".join(f"{c:g}*{A.name}" if c != 1 else A.name
+                          for c, A in terms).replace("+ -1*", "- ")
+        super().__init__(A0.P, A0.dtype, A0.device, name,
+                         min(A.max_dense_bytes for _, A in terms))
         self.terms = terms
         self.symmetric = all(A.symmetric for _, A in terms) or None
     def _matmat(self, V): return sum(c * (A @ V) for c, A in self.terms)
     def dense(self, progress=None):
-        check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes, f"matrix of {self.name}", "Use products A @ V")
+        check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
+                         f"matrix of {self.name}", "Use products A @ V")
         return sum(c * A.dense() for c, A in self.terms)
 
 # %% ../nbs/00_core.ipynb #e83c506a
@@ -889,17 +958,24 @@ Operator.__neg__ = lambda self: -1 * self
 
 # %% ../nbs/00_core.ipynb #abab163a
 class FactorOp(Operator):
-    "A = V V^T for a factor V (P, m): thin products, and its nonzero eigenpairs from the m x m Gram matrix."
+    ("A = V V^T for a factor V (P, m): thin products, and its nonzero eigenpairs from "
+     "the m x m Gram matrix.")
     def __init__(self, V: torch.Tensor, name: str = "V V^T"):
-        if V.ndim != 2: raise ValueError(f"a factor must be a matrix (P, m), got shape {tuple(V.shape)}.")
+        if V.ndim != 2:
+            raise ValueError(
+                f"a factor must be a matrix (P, m), got shape {tuple(V.shape)}.")
         super().__init__(V.shape[0], V.dtype, V.device, name)
         self.V = V
     def _matmat(self, X): return self.V @ (self.V.T @ X)
     def dense(self, progress=None):
-        check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes, f"matrix of {self.name}", "Use products or .eigh()")
+        check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
+                         f"matrix of {self.name}", "Use products or .eigh()")
         return self.V @ self.V.T
-    def __add__(self, other):  # a sum of factor operators is the factor operator of the joined factors
-        if isinstance(other, FactorOp): return FactorOp(torch.cat([self.V, other.V], 1), f"{self.name} + {other.name}")
+    def __add__(self, other):
+        # a sum of factor operators is the factor operator of the joined factors
+        if isinstance(other, FactorOp):
+            return FactorOp(torch.cat([self.V, other.V], 1),
+                            f"{self.name} + {other.name}")
         return super().__add__(other)
 
 # %% ../nbs/00_core.ipynb #0ef0ecc9
@@ -908,7 +984,8 @@ def eigh(self: FactorOp,
          k: int|None = None, # how many of the largest eigenpairs (None: all m)
          vectors: bool = True, # also return unit eigenvectors (P, k)
         ):
-    "The top eigenvalues (descending) and eigenvectors of V V^T from the Gram matrix V^T V, never forming the P x P matrix."
+    ("The top eigenvalues (descending) and eigenvectors of V V^T from the Gram matrix "
+     "V^T V, never forming the P x P matrix.")
     w, U = torch.linalg.eigh(self.V.T @ self.V)
     w, U = w.flip(0)[:k].clamp_min(0), U.flip(1)[:, :k]
     if not vectors: return w
@@ -918,7 +995,8 @@ def eigh(self: FactorOp,
 class HessianOp(Operator):
     "The Hessian of an Objective at its theta, as an operator."
     def __init__(self, obj: Objective):
-        super().__init__(obj.num_params, obj._theta.dtype, obj._theta.device, "H", obj.max_dense_bytes)
+        super().__init__(obj.num_params, obj._theta.dtype, obj._theta.device, "H",
+                         obj.max_dense_bytes)
         self.obj = obj
     def _matmat(self, V): return self.obj._hvp_block(V)
     def dense(self, progress=None): return self.obj.hessian(progress)
@@ -932,7 +1010,8 @@ def H(self: Objective) -> HessianOp:
 @patch
 def at(self: Objective, theta: torch.Tensor) -> Objective:
     "The same model, data and loss with the curvature taken at `theta` (P,) instead."
-    theta = check_vectors(theta, self.num_params, self._theta.dtype, self._theta.device, "theta", allow_matrix=False)[0][:, 0]
+    theta = check_vectors(theta, self.num_params, self._theta.dtype, self._theta.device,
+                          "theta", allow_matrix=False)[0][:, 0]
     new = object.__new__(Objective)
     new.__dict__.update(self.__dict__)
     new._theta, new._graph_cache = theta.detach().clone(), None
@@ -940,14 +1019,20 @@ def at(self: Objective, theta: torch.Tensor) -> Objective:
     return new
 
 @patch
-def with_loss(self: Objective, loss: str|Callable|Loss, y: torch.Tensor|None = None) -> Objective:
-    "The same model, data, point and process group with another loss and targets `y` (default: the same targets)."
+def with_loss(self: Objective, loss: str|Callable|Loss,
+              y: torch.Tensor|None = None) -> Objective:
+    ("The same model, data, point and process group with another loss and targets `y` "
+     "(default: the same targets).")
     if self.X is None:
-        if y is not None: raise ValueError("a streamed Objective reads its targets from its data: pass y=None and a loss of (logits, y).")
-        new = Objective(self.model, self._source, None, loss, None, self.max_dense_bytes, self.chunk_bytes, self.group)
+        if y is not None:
+            raise ValueError("a streamed Objective reads its targets from its data: "
+                             "pass y=None and a loss of (logits, y).")
+        new = Objective(self.model, self._source, None, loss, None,
+                        self.max_dense_bytes, self.chunk_bytes, self.group)
     else:
-        new = Objective(self.model, self.X, self.y if y is None else y, loss, self.batch_size, self.max_dense_bytes,
-                        self.chunk_bytes, self.group)
+        new = Objective(self.model, self.X, self.y if y is None else y, loss,
+                        self.batch_size, self.max_dense_bytes, self.chunk_bytes,
+                        self.group)
     new.progress = self.progress
     return new.at(self._theta)
 

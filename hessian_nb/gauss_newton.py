@@ -80,35 +80,43 @@ def _per_sample(obj: Objective, what: str):
         raise ValueError(f"{what} has one entry per sample, in the data's order, but this DataLoader shuffles (a new order "
                          "each pass): build the Objective on a DataLoader with shuffle=False.")
 
+# %% ../nbs/03_gauss_newton.ipynb #0bbcea53
 def _jac(obj: Objective, X: torch.Tensor) -> torch.Tensor:
-    "Output Jacobians (n, C, P) of the samples X, by reverse mode vectorised over samples and outputs."
+    ("Output Jacobians (n, C, P) of the samples X, by reverse mode vectorised over "
+     "samples and outputs.")
     one = lambda th, x: obj.forward(th, x[None])[0]
     return vmap(jacrev(one), in_dims=(None, 0))(obj.theta, X)
 
 def jacobians(obj: Objective) -> torch.Tensor:
-    "The per-sample output Jacobians $J_i = \\partial f_i / \\partial \\theta$, stacked (N, C, P)."
-    obj.check_dense((obj.N, obj.num_classes, obj.num_params), "stack of Jacobians", "Use ggn_op(obj) @ V, or fewer samples")
+    ("The per-sample output Jacobians $J_i = \\partial f_i / \\partial \\theta$, "
+     "stacked (N, C, P).")
+    obj.check_dense((obj.N, obj.num_classes, obj.num_params), "stack of Jacobians",
+                    "Use ggn_op(obj) @ V, or fewer samples")
     _per_sample(obj, "jacobians(obj)")
     obj.check_fresh()
-    return torch.cat([_jac(obj, Xs) for Xs, _ in _chunks(obj, obj.num_classes * obj.num_params)])
-
+    return torch.cat([_jac(obj, Xs)
+                      for Xs, _ in _chunks(obj, obj.num_classes * obj.num_params)])
 
 # %% ../nbs/03_gauss_newton.ipynb #05b9d5e6
 def ggn(obj: Objective) -> torch.Tensor:
-    "The dense generalized Gauss-Newton matrix $G = \\frac1N \\sum_i J_i^\\top \\nabla^2_z \\ell_i\\, J_i$, (P, P)."
+    ("The dense generalized Gauss-Newton matrix "
+     "$G = \\frac1N \\sum_i J_i^\\top \\nabla^2_z \\ell_i\\, J_i$, (P, P).")
     P = obj.num_params
-    obj.check_dense((P, P), "Gauss-Newton matrix", "Use ggn_op(obj) @ V, or ggn_op(obj).factor().eigh() for its eigenvalues")
+    obj.check_dense((P, P), "Gauss-Newton matrix", "Use ggn_op(obj) @ V, or "
+                    "ggn_op(obj).factor().eigh() for its eigenvalues")
     obj.check_fresh()
     G = torch.zeros(P, P, dtype=obj.theta.dtype, device=obj.theta.device)
     for Xs, ys in _chunks(obj, 2 * obj.num_classes * P):
         J = _jac(obj, Xs)
         with torch.no_grad(): Hz = obj.loss_fn.hessian(obj.forward(obj.theta, Xs), ys)
         G.addmm_(J.reshape(-1, P).T, (Hz @ J).reshape(-1, P), alpha=1 / obj.N)
-    return check_finite("the Gauss-Newton matrix", all_reduce_sum((G + G.T) / 2, obj.group))
+    return check_finite("the Gauss-Newton matrix",
+                        all_reduce_sum((G + G.T) / 2, obj.group))
 
 # %% ../nbs/03_gauss_newton.ipynb #9431a020
 def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
-    "G V for a checked block V (P, k): forward mode (J v), the output Hessian, reverse mode (J^T u), blocks of k; one all-reduce."
+    ("G V for a checked block V (P, k): forward mode (J v), the output Hessian, "
+     "reverse mode (J^T u), blocks of k; one all-reduce.")
     obj.check_fresh()
     rows, k, theta = V.T, obj.block_size(), obj.theta
     out = torch.zeros_like(rows)
@@ -123,14 +131,21 @@ def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/03_gauss_newton.ipynb #9a63e0a2
 class GGNOp(Operator):
-    "The generalized Gauss-Newton matrix G of an Objective as an operator, with its factor G = V V^T."
+    ("The generalized Gauss-Newton matrix G of an Objective as an operator, with its "
+     "factor G = V V^T.")
     def __init__(self, obj: Objective):
-        super().__init__(obj.num_params, obj.theta.dtype, obj.theta.device, "G", obj.max_dense_bytes)
+        super().__init__(obj.num_params, obj.theta.dtype, obj.theta.device, "G",
+                         obj.max_dense_bytes)
         self.obj = obj
     def _matmat(self, V): return _ggn_block(self.obj, V)
     def dense(self, progress=None): return ggn(self.obj)
-    def factor(self) -> FactorOp: return FactorOp(ggn_factor(self.obj), "G")
-    def eigh(self, k: int|None = None, vectors: bool = True): return self.factor().eigh(k, vectors)
+    def factor(self) -> FactorOp:
+        "G as the factor operator V V^T, V (P, N C) from `ggn_factor`."
+        return FactorOp(ggn_factor(self.obj), "G")
+    def eigh(self, k: int|None = None, vectors: bool = True):
+        ("The top `k` eigenvalues of G (descending) and, if `vectors`, its "
+         "eigenvectors (P, k), from the N C x N C Gram matrix of its factor.")
+        return self.factor().eigh(k, vectors)
 
 def ggn_op(obj: Objective) -> GGNOp:
     "The Gauss-Newton matrix of `obj` as an `Operator`."
@@ -142,9 +157,11 @@ def ggn_vp(obj: Objective, v: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/03_gauss_newton.ipynb #3e0f67bd
 def ggn_factor(obj: Objective) -> torch.Tensor:
-    "V of shape (P, N C) with $G = V V^\\top$: column (i, c') is $J_i^\\top s_{i,c'} / \\sqrt N$ for the output-Hessian factor $S_i$."
+    ("V of shape (P, N C) with $G = V V^\\top$: column (i, c') is "
+     "$J_i^\\top s_{i,c'} / \\sqrt N$ for the output-Hessian factor $S_i$.")
     P = obj.num_params
-    obj.check_dense((P, obj.N * obj.num_classes), "Gauss-Newton factor", "Use ggn_op(obj) @ V, or fewer samples")
+    obj.check_dense((P, obj.N * obj.num_classes), "Gauss-Newton factor",
+                    "Use ggn_op(obj) @ V, or fewer samples")
     _per_sample(obj, "the Gauss-Newton factor (one column per sample and output)")
     obj.check_fresh()
     parts = []
@@ -159,40 +176,52 @@ def gram_eigh(obj: Objective, # the objective whose Gauss-Newton matrix is wante
               k: int|None = None, # how many of the largest eigenpairs (None: all N C)
               vectors: bool = True, # also return the eigenvectors of G (P, k)
              ):
-    "The top eigenvalues (descending) and eigenvectors of G from its N C x N C Gram matrix: `ggn_op(obj).eigh(k)`."
+    ("The top eigenvalues (descending) and eigenvectors of G from its N C x N C Gram "
+     "matrix: `ggn_op(obj).eigh(k)`.")
     return GGNOp(obj).eigh(k, vectors)
 
 # %% ../nbs/03_gauss_newton.ipynb #74a9412d
 class LinearLogits(Loss):
-    "The loss mean_i g_i . z_i, linear in the logits (targets g are the fixed logit gradients): its Hessian is the residual."
+    ("The loss mean_i g_i . z_i, linear in the logits (targets g are the fixed logit "
+     "gradients): its Hessian is the residual.")
     name, convex = "residual", True
     def __call__(self, z, g): return (z * g).sum(-1).mean()
     def grad(self, z, g): return g
-    def hessian(self, z, g): return torch.zeros(*z.shape, z.shape[1], dtype=z.dtype, device=z.device)
+    def hessian(self, z, g):
+        return torch.zeros(*z.shape, z.shape[1], dtype=z.dtype, device=z.device)
     def factor(self, z, g): return self.hessian(z, g)
 
 class StreamedResidual(Loss):
-    "mean_i g_i . z_i with g_i the base loss's logit gradient at the same logits, held fixed: the residual's loss for streamed data."
+    ("mean_i g_i . z_i with g_i the base loss's logit gradient at the same logits, "
+     "held fixed: the residual's loss for streamed data.")
     name, convex = "residual", True
     def __init__(self, base: Loss): self.base = base
     def __call__(self, z, y): return (z * self.base.grad(z.detach(), y)).sum(-1).mean()
     def grad(self, z, y): return self.base.grad(z.detach(), y)
-    def hessian(self, z, y): return torch.zeros(*z.shape, z.shape[1], dtype=z.dtype, device=z.device)
+    def hessian(self, z, y):
+        return torch.zeros(*z.shape, z.shape[1], dtype=z.dtype, device=z.device)
     def factor(self, z, y): return self.hessian(z, y)
 
 def residual_op(obj: Objective) -> HessianOp:
-    "The residual R = H - G of `obj`, computed directly as the Hessian of the logit-linear surrogate; built once per Objective."
+    ("The residual R = H - G of `obj`, computed directly as the Hessian of the "
+     "logit-linear surrogate; built once per Objective.")
     def build():
-        if obj.X is None: op = HessianOp(obj.with_loss(StreamedResidual(obj.loss_fn)))  # the gradients g come with each batch
+        if obj.X is None:
+            # the gradients g come with each batch
+            op = HessianOp(obj.with_loss(StreamedResidual(obj.loss_fn)))
         else:
-            with torch.no_grad(): g = torch.cat([obj.loss_fn.grad(obj.forward(obj.theta, Xb), yb) for Xb, yb, _ in obj.batches])
+            with torch.no_grad():
+                g = torch.cat([obj.loss_fn.grad(obj.forward(obj.theta, Xb), yb)
+                               for Xb, yb, _ in obj.batches])
             op = HessianOp(obj.with_loss(LinearLogits(), g))
         op.name = "R"
         return op
     return obj.derived("residual", build)
 
 def residual(obj: Objective) -> torch.Tensor:
-    "The dense residual $R = \\frac1N \\sum_i \\sum_c (\\partial \\ell_i/\\partial z_c)\\, \\nabla^2_\\theta f_{i,c}$, (P, P), computed directly."
+    ("The dense residual $R = \\frac1N \\sum_i \\sum_c "
+     "(\\partial \\ell_i/\\partial z_c)\\, \\nabla^2_\\theta f_{i,c}$, (P, P), "
+     "computed directly.")
     return residual_op(obj).dense()
 
 def residual_vp(obj: Objective, v: torch.Tensor) -> torch.Tensor:
@@ -200,22 +229,30 @@ def residual_vp(obj: Objective, v: torch.Tensor) -> torch.Tensor:
     return residual_op(obj) @ v
 
 # %% ../nbs/03_gauss_newton.ipynb #1847370d
-def check_split(obj: Objective, # a small objective (dense P x P matrices), ideally in float64
-                rtol: float = 1e-10, # relative tolerance for H = G + R and for the products
-               ) -> dict:
-    "Assert H = G + R (dense and products), G PSD with rank(G) <= N r, lambda_min(H) >= lambda_min(R); return the measurements."
+def check_split(
+    obj: Objective, # a small objective (dense P x P matrices), ideally in float64
+    rtol: float = 1e-10, # relative tolerance for H = G + R and for the products
+) -> dict:
+    ("Assert H = G + R (dense and products), G PSD with rank(G) <= N r, "
+     "lambda_min(H) >= lambda_min(R); return the measurements.")
     H, G, R = obj.hessian(), ggn(obj), residual(obj)
     scale = float(H.abs().max())
     torch.testing.assert_close(G + R, H, rtol=0, atol=rtol * scale)
-    V = torch.randn(obj.num_params, 4, dtype=H.dtype, device=H.device, generator=torch.Generator(H.device).manual_seed(0))
-    torch.testing.assert_close(ggn_vp(obj, V) + residual_vp(obj, V), obj.hvp(V), rtol=0, atol=rtol * scale * float(V.abs().sum(0).max()))
+    V = torch.randn(obj.num_params, 4, dtype=H.dtype, device=H.device,
+                    generator=torch.Generator(H.device).manual_seed(0))
+    torch.testing.assert_close(ggn_vp(obj, V) + residual_vp(obj, V), obj.hvp(V), rtol=0,
+                               atol=rtol * scale * float(V.abs().sum(0).max()))
     eH, eG, eR = (torch.linalg.eigvalsh(A) for A in (H, G, R))
     tol = 100 * obj.num_params * torch.finfo(H.dtype).eps * float(eG[-1])
-    assert eG[0] >= -tol, f"G has a negative eigenvalue {float(eG[0]):.3g}, beyond rounding ({tol:.1g}): G must be PSD"
-    rank, bound = int(torch.linalg.matrix_rank(ggn_factor(obj))), obj.N * (obj.num_classes - isinstance(obj.loss_fn, CrossEntropy))
+    assert eG[0] >= -tol, (f"G has a negative eigenvalue {float(eG[0]):.3g}, beyond "
+                           f"rounding ({tol:.1g}): G must be PSD")
+    rank, bound = (int(torch.linalg.matrix_rank(ggn_factor(obj))),
+                   obj.N * (obj.num_classes - isinstance(obj.loss_fn, CrossEntropy)))
     assert rank <= bound, f"rank(G) = {rank} exceeds the bound N r = {bound}"
-    assert eH[0] >= eR[0] - tol, f"lambda_min(H) = {float(eH[0]):.3g} < lambda_min(R) = {float(eR[0]):.3g}"
-    return {"H": eH, "G": eG, "R": eR, "rank": rank, "bound": bound, "P": obj.num_params, "N": obj.N,
+    assert eH[0] >= eR[0] - tol, (f"lambda_min(H) = {float(eH[0]):.3g} < "
+                                  f"lambda_min(R) = {float(eR[0]):.3g}")
+    return {"H": eH, "G": eG, "R": eR, "rank": rank, "bound": bound,
+            "P": obj.num_params, "N": obj.N,
             "split_error": float((G + R - H).abs().max()) / scale}
 
 # %% ../nbs/03_gauss_newton.ipynb #5dc8f9da
@@ -240,7 +277,7 @@ def plot_spectra(eigs: dict, # name -> eigenvalues (1-D tensor), e.g. {"H": ...,
     ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set_yscale("log")
     ax.set(xlabel="eigenvalue", ylabel="count", title=title)
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False)
     return ax
 
 # %% ../nbs/03_gauss_newton.ipynb #5c7a809d
@@ -254,5 +291,5 @@ def plot_residual_ratio(trajectories: dict, # label -> residual_trajectory(...) 
     low = min((t[-1] for t in trajectories.values()), key=lambda x: x["loss"])
     ax.loglog([low["loss"], 1e3 * low["loss"]], [low["fro"], 10 ** 1.5 * low["fro"]], ":", color="gray", label=r"slope 1/2")
     ax.set(xlabel="training loss", ylabel=r"$\|R\|_F \,/\, \|G\|_F$")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False)
     return ax

@@ -30,8 +30,6 @@ KNOWN_CONSOLE_ERRORS: dict[str, str] = {}
 # Chapters not yet converted to the textbook format: their figures are not all captioned and numbered and some visible code
 # lines are wider than 88 columns. Remove a chapter from this set when it is converted; the strict checks then apply to it.
 UNCONVERTED = {
-    "nbs/00_core",
-    "nbs/03_gauss_newton",
     "nbs/05_bulk_and_outliers",
     "nbs/06_class_structure",
     "nbs/06b_class_structure_at_scale",
