@@ -80,7 +80,7 @@ def _per_sample(obj: Objective, what: str):
         raise ValueError(f"{what} has one entry per sample, in the data's order, but this DataLoader shuffles (a new order "
                          "each pass): build the Objective on a DataLoader with shuffle=False.")
 
-# %% ../nbs/03_gauss_newton.ipynb #0bbcea53
+# %% ../nbs/03_gauss_newton.ipynb #5f739b2d
 def _jac(obj: Objective, X: torch.Tensor) -> torch.Tensor:
     ("Output Jacobians (n, C, P) of the samples X, by reverse mode vectorised over "
      "samples and outputs.")
