@@ -34,7 +34,6 @@ UNCONVERTED = {
     "nbs/01_data",
     "nbs/02_train",
     "nbs/03_gauss_newton",
-    "nbs/06b_class_structure_at_scale",
     "nbs/07_interpolation",
     "nbs/09_scale",
 }

@@ -27,7 +27,6 @@ SHOW_DOC_IN_CHAPTER = {
     "data",
     "train",
     "gauss_newton",
-    "class_scale",
     "interpolation",
     "scale",
 }
