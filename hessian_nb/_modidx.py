@@ -22,6 +22,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'hessian_nb.bulk.normal_init_': ('bulk_and_outliers.html#normal_init_', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.plot_batch_tops': ('bulk_and_outliers.html#plot_batch_tops', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.plot_fmnist_widths': ('bulk_and_outliers.html#plot_fmnist_widths', 'hessian_nb/bulk.py'),
+                                 'hessian_nb.bulk.plot_outliers_by_class': ( 'bulk_and_outliers.html#plot_outliers_by_class',
+                                                                             'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.plot_spectrum_hist': ('bulk_and_outliers.html#plot_spectrum_hist', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.plot_spread': ('bulk_and_outliers.html#plot_spread', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.plot_top_eigenvalues': ( 'bulk_and_outliers.html#plot_top_eigenvalues',
