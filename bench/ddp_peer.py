@@ -75,7 +75,7 @@ def _worker(rank, port, first, batch, method, q):
     except Exception as e:  # noqa: BLE001 - reported, not hidden
         out = ("error", f"{type(e).__name__}: {str(e).splitlines()[0][:120]}", None, None)
     if rank == 0: q.put(out)
-    try: dist.destroy_process_group()
+    try: dist.barrier(); dist.destroy_process_group()
     except Exception: pass
 
 

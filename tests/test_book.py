@@ -72,6 +72,11 @@ CODE_LINES_JS = """() => [...document.querySelectorAll('main pre')]
   .filter(p => !p.closest('.cell_output, .output') && p.getClientRects().length > 0)
   .flatMap(p => p.innerText.split('\\n'))"""
 
+# Visible code blocks that scroll sideways in the browser's window (1280 px): 88 columns must fit the text column.
+OVERFLOWING_CODE_JS = """() => [...document.querySelectorAll('main pre')]
+  .filter(p => !p.closest('.cell_output, .output') && p.getClientRects().length > 0 && p.scrollWidth > p.clientWidth + 1)
+  .map(p => p.innerText.split('\\n').reduce((a, b) => a.length >= b.length ? a : b, ''))"""
+
 
 def toc_files():
     "Every document in the book, in order, from _toc.yml."
@@ -127,8 +132,8 @@ def browser():
 
 
 def open_page(browser, url, base):
-    "Open `url`; return the page, its console errors and every request that tried to leave localhost."
-    page = browser.new_page()
+    "Open `url` in a 1280 px window; return the page, its console errors and every request that tried to leave localhost."
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors, outside = [], []
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -184,6 +189,8 @@ def test_page(server, browser, doc):
         # no visible code line wider than the column
         wide = [l for l in page.evaluate(CODE_LINES_JS) if len(l.rstrip()) > MAX_CODE_COLUMNS]
         assert not wide, f"code lines wider than {MAX_CODE_COLUMNS} columns: {wide[:5]}"
+        scrolls = page.evaluate(OVERFLOWING_CODE_JS)
+        assert not scrolls, f"code blocks that scroll sideways (their longest lines): {scrolls[:3]}"
     # Markdown tables printed by a notebook (measurements) are rendered as tables, not left as pipes and dashes
     prose = page.evaluate("() => { const m = document.querySelector('main').cloneNode(true);"
                           " m.querySelectorAll('pre, code').forEach(e => e.remove()); return m.innerText; }")

@@ -73,6 +73,8 @@ def _worker(rank: int, world: int, port: int, task: str, outdir: str):
     except Exception as e:
         res = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()}
     finally:
+        try: dist.barrier()  # every process done before teardown: gloo can abort one whose peer is already gone
+        except Exception: pass  # a peer that failed may never arrive; the timeout ends the wait
         dist.destroy_process_group()
     torch.save(res, os.path.join(outdir, f"rank{rank}.pt"))
 
