@@ -74,7 +74,8 @@ CODE_LINES_JS = """() => [...document.querySelectorAll('main pre')]
 
 # Visible code blocks that scroll sideways in the browser's window (1280 px): 88 columns must fit the text column.
 OVERFLOWING_CODE_JS = """() => [...document.querySelectorAll('main pre')]
-  .filter(p => !p.closest('.cell_output, .output') && p.getClientRects().length > 0 && p.scrollWidth > p.clientWidth + 1)
+  .filter(p => !p.closest('.cell_output, .output, details:not([open])') && p.getClientRects().length > 0
+    && p.scrollWidth > p.clientWidth + 1)
   .map(p => p.innerText.split('\\n').reduce((a, b) => a.length >= b.length ? a : b, ''))"""
 
 
