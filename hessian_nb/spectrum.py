@@ -130,6 +130,7 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
     Q[0] = _fresh(op, Q, -1, g)
     s = _unit(op, Q[0])  # the run works on A / s, s a power of 2 near |A|: no underflow or overflow in norms
     history, blocks, open_, scale, done = [], [0], {}, 0.0, False
+    reach = None  # steps the first block took to place its extreme pair: each verification block runs at least as long
     bar = tqdm(total=m, desc="Lanczos", disable=quiet() if progress is None else not progress)
     for j in range(m):
         c, w, b = _step(op, Q, j, s)
@@ -143,12 +144,14 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
             idx, res = _wanted(theta, S, open_, k, sgn)
             history.append((op.products - start, float(res.max()) / max(scale, 1e-300)))
             conv = bool((res <= tol * scale).all())
-            if len(blocks) == 1: done, restart = conv and not verify, restart or (conv and verify)
+            if len(blocks) == 1:
+                if reach is None and float(res[0]) <= verify_tol * scale: reach = j + 1
+                done, restart = conv and not verify, restart or (conv and verify)
             else:  # a verification block: a new copy of a wanted eigenvalue, or nothing new?
                 ext, r = _block_extreme(H[:j + 1, :j + 1], blocks[-1], b, sgn)
                 beyond = sgn * ext + r >= sgn * float(theta[idx[-1]])
                 restart = restart or (beyond and r <= tol * scale)  # a copy found: look for more in a fresh block
-                done = conv and not beyond and r <= verify_tol * scale
+                done = conv and not beyond and r <= verify_tol * scale and j + 1 - blocks[-1] >= (reach or 1)
         if done or j + 1 == m: done = done or j + 1 == op.P; break  # blocks spanning the whole space: exact
         q = _fresh(op, Q, j, g) if restart else w / b
         if q is None: done = True; break  # the blocks span the whole space: the Ritz values are exact
