@@ -95,6 +95,16 @@ def _wanted(theta: torch.Tensor, S: torch.Tensor, open_: dict, k: int, sgn: int)
     return idx, res
 
 # %% ../nbs/04_spectrum.ipynb #137cad4d
+def _resume(Q: torch.Tensor, j: int, paused: tuple, H: torch.Tensor, open_: dict) -> torch.Tensor|None:
+    """The paused column's residual direction made orthogonal to q_0..q_j: q_{j+1}, which closes that column (its entry in
+    H is set). None if the direction is already (nearly) in their span: the column's open norm is then what is left."""
+    i, w, b = paused
+    for _ in range(2): w = w - Q[:j + 1].T @ (Q[:j + 1] @ w)
+    n = float(w.norm())
+    if n <= 1e-3: open_[i] = b * n; return None
+    del open_[i]; H[i, j + 1] = H[j + 1, i] = b * n
+    return w / n
+
 def _block_extreme(H: torch.Tensor, start: int, b: float, sgn: int) -> tuple[float, float]:
     "The extreme Ritz value of the current Krylov block alone (steps start..), and its estimated residual."
     theta, S = torch.linalg.eigh(H[start:, start:])
@@ -131,6 +141,8 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
     s = _unit(op, Q[0])  # the run works on A / s, s a power of 2 near |A|: no underflow or overflow in norms
     history, blocks, open_, scale, done = [], [0], {}, 0.0, False
     reach = None  # steps the first block took to place its extreme pair: each verification block runs at least as long
+    accepted = None  # (basis size, k-th value) of the converged answer a verification block is checking
+    paused, resume = None, False  # (column, its unit residual, norm) where that answer's phase stopped; continue it?
     bar = tqdm(total=m, desc="Lanczos", disable=quiet() if progress is None else not progress)
     for j in range(m):
         c, w, b = _step(op, Q, j, s)
@@ -144,22 +156,31 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
             idx, res = _wanted(theta, S, open_, k, sgn)
             history.append((op.products - start, float(res.max()) / max(scale, 1e-300)))
             conv = bool((res <= tol * scale).all())
-            if len(blocks) == 1:
+            if accepted is None:  # converging the wanted pairs
                 if reach is None and float(res[0]) <= verify_tol * scale: reach = j + 1
                 done, restart = conv and not verify, restart or (conv and verify)
+                if conv and verify: accepted, paused = (j + 1, float(theta[idx[-1]])), (j, w / b, b)
             else:  # a verification block: a new copy of a wanted eigenvalue, or nothing new?
                 ext, r = _block_extreme(H[:j + 1, :j + 1], blocks[-1], b, sgn)
-                beyond = sgn * ext + r >= sgn * float(theta[idx[-1]])
-                restart = restart or (beyond and r <= tol * scale)  # a copy found: look for more in a fresh block
-                done = conv and not beyond and r <= verify_tol * scale and j + 1 - blocks[-1] >= (reach or 1)
-        if done or j + 1 == m: done = done or j + 1 == op.P; break  # blocks spanning the whole space: exact
+                past = sgn * (ext - accepted[1])  # how far the block's extreme lies beyond the answer's k-th value
+                if r <= tol * scale and past > r + tol * scale:  # the answer lacked an eigenvalue: take it in, look again
+                    if conv: accepted, paused, restart = (j + 1, float(theta[idx[-1]])), (j, w / b, b), True
+                    else: accepted, resume = None, True
+                done = (accepted is not None and past + r <= tol * scale and r <= verify_tol * scale
+                        and j + 1 - blocks[-1] >= (reach or 1))  # nothing beyond the k-th value by more than tol
+        if done or j + 1 == m:
+            n = accepted[0] if done and accepted else j + 1  # nothing new: the verified answer (blocks past it only checked)
+            done = done or j + 1 == op.P; break  # blocks spanning the whole space: exact
+        if resume:  # continue the converged phase where it paused: without it the enlarged set cannot converge
+            q, resume, paused = _resume(Q, j, paused, H, open_), False, None
+            if q is not None: Q[j + 1] = q; blocks.append(j + 1); continue
         q = _fresh(op, Q, j, g) if restart else w / b
-        if q is None: done = True; break  # the blocks span the whole space: the Ritz values are exact
+        if q is None: done, n = True, j + 1; break  # the blocks span the whole space: the Ritz values are exact
         Q[j + 1] = q
         if restart: blocks.append(j + 1)
         else: del open_[j]; H[j, j + 1] = H[j + 1, j] = b
     bar.close()
-    return _finish(op, Q, H, open_, k, sgn, tol, scale, vectors, start, history, blocks, done, s)
+    return _finish(op, Q, H, {c: b for c, b in open_.items() if c < n}, n, j + 1, k, sgn, tol, scale, vectors, start, history, blocks, done, s)
 
 # %% ../nbs/04_spectrum.ipynb #4feaaf00
 def _lanczos_args(op: Operator, k, which: str, max_iter):
@@ -169,9 +190,8 @@ def _lanczos_args(op: Operator, k, which: str, max_iter):
         raise ValueError(f"k={k!r} eigenpairs asked of a {op.P:,} x {op.P:,} operator: k must be an integer in 1..{op.P:,}.")
     if max_iter is not None: _positive_int("max_iter", max_iter)
 
-def _finish(op, Q, H, open_, k, sgn, tol, scale, vectors, start, history, blocks, done, s) -> Eigs:
-    "Ritz pairs from the projected matrix Q^T A Q, their measured residuals, and the verdict."
-    n = max(open_) + 1
+def _finish(op, Q, H, open_, n, steps, k, sgn, tol, scale, vectors, start, history, blocks, done, s) -> Eigs:
+    "Ritz pairs from the projected matrix Q^T A Q over the first n basis vectors, their measured residuals, and the verdict."
     theta, S = torch.linalg.eigh(H[:n, :n])
     scale = max(scale, float(theta.abs().max()))
     idx, res = _wanted(theta, S, open_, min(k, n), sgn)
@@ -181,11 +201,11 @@ def _finish(op, Q, H, open_, k, sgn, tol, scale, vectors, start, history, blocks
     if vectors: res = _true_residuals(op, V, values, scale * s)
     ok = n >= k and bool((res <= tol).all()) and done
     if not ok:
-        warnings.warn(f"Lanczos did not converge in {n} steps ({op.products - start} products, {len(blocks)} block(s)): "
+        warnings.warn(f"Lanczos did not converge in {steps} steps ({op.products - start} products, {len(blocks)} block(s)): "
                       f"{int((res <= tol).sum())} of {k} eigenpairs reached residual <= tol * |A| = {tol * scale * s:.1e}"
                       f"{'' if done else ' or the verification restart had not finished'}; the largest residual is "
                       f"{float(res.max()) * scale * s:.1e}. Returning the best estimates: raise max_iter or loosen tol.")
-    return Eigs(values, V, res, n, op.products - start, ok, history, len(blocks))
+    return Eigs(values, V, res, steps, op.products - start, ok, history, len(blocks))
 
 # %% ../nbs/04_spectrum.ipynb #dc7be0ad
 def plot_convergence(runs: dict, # label -> Eigs from lanczos
