@@ -1,8 +1,10 @@
 """Fashion-MNIST at the papers' scale: Sagun et al. 2017 Fig. 4 (batch 10 vs 512, the convnet, 10 seeds, 2,000 steps) and the
 class-mean map up to 1,000 images per class (Papyan 2019's "top-C of G ~ G1").
 
-    HESSIAN_NB_QUIET=1 .venv/bin/python bench/paper_scale_fmnist.py [batch|map|map-fit]
+    HESSIAN_NB_QUIET=1 .venv/bin/python bench/paper_scale_fmnist.py [batch|map|map-fit|widths]
 
+widths: Sagun 2017 Fig. 3 and Sagun 2016 Fig. 1 at the paper scale (1,000 images, one and two hidden layers of 10-70
+units, top 120 of H by Lanczos and SLQ with 8 probes x 100 steps).
 map-fit: the map's 300 and 1,000 images per class did not fit their training sets in 5,000 steps (92% and 89%); these
 runs train them longer (20,000 and 40,000 steps) to reach the late stage the map's other runs reach.
 
@@ -14,7 +16,7 @@ import time
 
 import torch
 
-from hessian_nb.bulk import FMNIST_BATCH_PAPER, SCALES, fmnist_batch_comparison
+from hessian_nb.bulk import FMNIST_BATCH_PAPER, SCALES, fmnist_batch_comparison, fmnist_width_sweep, near_zero_share
 from hessian_nb.class_scale import class_map, map_point, map_points, map_rows
 
 def batch():
@@ -42,8 +44,19 @@ def cmap(fit=False):
     print("| run | step | " + " | ".join(keys) + " |\n|" + "---|" * (len(keys) + 2))
     for r in rows: print(f"| {r['run']} | {r['step']} | " + " | ".join(f"{r[k]:.3g}" for k in keys) + " |")
 
+def widths():
+    t = time.perf_counter(); sweep = fmnist_width_sweep("paper"); minutes = (time.perf_counter() - t) / 60
+    print(f"widths, scale 'paper': {SCALES['paper']['fmnist_widths']}; {minutes:.1f} minutes\n")
+    print("| hidden layers | width | P | top 5 of H | 120th | top / 120th | SLQ share within 1e-3 of 0 | training loss | training acc. |"
+          "\n|---|---|---|---|---|---|---|---|---|")
+    for (d, h), r in sweep.items():
+        top = r["top"].double()
+        print(f"| {d} | {h} | {r['P']:,} | {', '.join(f'{x:.3g}' for x in top[:5])} | {float(top[-1]):.3g} | "
+              f"{float(top[0] / top[-1]):.0f} | {near_zero_share(r):.3f} | {r['loss']:.3g} | {r.get('acc', float('nan')):.3f} |")
+
 if __name__ == "__main__":
     which = sys.argv[1:] or ["batch", "map"]
     if "batch" in which: batch()
     if "map" in which: cmap()
     if "map-fit" in which: cmap(fit=True)
+    if "widths" in which: widths()
