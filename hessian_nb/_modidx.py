@@ -33,6 +33,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'hessian_nb.bulk.spread_sweep': ('bulk_and_outliers.html#spread_sweep', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.spread_sweep_small_init': ( 'bulk_and_outliers.html#spread_sweep_small_init',
                                                                               'hessian_nb/bulk.py'),
+                                 'hessian_nb.bulk.spread_trajectory': ('bulk_and_outliers.html#spread_trajectory', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.training_spectra': ('bulk_and_outliers.html#training_spectra', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.width_configs': ('bulk_and_outliers.html#width_configs', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.width_sweep': ('bulk_and_outliers.html#width_sweep', 'hessian_nb/bulk.py')},

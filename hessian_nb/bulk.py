@@ -4,6 +4,7 @@
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #595690a1
 from __future__ import annotations
+import math
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -21,8 +22,8 @@ __all__ = ['SCALES', 'SAGUN_TABLE1', 'SPREAD_PAPER', 'TRAJECTORY', 'FMNIST_BATCH
            'cached_spectra', 'class_configs', 'class_sweep', 'plot_spectrum_hist', 'plot_outliers_by_class',
            'width_configs', 'width_sweep', 'plot_top_eigenvalues', 'fmnist_width_run', 'near_zero_share',
            'fmnist_width_sweep', 'plot_fmnist_widths', 'spread_configs', 'spread_sweep', 'normal_init_',
-           'spread_sweep_small_init', 'plot_spread', 'training_spectra', 'batch_configs', 'batch_comparison',
-           'fmnist_cnn', 'fmnist_batch_run', 'fmnist_batch_comparison', 'plot_batch_tops']
+           'spread_sweep_small_init', 'plot_spread', 'spread_trajectory', 'training_spectra', 'batch_configs',
+           'batch_comparison', 'fmnist_cnn', 'fmnist_batch_run', 'fmnist_batch_comparison', 'plot_batch_tops']
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #9d8dbe8a
 SCALES = {
@@ -285,6 +286,35 @@ def plot_spread(sweep: dict, # spread -> Spectra
     ax.set(yscale="log", xlabel="blob standard deviation", ylabel="eigenvalue of H", title=title)
     ax.legend(handles=handles, loc="lower right", ncol=2, handletextpad=0.2, columnspacing=0.8)
     return ax
+
+# %% ../nbs/05_bulk_and_outliers.ipynb #639a3171
+def spread_trajectory(spread: float, # one of the spread sweep's blob standard deviations
+                      scale: str = "book", per_decade: int = 4) -> list[dict]:
+    "GD from the authors' N(0, 0.1^2) at one spread, with the dense Hessian's top two at log-spaced steps and at the stop."
+    s, configs = _scale(scale, "spreads"), spread_configs(scale)
+    if spread not in configs: raise ValueError(f"spread={spread!r}: the {scale!r} sweep has {list(configs)}.")
+    cfg = configs[spread]
+    budget = s["small_init_steps"]
+    marks = {round(10 ** (e / per_decade)) for e in range(int(per_decade * math.log10(budget)) + 1)}
+    def compute():
+        data = make_data(cfg)
+        X, y = data.X.double(), data.y
+        net = normal_init_(mlp([2, *s["hidden"], 2], dtype=torch.float64), 0.1, cfg.seed)
+        params, out = list(net.parameters()), []
+        for step in range(budget + 1):
+            loss = nn.functional.cross_entropy(net(X), y)
+            g = torch.autograd.grad(loss, params)
+            gn = float(torch.cat([x.reshape(-1) for x in g]).norm())
+            stop = gn <= cfg.grad_tol or step == budget
+            if stop or step in marks:
+                top = torch.linalg.eigvalsh(Objective(net, X, y).hessian())[-2:].flip(0)
+                out.append({"step": step, "grad_norm": gn, "loss": float(loss), "top": top})
+            if stop: return out
+            with torch.no_grad():
+                for q, gq in zip(params, g): q.sub_(cfg.lr * gq)
+    return cached("spread_trajectory", {"train": asdict(cfg), "hidden": s["hidden"], "init": "normal 0.1",
+                                        "budget": budget, "per_decade": per_decade}, compute)
+
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #23cf867d
 TRAJECTORY = TrainConfig(data={"name": "digits", "n_per_class": 10, "image": False}, model={"arch": "mlp", "hidden": [20]},

@@ -34,3 +34,9 @@ def test_spectrum_facts_on_a_toy():
     assert float(f.G[-1]) > -1e-12 and float(f.H[-1]) >= f.R_min - 1e-12     # G PSD; negative curvature bounded by R
     assert f.grad_norm > 0 and (f.count_H is None or 0 < f.count_H <= 51)
     assert bulk.spectrum_facts(model, data, parts=("H",)).G is None          # only what is asked for is diagonalised
+
+
+def test_spread_trajectory_names_the_spreads_it_has():
+    "A spread the sweep does not have is refused with the ones it has (not a bare KeyError: 0.3)."
+    with raises(ValueError, "spread=0.3", "[0.2, 0.4, 0.6, 0.8, 1.0]"):
+        bulk.spread_trajectory(0.3)
