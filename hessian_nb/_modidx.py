@@ -360,6 +360,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'hessian_nb.spectrum._lanczos_args': ('spectrum.html#_lanczos_args', 'hessian_nb/spectrum.py'),
                                      'hessian_nb.spectrum._lanczos_run': ('spectrum.html#_lanczos_run', 'hessian_nb/spectrum.py'),
                                      'hessian_nb.spectrum._operator': ('spectrum.html#_operator', 'hessian_nb/spectrum.py'),
+                                     'hessian_nb.spectrum._orthogonal': ('spectrum.html#_orthogonal', 'hessian_nb/spectrum.py'),
                                      'hessian_nb.spectrum._positive_int': ('spectrum.html#_positive_int', 'hessian_nb/spectrum.py'),
                                      'hessian_nb.spectrum._resume': ('spectrum.html#_resume', 'hessian_nb/spectrum.py'),
                                      'hessian_nb.spectrum._step': ('spectrum.html#_step', 'hessian_nb/spectrum.py'),

@@ -78,12 +78,16 @@ def _tridiagonal(alpha: list, beta: list) -> torch.Tensor:
     return T
 
 # %% ../nbs/04_spectrum.ipynb #010e1656
+def _orthogonal(Q: torch.Tensor, j: int, w: torch.Tensor) -> torch.Tensor:
+    "w with its components along q_0..q_j removed (twice: once is not enough in floating point)."
+    for _ in range(2): w = w - Q[:j + 1].T @ (Q[:j + 1] @ w)
+    return w
+
 def _fresh(op: Operator, Q: torch.Tensor, j: int, g: torch.Generator) -> torch.Tensor|None:
     "A random unit vector orthogonal to q_0..q_j (a new Krylov block), or None when they span the whole space."
     if j + 1 >= op.P: return None
     for _ in range(3):
-        w = torch.randn(op.P, dtype=op.dtype, device=op.device, generator=g)
-        for _ in range(2): w -= Q[:j + 1].T @ (Q[:j + 1] @ w)
+        w = _orthogonal(Q, j, torch.randn(op.P, dtype=op.dtype, device=op.device, generator=g))
         n = float(w.norm())
         if n > 1e-3: return w / n  # rounding left a real new direction
     return None
@@ -99,7 +103,7 @@ def _resume(Q: torch.Tensor, j: int, paused: tuple, H: torch.Tensor, open_: dict
     """The paused column's residual direction made orthogonal to q_0..q_j: q_{j+1}, which closes that column (its entry in
     H is set). None if the direction is already (nearly) in their span: the column's open norm is then what is left."""
     i, w, b = paused
-    for _ in range(2): w = w - Q[:j + 1].T @ (Q[:j + 1] @ w)
+    w = _orthogonal(Q, j, w)
     n = float(w.norm())
     if n <= 1e-3: open_[i] = b * n; return None
     del open_[i]; H[i, j + 1] = H[j + 1, i] = b * n
