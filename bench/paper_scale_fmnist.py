@@ -6,7 +6,7 @@ class-mean map up to 1,000 images per class (Papyan 2019's "top-C of G ~ G1").
 widths: Sagun 2017 Fig. 3 and Sagun 2016 Fig. 1 at the paper scale (1,000 images, one and two hidden layers of 10-70
 units, top 120 of H by Lanczos and SLQ with 8 probes x 100 steps).
 spread: Sagun 2016 Fig. 7 from the authors' N(0, 0.1^2) initialisation with the paper scale's budget (200,000 GD
-steps, against the book's 50,000: does the larger budget make the 0.8 and 1.0 spreads converge?).
+steps, against the book's 50,000) and a third, 600,000, for spreads 0.8 and 1.0: do the larger budgets make them converge?
 map-fit: the map's 300 and 1,000 images per class did not fit their training sets in 5,000 steps (92% and 89%); these
 runs train them longer (20,000 and 40,000 steps) to reach the late stage the map's other runs reach.
 
