@@ -14,13 +14,14 @@ CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
 ROOT    := $(filter 0,$(shell id -u))
 
-.PHONY: book test nbtest sync pytest lab bench assets clean prereqs check-prereqs package-check
+.PHONY: book test nbtest realization sync pytest lab bench assets clean prereqs check-prereqs package-check
 
 # What each command needs from the machine, checked (scripts/check-prereqs) before any of them does any work; each thing
 # missing is reported with the command that fixes it. `make check-prereqs` checks all of them.
 NEEDS_book          := python npm fashion-mnist
 NEEDS_test          := python npm chromium fashion-mnist
 NEEDS_nbtest        := python fashion-mnist
+NEEDS_realization   := python fashion-mnist
 NEEDS_pytest        := python chromium fashion-mnist
 NEEDS_sync          := python
 NEEDS_lab           := python fashion-mnist
@@ -35,7 +36,7 @@ check-prereqs: prereqs
 	@echo "all prerequisites found: $(NEEDS)"
 
 # Progress bars stay quiet in the tests, the book build and the benchmarks; `make lab` keeps them.
-book test nbtest pytest bench: export HESSIAN_NB_QUIET := 1
+book test nbtest realization pytest bench: export HESSIAN_NB_QUIET := 1
 
 # The environment: exactly the pinned toolchain, plus this package in editable mode. torch is installed first and WITH its
 # dependencies (from the public index, torch==2.13.0 is the CUDA build and needs its nvidia-* wheels); the rest with
@@ -63,12 +64,25 @@ _vendor/.assets: node_modules/.installed
 	touch $@
 assets: _vendor/.assets
 
-# The book, built from nbs/ into _build/html; any notebook error or Sphinx warning fails the build.
-book: $(VENV)/.installed _vendor/.assets | prereqs
-	$(BIN)/jupyter-book build . -W --keep-going
+# A realization of the experiments (nbs/running.md): HESSIAN_NB_SEED_OFFSET=k moves every seed, ATEN_CPU_CAPABILITY picks
+# torch's CPU kernels (default|avx2|avx512), OMP_NUM_THREADS the threads. The default one builds into _build/html; any
+# other one into _build/realizations/<name>/_build/html, with its own executed notebooks (and, by its cache keys, runs).
+REALIZATION := $(strip $(if $(filter-out 0,$(HESSIAN_NB_SEED_OFFSET)),seed$(HESSIAN_NB_SEED_OFFSET))$(if $(ATEN_CPU_CAPABILITY),-$(ATEN_CPU_CAPABILITY))$(if $(OMP_NUM_THREADS),-threads$(OMP_NUM_THREADS)))
+BOOK_OUT    := $(if $(REALIZATION),_build/realizations/$(REALIZATION),.)
 
-# Every test: the notebooks, the library in sync with them, the book, then pytest (bad input, the book in a browser).
-test: sync nbtest book pytest
+# The book, built from nbs/ into _build/html; any notebook error or Sphinx warning fails the build. Building it executes
+# every chapter once, top to bottom, with every assertion: it is the notebook test of the default realization.
+book: $(VENV)/.installed _vendor/.assets | prereqs
+	$(BIN)/jupyter-book build . -W --keep-going --path-output $(BOOK_OUT)
+
+# Every test: the library in sync with the notebooks, the book (every chapter executed), pytest (bad input, the book in a
+# browser), then every chapter again under another realization (portable kernels and a seed shift).
+test: sync book pytest realization
+
+# The chapters under a second realization, in a cache of their own: CPU kernels without SIMD and the seed offset 1.
+realization: $(VENV)/.installed
+	ATEN_CPU_CAPABILITY=default HESSIAN_NB_SEED_OFFSET=1 HESSIAN_NB_CACHE=$(CURDIR)/.cache/realization-seed1-default \
+	  OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
 # Two notebooks at a time, one thread each: two processes with torch's default thread pools on two cores oversubscribe them,
 # and the small, many-step training loops then run tens of times slower (OpenMP threads waiting on descheduled peers).

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
-from .core import Objective
+from .core import Objective, shift_seed
 from .data import fashion_mnist
 from .gauss_newton import ggn, residual
 from .spectrum import OutlierCount, count_outliers, lanczos, slq
@@ -248,7 +248,7 @@ SPREAD_PAPER = { # Sagun et al. 2016, Fig. 7 (read off the plot): spread -> (lam
 
 def normal_init_(model: nn.Module, std: float = 0.1, seed: int = 0) -> nn.Module:
     "Redraw every parameter (weights and biases) from N(0, std^2), as the authors' code initialises; in place, seeded."
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(shift_seed(seed))
     with torch.no_grad():
         for p in model.parameters(): p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype) * std)
     return model

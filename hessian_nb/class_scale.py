@@ -12,7 +12,7 @@ from torch import nn
 
 from .bulk import fmnist_cnn
 from .class_structure import class_means, class_split, subspace_overlap
-from .core import FactorOp, Objective
+from .core import FactorOp, Objective, shift_seed
 from .data import Data, digits, fashion_mnist
 from .gauss_newton import ggn, ggn_factor, ggn_op
 from .spectrum import count_outliers, lanczos
@@ -105,7 +105,7 @@ def sgd_snapshots(model: nn.Module, data: Data, # trained in place
                   snapshots: tuple = (), # steps at which to keep the state
                   seed: int = 0) -> dict: # the minibatch order (epochs of seeded permutations)
     "Minibatch SGD at a constant step; {step: state dict} at the snapshot steps."
-    g, params, out = torch.Generator().manual_seed(seed), list(model.parameters()), {}
+    g, params, out = torch.Generator().manual_seed(shift_seed(seed)), list(model.parameters()), {}
     order = torch.empty(0, dtype=torch.long)
     for step in range(steps + 1):
         if step in snapshots: out[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}

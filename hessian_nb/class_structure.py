@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .core import Objective, all_reduce_sum
+from .core import Objective, all_reduce_sum, shift_seed
 from torch.func import vjp, vmap
 
 from .core import FactorOp
@@ -209,7 +209,7 @@ def logistic_ggn(C: int, # classes
     p, s = _class_probabilities(C, alpha), t * t
     H = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]  # (C, C, C): per class
     G = torch.zeros(C * D, C * D, dtype=torch.float64)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(shift_seed(seed))
     for c in range(C):
         if n_per_class is None:  # E[x x^T | c] = I + t^2 e_c e_c^T
             M = torch.eye(D, dtype=torch.float64); M[c, c] += s

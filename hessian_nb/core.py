@@ -17,10 +17,11 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['LOSSES', 'quiet', 'format_bytes', 'check_finite', 'check_eval_mode', 'ce', 'mse', 'Loss', 'CrossEntropy',
-           'SquaredError', 'as_loss', 'check_data', 'check_parameters', 'process_group_info', 'all_reduce_sum',
-           'Objective', 'toy_problem', 'check_vectors', 'check_dense_size', 'plot_fd_error', 'plot_hessian', 'Operator',
-           'DenseOp', 'FunctionOp', 'as_op', 'SumOp', 'FactorOp', 'HessianOp']
+__all__ = ['LOSSES', 'quiet', 'format_bytes', 'seed_offset', 'shift_seed', 'realization', 'claim', 'check_finite',
+           'check_eval_mode', 'ce', 'mse', 'Loss', 'CrossEntropy', 'SquaredError', 'as_loss', 'check_data',
+           'check_parameters', 'process_group_info', 'all_reduce_sum', 'Objective', 'toy_problem', 'check_vectors',
+           'check_dense_size', 'plot_fd_error', 'plot_hessian', 'Operator', 'DenseOp', 'FunctionOp', 'as_op', 'SumOp',
+           'FactorOp', 'HessianOp']
 
 # %% ../nbs/00_core.ipynb #d0b14497
 def quiet() -> bool:
@@ -32,6 +33,44 @@ def format_bytes(n: int) -> str:
     for unit, s in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= s: return f"{n / s:.1f} {unit} ({n:,} bytes)"
     return f"{n:,} bytes"
+
+# %% ../nbs/00_core.ipynb #67246a61
+def seed_offset() -> int:
+    "The realization's seed shift, `$HESSIAN_NB_SEED_OFFSET` (default 0): every seed the library uses moves with it."
+    s = os.environ.get("HESSIAN_NB_SEED_OFFSET", "").strip() or "0"
+    try: k = int(s)
+    except ValueError: k = -1
+    if k < 0: raise ValueError(f"HESSIAN_NB_SEED_OFFSET={s!r} is not a whole number >= 0: set it to 0, 1, 2, ... or unset it.")
+    return k
+
+def shift_seed(seed: int) -> int:
+    "`seed` in this realization: itself at offset 0, else moved by 1,000,003 per step of the offset."
+    return int(seed) + 1_000_003 * seed_offset()
+
+def realization() -> dict:
+    "What makes this run one realization of every experiment: the seed offset and the CPU kernel set ATen dispatches to."
+    return {"seed_offset": seed_offset(), "cpu": torch.backends.cpu.get_cpu_capability()}
+
+# %% ../nbs/00_core.ipynb #4545e0f5
+def claim(what: str, # the claim in words: its row in the robustness table
+          values, # a number, or numbers (a list, a tensor) that must all lie in [lo, hi]
+          lo: float|None = None, # the smallest value allowed (None: no lower bound)
+          hi: float|None = None): # the largest value allowed (None: no upper bound)
+    "Assert lo <= every value <= hi; with `$HESSIAN_NB_CLAIMS` set, also record the range seen there (JSON lines)."
+    import json
+    flat = values.reshape(-1).tolist() if isinstance(values, torch.Tensor) else values
+    v = [float(x) for x in (flat if isinstance(flat, (list, tuple)) else [flat])]
+    if not v or lo is None and hi is None: raise ValueError(f"claim {what!r}: give at least one value and a bound lo or hi.")
+    if any(math.isnan(x) for x in v): raise ValueError(f"claim {what!r}: a value is NaN; the measurement failed.")
+    ok = (lo is None or min(v) >= lo) and (hi is None or max(v) <= hi)
+    if path := os.environ.get("HESSIAN_NB_CLAIMS"):
+        with open(path, "a") as f:
+            f.write(json.dumps({"what": what, "lo": lo, "hi": hi, "min": min(v), "max": max(v), "n": len(v), "ok": ok,
+                                **realization()}) + "\n")
+    if not ok and os.environ.get("HESSIAN_NB_CLAIMS_RAISE", "1") != "0":
+        raise AssertionError(f"claim failed: {what}: values {min(v):.4g} .. {max(v):.4g} (n = {len(v)}) "
+                             f"outside [{lo}, {hi}]")
+    return values
 
 # %% ../nbs/00_core.ipynb #7e98be7a
 def check_finite(name: str, t: torch.Tensor, fix: str = "") -> torch.Tensor:
@@ -549,8 +588,8 @@ def toy_problem(arch: str = "mlp", # "mlp" (4-6-3, tanh) or "cnn" (conv 3x3, ReL
                 seed: int = 0, # seeds the model and the data
                 dtype: torch.dtype = torch.float64):
     "A tiny seeded (model, X, y) for checks: about 50 parameters, 3 outputs; the same numbers whatever torch's default dtype."
-    g, f32 = torch.Generator().manual_seed(seed), torch.float32  # drawn in float32, then cast: independent of the default dtype
-    torch.manual_seed(seed)
+    g, f32 = torch.Generator().manual_seed(shift_seed(seed)), torch.float32  # drawn in float32, then cast: independent of the default dtype
+    torch.manual_seed(shift_seed(seed))
     if arch == "mlp":
         model = nn.Sequential(nn.Linear(4, 6, dtype=f32), nn.Tanh(), nn.Linear(6, 3, dtype=f32))
         X = torch.randn(n, 4, generator=g, dtype=f32)
@@ -850,7 +889,7 @@ def check_symmetric(self: Operator, rtol: float|None = None, seed: int = 0) -> O
     "Raise a ValueError unless u.(A w) = w.(A u) for random u, w (two products); remembers success. Returns the operator."
     if self.symmetric: return self
     rtol = rtol or max(1e-6, 100 * torch.finfo(self.dtype).eps)
-    g = torch.Generator(self.device).manual_seed(seed + 7919)
+    g = torch.Generator(self.device).manual_seed(shift_seed(seed) + 7919)
     U = torch.randn(self.P, 2, dtype=self.dtype, device=self.device, generator=g)
     AU = self @ U
     a, b = float(U[:, 0] @ AU[:, 1]), float(U[:, 1] @ AU[:, 0])

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 
+from .core import shift_seed
+
 # %% auto #0
 __all__ = ['Data', 'shuffled_by_class', 'stratified_split', 'from_tensors', 'from_dataset', 'gaussian_clusters', 'blobs',
            'two_blobs', 'plot_blobs', 'digits', 'mnist', 'read_idx', 'fashion_mnist_files', 'fashion_mnist_arrays',
@@ -88,7 +90,7 @@ def shuffled_by_class(y: torch.Tensor, # integer labels (N,)
                       num_classes: int, # C
                       seed: int = 0) -> list[torch.Tensor]:
     "For each class c in 0..C-1, the indices of its samples in a seeded random order."
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(shift_seed(seed))
     return [idx[torch.randperm(len(idx), generator=g)] for idx in ((y == c).nonzero().flatten() for c in range(num_classes))]
 
 def stratified_split(y: torch.Tensor, # integer labels (N,)
@@ -148,7 +150,7 @@ def blobs(k: int = 2, # number of classes (clusters)
     if k < 2 or d < 1 or n_per_class < 1 or n_test_per_class < 0 or spread <= 0:
         raise ValueError(f"blobs needs k >= 2, d >= 1, n_per_class >= 1, n_test_per_class >= 0 and spread > 0; "
                          f"got k={k}, d={d}, n_per_class={n_per_class}, n_test_per_class={n_test_per_class}, spread={spread}.")
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(shift_seed(seed))
     centres = (torch.rand(k, d, generator=g, dtype=torch.float64) * 2 - 1) * center_box
     X, y, Xt, yt = gaussian_clusters(centres, spread, n_per_class, n_test_per_class, g)
     mu, sd = X.mean(0), X.std(0).clamp_min(1e-12)
@@ -161,7 +163,7 @@ def two_blobs(spread: float = 0.2, # standard deviation of each cluster
               seed: int = 0):
     "The 2-D two-class set of Sagun, Bottou & LeCun (2016): centres (1, 1) and (-1, -1), not standardized."
     if spread <= 0 or n_per_class < 1: raise ValueError(f"two_blobs needs spread > 0 and n_per_class >= 1; got {spread}, {n_per_class}.")
-    centres, g = torch.tensor([[1.0, 1.0], [-1.0, -1.0]]), torch.Generator().manual_seed(seed)
+    centres, g = torch.tensor([[1.0, 1.0], [-1.0, -1.0]]), torch.Generator().manual_seed(shift_seed(seed))
     X, y, Xt, yt = gaussian_clusters(centres, spread, n_per_class, n_test_per_class, g)
     return Data(X.float(), y, Xt.float(), yt, 2, f"two_blobs(spread={spread})")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .core import Objective, Operator, as_op, check_finite, quiet
+from .core import Objective, Operator, as_op, check_finite, quiet, shift_seed
 
 # %% auto #0
 __all__ = ['Eigs', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density', 'wasserstein1', 'spectral_w1', 'plot_density',
@@ -139,7 +139,7 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
     verify_tol = max(tol, 1e-2)  # the fresh block's extreme only has to be placed below the k-th value
     op.check_symmetric()
     m = min(op.P, max_iter or max(4 * k + 100, 3 * k + 150))
-    g = torch.Generator(op.device).manual_seed(seed)
+    g = torch.Generator(op.device).manual_seed(shift_seed(seed))
     Q, H = torch.empty(m, op.P, dtype=op.dtype, device=op.device), torch.zeros(m, m, dtype=torch.float64)
     Q[0] = _fresh(op, Q, -1, g)
     s = _unit(op, Q[0])  # the run works on A / s, s a power of 2 near |A|: no underflow or overflow in norms
@@ -244,7 +244,7 @@ def slq(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / curvli
     if isinstance(probes, bool) or not isinstance(probes, int) or not isinstance(steps, int) or probes < 1 or not 1 <= steps <= op.P:
         raise ValueError(f"slq needs integers probes >= 1 and steps in 1..P = {op.P:,}; got probes={probes!r}, steps={steps!r}.")
     op.check_symmetric()
-    start, g = op.products, torch.Generator(op.device).manual_seed(seed)
+    start, g = op.products, torch.Generator(op.device).manual_seed(shift_seed(seed))
     nodes, weights = torch.zeros(probes, steps, dtype=torch.float64), torch.zeros(probes, steps, dtype=torch.float64)
     for p in tqdm(range(probes), desc="SLQ probes", disable=quiet() if progress is None else not progress):
         v = torch.randint(0, 2, (op.P,), generator=g, device=op.device).to(op.dtype) * 2 - 1  # Rademacher: |v|^2 = P exactly
@@ -338,7 +338,7 @@ def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy oper
                          f"got {products!r}.")
     op.check_symmetric()
     m = products // 3
-    g = torch.Generator(op.device).manual_seed(seed)
+    g = torch.Generator(op.device).manual_seed(shift_seed(seed))
     def rademacher(k):
         r = torch.randint(0, 2, (op.P, k), generator=g, device=op.device)
         return r.to(op.dtype) * 2 - 1
@@ -392,7 +392,7 @@ def spiked_wishart(P: int = 400, # dimension
                    spikes: tuple = (), # population variances > 1 along the first axes (the rest are 1)
                    seed: int = 0) -> torch.Tensor:
     "The eigenvalues (ascending, float64) of a sample covariance of n Gaussian vectors whose covariance has the given spikes."
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(shift_seed(seed))
     scale = torch.ones(P, dtype=torch.float64)
     scale[:len(spikes)] = torch.tensor(spikes, dtype=torch.float64).sqrt()
     X = torch.randn(n, P, generator=g, dtype=torch.float64) * scale

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .core import LOSSES, quiet
+from .core import LOSSES, quiet, realization, shift_seed
 from .data import Data, blobs, digits, two_blobs
 
 # %% auto #0
@@ -49,7 +49,7 @@ def mlp(widths: list[int], # [input, hidden..., output]
         raise ValueError(f"widths must list at least an input and an output size, all >= 1; got {widths}.")
     if activation not in ACTIVATIONS: raise ValueError(f"activation={activation!r}: choose one of {list(ACTIVATIONS)}.")
     with torch.random.fork_rng():
-        torch.manual_seed(seed)
+        torch.manual_seed(shift_seed(seed))
         layers = []
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
             layers += [nn.Linear(a, b, dtype=torch.float32)] + ([ACTIVATIONS[activation]()] if i < len(widths) - 2 else [])
@@ -70,7 +70,7 @@ def cnn(channels: tuple[int, int] = (8, 16), # output channels of the two convol
     "A small CNN for 1 x image_size x image_size images: 2 x (conv 3x3, ReLU, max-pool 2), then linear, ReLU, linear."
     c1, c2 = channels
     with torch.random.fork_rng():
-        torch.manual_seed(seed)
+        torch.manual_seed(shift_seed(seed))
         f32 = torch.float32  # initialised in float32 whatever torch's default dtype, then cast
         return nn.Sequential(nn.Conv2d(1, c1, 3, padding=1, dtype=f32), nn.ReLU(), nn.MaxPool2d(2),
                              nn.Conv2d(c1, c2, 3, padding=1, dtype=f32), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
@@ -96,8 +96,8 @@ class TrainConfig:
     checkpoints: tuple = () # steps at which to save the state
 
     def key(self) -> str:
-        "A short hash of the whole configuration: the run's name in the cache."
-        return hashlib.sha256(json.dumps([CACHE_VERSION, asdict(self)], sort_keys=True).encode()).hexdigest()[:16]
+        "A short hash of the whole configuration and the realization (seed offset, CPU kernels): the run's name in the cache."
+        return hashlib.sha256(json.dumps([CACHE_VERSION, realization(), asdict(self)], sort_keys=True).encode()).hexdigest()[:16]
 
 _STOPPING = ("max_steps", "grad_tol", "checkpoints") # when a run stops and what it saves, not where it goes: a resumed run may change these
 
@@ -185,7 +185,7 @@ def batch_indices(step: int, n: int, batch_size: int|None, seed: int) -> torch.T
     if batch_size is None or batch_size >= n: return None
     per_epoch = math.ceil(n / batch_size)
     epoch, i = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(shift_seed(seed) * 1_000_003 + epoch))
     return perm[i * batch_size:(i + 1) * batch_size]
 
 # %% ../nbs/02_train.ipynb #4e015977
@@ -449,7 +449,7 @@ def cached(name: str, # a readable prefix for the file, e.g. "gn_trajectory"
            compute: Callable[[], object], # makes the result: tensors, numbers, strings, lists, tuples and dicts of them
           ):
     "`compute()`, read back from the cache if an intact entry for (`name`, `config`) is there, else computed and cached."
-    text = json.dumps([CACHE_VERSION, name, config], sort_keys=True)
+    text = json.dumps([CACHE_VERSION, realization(), name, config], sort_keys=True)
     path = cache_root() / "results" / f"{name}_{hashlib.sha256(text.encode()).hexdigest()[:16]}.pt"
     if path.exists():
         try:
