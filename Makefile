@@ -65,9 +65,9 @@ _vendor/.assets: node_modules/.installed
 assets: _vendor/.assets
 
 # A realization of the experiments (nbs/running.md): HESSIAN_NB_SEED_OFFSET=k moves every seed, ATEN_CPU_CAPABILITY picks
-# torch's CPU kernels (default|avx2|avx512), OMP_NUM_THREADS the threads. The default one builds into _build/html; any
+# torch's CPU kernels (default|avx2|avx512). The default one builds into _build/html; any
 # other one into _build/realizations/<name>/_build/html, with its own executed notebooks (and, by its cache keys, runs).
-REALIZATION := $(strip $(if $(filter-out 0,$(HESSIAN_NB_SEED_OFFSET)),seed$(HESSIAN_NB_SEED_OFFSET))$(if $(ATEN_CPU_CAPABILITY),-$(ATEN_CPU_CAPABILITY))$(if $(OMP_NUM_THREADS),-threads$(OMP_NUM_THREADS)))
+REALIZATION := $(strip $(if $(filter-out 0,$(HESSIAN_NB_SEED_OFFSET)),seed$(HESSIAN_NB_SEED_OFFSET))$(if $(ATEN_CPU_CAPABILITY),-$(ATEN_CPU_CAPABILITY)))
 BOOK_OUT    := $(if $(REALIZATION),_build/realizations/$(REALIZATION),.)
 
 # The book, built from nbs/ into _build/html; any notebook error or Sphinx warning fails the build. Building it executes
@@ -75,14 +75,19 @@ BOOK_OUT    := $(if $(REALIZATION),_build/realizations/$(REALIZATION),.)
 book: $(VENV)/.installed _vendor/.assets | prereqs
 	$(BIN)/jupyter-book build . -W --keep-going --path-output $(BOOK_OUT)
 
-# Every test: the library in sync with the notebooks, the book (every chapter executed), pytest (bad input, the book in a
-# browser), then every chapter again under another realization (portable kernels and a seed shift).
-test: sync book pytest realization
+# Every test: the library in sync with the notebooks; the book (every chapter executed once, with every assertion) and,
+# beside it on the other core, every chapter again under another realization (portable kernels and a seed shift); then
+# pytest (bad input, the book in a browser). The cached experiments compute on one thread, so the two builds share the
+# two cores instead of fighting over them.
+test: sync
+	$(MAKE) --no-print-directory -j2 book realization REALIZATION_WORKERS=1
+	$(MAKE) --no-print-directory pytest
 
 # The chapters under a second realization, in a cache of their own: CPU kernels without SIMD and the seed offset 1.
+REALIZATION_WORKERS ?= 2
 realization: $(VENV)/.installed
 	ATEN_CPU_CAPABILITY=default HESSIAN_NB_SEED_OFFSET=1 HESSIAN_NB_CACHE=$(CURDIR)/.cache/realization-seed1-default \
-	  OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
+	  OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers $(REALIZATION_WORKERS) --timing
 
 # Two notebooks at a time, one thread each: two processes with torch's default thread pools on two cores oversubscribe them,
 # and the small, many-step training loops then run tens of times slower (OpenMP threads waiting on descheduled peers).

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-DECIMAL = re.compile(r"(?<![\w.\-])-?\d[\d,]*\.\d+(?:[eE][-+]?\d+)?(?![\w.])|(?<![\w.])\d+(?:\.\d+)?\s*\\times\s*10\^\{?-?\d+\}?")
+DECIMAL = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+(?:[eE][-+]?\d+)?|[eE][-+]?\d+)(?![\w.])"
+                     r"|(?<![\w.])\d+(?:\.\d+)?\s*\\times\s*10\^\{?-?\d+\}?")
 ALLOW = re.compile(r"<!--\s*typed numbers:(.*?)-->", re.S)
 GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)(?::[^`]*)?`")
 GLUE_CALL = re.compile(r"""\bglue\(\s*(?:f?["'])([^"']+)["']""")
@@ -72,5 +73,6 @@ def test_every_glued_name_is_glued_by_the_notebook(nb):
 
 def test_the_check_sees_a_typed_number():
     assert DECIMAL.findall(text_of("the ratio is 0.68 while `lr=0.1` and {glue:text}`x:.2f`")) == ["0.68"]
+    assert DECIMAL.findall("ranges 9.7-63.5 and -2.5, 2e-13, not 10 or 1,000") == ["9.7", "63.5", "2.5", "2e-13"]
     assert [normal(x) for x in DECIMAL.findall(text_of(r"at $2 \times 10^{-13}$, <!-- typed numbers: 9.5 -->"))] == [
         r"2\times10^{-13}"]
