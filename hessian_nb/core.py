@@ -70,7 +70,6 @@ def claim(what: str, # the claim in words: its row in the robustness table
     if not ok and os.environ.get("HESSIAN_NB_CLAIMS_RAISE", "1") != "0":
         raise AssertionError(f"claim failed: {what}: values {min(v):.4g} .. {max(v):.4g} (n = {len(v)}) "
                              f"outside [{lo}, {hi}]")
-    return values
 
 # %% ../nbs/00_core.ipynb #7e98be7a
 def check_finite(name: str, t: torch.Tensor, fix: str = "") -> torch.Tensor:

@@ -17,16 +17,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-DECIMAL = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+(?:[eE][-+]?\d+)?|[eE][-+]?\d+)(?![\w.])"
+DECIMAL = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+(?:[eE][-+]?\d+)?|[eE][-+]?\d+)(?!\w|\.\d)"
                      r"|(?<![\w.])\d+(?:\.\d+)?\s*\\times\s*10\^\{?-?\d+\}?")
 ALLOW = re.compile(r"<!--\s*typed numbers:(.*?)-->", re.S)
 GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)(?::[^`]*)?`")
 GLUE_CALL = re.compile(r"""\bglue\(\s*(?:f?["'])([^"']+)["']""")
 
 
+def drop_code_blocks(md: str) -> str:
+    "Markdown without its code blocks; the text inside directives (```{glue:figure}, ```{dropdown}, ...) stays."
+    out, stack = [], []  # stack: (fence, is_code) of the open blocks
+    for line in md.splitlines():
+        m = re.match(r"\s*(`{3,}|~{3,})(.*)$", line)
+        if m and stack and m.group(1) == stack[-1][0] and not m.group(2).strip():
+            stack.pop(); continue  # a closing fence
+        if m:
+            stack.append((m.group(1), not m.group(2).strip().startswith("{"))); continue  # an opening fence
+        if not any(code for _, code in stack): out.append(line)
+    return "\n".join(out)
+
+
 def text_of(md: str) -> str:
-    "The Markdown a reader reads as prose and math: fenced code, inline code, glue roles and comments removed."
-    md = re.sub(r"```.*?```", " ", md, flags=re.S)
+    "The Markdown a reader reads as prose and math: code blocks, inline code, glue roles and comments removed (the text of\n    directives such as {glue:figure} captions and {dropdown} hints stays)."
+    md = drop_code_blocks(md)
     md = re.sub(r"<!--.*?-->", " ", md, flags=re.S)
     md = GLUE_ROLE.sub(" ", md)
     return re.sub(r"`[^`]*`", " ", md)
@@ -73,6 +86,8 @@ def test_every_glued_name_is_glued_by_the_notebook(nb):
 
 def test_the_check_sees_a_typed_number():
     assert DECIMAL.findall(text_of("the ratio is 0.68 while `lr=0.1` and {glue:text}`x:.2f`")) == ["0.68"]
-    assert DECIMAL.findall("ranges 9.7-63.5 and -2.5, 2e-13, not 10 or 1,000") == ["9.7", "63.5", "2.5", "2e-13"]
+    assert DECIMAL.findall("ranges 9.7-63.5 and -2.5, 2e-13, not 10 or 1,000; edge 2.25.") == ["9.7", "63.5", "2.5", "2e-13", "2.25"]
+    md = "```python\nx = 0.5\n```\n```{glue:figure} f\nCaption 0.25.\n```\n  ```{dropdown} Hint\n  About 0.75.\n  ```"
+    assert DECIMAL.findall(text_of(md)) == ["0.25", "0.75"]
     assert [normal(x) for x in DECIMAL.findall(text_of(r"at $2 \times 10^{-13}$, <!-- typed numbers: 9.5 -->"))] == [
         r"2\times10^{-13}"]
