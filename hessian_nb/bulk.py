@@ -194,12 +194,12 @@ def fmnist_width_run(width: int, depth: int = 1, # hidden layers of `width` unit
         obj = Objective(r.model, data.X, data.y)
         # the default (tight) tol and the check: k reaches into the bulk, where Ritz values lie closer together than a
         # loose tol * |H|; at tol 1e-3 the 40th value came out -0.017 instead of 0.121
-        e = lanczos(obj.H, k=k, vectors=False, max_iter=6 * k + 300)
+        e = lanczos(obj.H, k=k, vectors=False, max_iter=12 * k + 600)
         q = slq(obj.H, probes=probes, steps=slq_steps, seed=seed)
         return {"top": e.values, "converged": e.converged, "nodes": q.nodes, "weights": q.weights, "P": obj.num_params,
                 **r.history[-1]}
     return cached("fmnist_width", {"train": asdict(cfg), "width": width, "depth": depth, "n_per_class": n_per_class, "k": k,
-                                   "probes": probes, "slq_steps": slq_steps, "lanczos": "default tol, checked"}, compute)
+                                   "probes": probes, "slq_steps": slq_steps, "lanczos": "default tol, checked, max_iter 12 k + 600"}, compute)
 
 def near_zero_share(res: dict, rel: float = 1e-3) -> float:
     "The SLQ estimate of the share of eigenvalues within rel x the largest of zero."
