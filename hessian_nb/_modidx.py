@@ -16,6 +16,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                               'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.fmnist_batch_run': ('bulk_and_outliers.html#fmnist_batch_run', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.fmnist_cnn': ('bulk_and_outliers.html#fmnist_cnn', 'hessian_nb/bulk.py'),
+                                 'hessian_nb.bulk.fmnist_step_sizes': ('bulk_and_outliers.html#fmnist_step_sizes', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.fmnist_width_run': ('bulk_and_outliers.html#fmnist_width_run', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.fmnist_width_sweep': ('bulk_and_outliers.html#fmnist_width_sweep', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.near_zero_share': ('bulk_and_outliers.html#near_zero_share', 'hessian_nb/bulk.py'),

@@ -21,9 +21,10 @@ from .train import (
 __all__ = ['SCALES', 'SAGUN_TABLE1', 'SPREAD_PAPER', 'TRAJECTORY', 'FMNIST_BATCH_PAPER', 'Spectra', 'spectrum_facts',
            'cached_spectra', 'class_configs', 'class_sweep', 'plot_spectrum_hist', 'plot_outliers_by_class',
            'width_configs', 'width_sweep', 'plot_top_eigenvalues', 'fmnist_width_run', 'near_zero_share',
-           'fmnist_width_sweep', 'plot_fmnist_widths', 'spread_configs', 'spread_sweep', 'normal_init_',
-           'spread_sweep_small_init', 'plot_spread', 'spread_trajectory', 'training_spectra', 'batch_configs',
-           'batch_comparison', 'fmnist_cnn', 'fmnist_batch_run', 'fmnist_batch_comparison', 'plot_batch_tops']
+           'fmnist_width_sweep', 'plot_fmnist_widths', 'fmnist_step_sizes', 'spread_configs', 'spread_sweep',
+           'normal_init_', 'spread_sweep_small_init', 'plot_spread', 'spread_trajectory', 'training_spectra',
+           'batch_configs', 'batch_comparison', 'fmnist_cnn', 'fmnist_batch_run', 'fmnist_batch_comparison',
+           'plot_batch_tops']
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #9d8dbe8a
 SCALES = {
@@ -229,6 +230,17 @@ def plot_fmnist_widths(sweep: dict, # fmnist_width_sweep(...)
     axes[1].set(yscale="log", xlabel=r"eigenvalue / largest", ylabel="count (SLQ estimate)")
     axes[1].legend(frameon=False, title=f"{depth} hidden layer{'s' * (depth > 1)}")
     return axes
+
+# %% ../nbs/05_bulk_and_outliers.ipynb #19276dd1
+def fmnist_step_sizes(lrs: tuple = (0.1, 0.01, 0.001), # full-batch step sizes
+                      width: int = 30, steps: int = 1000, n_per_class: int = 100, seed: int = 0) -> dict:
+    "{step size: fmnist_width_run(...)} for the 784-width-10 network, and {0.0: the top eigenvalue and loss at the initialisation}."
+    def at_init():
+        data = fashion_mnist(n_per_class, n_test_per_class=100, seed=seed)
+        obj = Objective(mlp([784, width, 10], seed=seed), data.X, data.y)
+        return {"top": lanczos(obj.H, k=3, vectors=False).values, "loss": float(obj.loss())}
+    out = {0.0: cached("fmnist_init_top", {"width": width, "n_per_class": n_per_class, "seed": seed}, at_init)}
+    return out | {lr: fmnist_width_run(width, 1, n_per_class, steps, lr, k=10, probes=1, slq_steps=10, seed=seed) for lr in lrs}
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #0af770ba
 def spread_configs(scale: str = "book") -> dict:
