@@ -137,7 +137,8 @@ def table(out: Path) -> str:
         w = worst[len(worst) // 2]  # the median realization, by how close it comes to a bound
         med = w[0] if lo is not None and (hi is None or slack(w[0], w[0]) <= slack(w[1], w[1])) else w[1]
         bounds = f"[{fmt(lo) if lo is not None else '-inf'}, {fmt(hi) if hi is not None else 'inf'}]"
-        mtxt = "exact" if lo == hi else f"{100 * slack(*worst[0]):.0f}%"
+        m = 100 * slack(*worst[0])
+        mtxt = "exact" if lo == hi else f"{m:.0f}%" if round(m) else "0%"
         out_lines.append(f"| {nb.split('_')[0]} | {what.replace('|', chr(92) + '|')} | {bounds} | {fmt(mn)} | {fmt(med)} | {fmt(mx)} | {mtxt} | "
                          f"{len(d['fails'])} of {len(d['real'])} |")
     if errors:
