@@ -224,6 +224,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'hessian_nb.core.process_group_info': ('core.html#process_group_info', 'hessian_nb/core.py'),
                                  'hessian_nb.core.quiet': ('core.html#quiet', 'hessian_nb/core.py'),
                                  'hessian_nb.core.realization': ('core.html#realization', 'hessian_nb/core.py'),
+                                 'hessian_nb.core.realization_label': ('core.html#realization_label', 'hessian_nb/core.py'),
                                  'hessian_nb.core.seed_offset': ('core.html#seed_offset', 'hessian_nb/core.py'),
                                  'hessian_nb.core.shift_seed': ('core.html#shift_seed', 'hessian_nb/core.py'),
                                  'hessian_nb.core.toy_problem': ('core.html#toy_problem', 'hessian_nb/core.py')},

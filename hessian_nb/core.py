@@ -17,11 +17,11 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['LOSSES', 'quiet', 'format_bytes', 'seed_offset', 'shift_seed', 'realization', 'claim', 'check_finite',
-           'check_eval_mode', 'ce', 'mse', 'Loss', 'CrossEntropy', 'SquaredError', 'as_loss', 'check_data',
-           'check_parameters', 'process_group_info', 'all_reduce_sum', 'Objective', 'toy_problem', 'check_vectors',
-           'check_dense_size', 'plot_fd_error', 'plot_hessian', 'Operator', 'DenseOp', 'FunctionOp', 'as_op', 'SumOp',
-           'FactorOp', 'HessianOp']
+__all__ = ['LOSSES', 'quiet', 'format_bytes', 'seed_offset', 'shift_seed', 'realization', 'realization_label', 'claim',
+           'check_finite', 'check_eval_mode', 'ce', 'mse', 'Loss', 'CrossEntropy', 'SquaredError', 'as_loss',
+           'check_data', 'check_parameters', 'process_group_info', 'all_reduce_sum', 'Objective', 'toy_problem',
+           'check_vectors', 'check_dense_size', 'plot_fd_error', 'plot_hessian', 'Operator', 'DenseOp', 'FunctionOp',
+           'as_op', 'SumOp', 'FactorOp', 'HessianOp']
 
 # %% ../nbs/00_core.ipynb #d0b14497
 def quiet() -> bool:
@@ -50,6 +50,11 @@ def shift_seed(seed: int) -> int:
 def realization() -> dict:
     "What makes this run one realization of every experiment: the seed offset and the CPU kernel set ATen dispatches to."
     return {"seed_offset": seed_offset(), "cpu": torch.backends.cpu.get_cpu_capability()}
+
+def realization_label() -> str:
+    "This run's realization in words, for a chapter's text: 'seed offset 0, AVX512 CPU kernels'."
+    r = realization()
+    return f"seed offset {r['seed_offset']}, {r['cpu']} CPU kernels"
 
 # %% ../nbs/00_core.ipynb #4545e0f5
 def claim(what: str, # the claim in words: its row in the robustness table
