@@ -144,10 +144,6 @@ def table(out: Path) -> str:
     if errors:
         out_lines += ["", "Chapters that stopped on an error (not a claim):", ""]
         out_lines += [f"- {e['notebook']}, offset {e['offset']}, {e['kernels']}: `{e['error']}`" for e in errors]
-    secs = {}
-    for r in runs: secs.setdefault(r["notebook"], []).append(r["seconds"])
-    out_lines += ["", "Minutes per chapter and realization (one thread, cold cache): "
-                  + ", ".join(f"{nb.split('_')[0]} {statistics.median(s) / 60:.1f}" for nb, s in secs.items()) + "."]
     return "\n".join(out_lines)
 
 
