@@ -320,7 +320,7 @@ def spread_trajectory(spread: float, # one of the spread sweep's blob standard d
             stop = gn <= cfg.grad_tol or step == budget
             if stop or step in marks:
                 top = torch.linalg.eigvalsh(Objective(net, X, y).hessian())[-2:].flip(0)
-                out.append({"step": step, "grad_norm": gn, "loss": float(loss), "top": top})
+                out.append({"step": step, "grad_norm": gn, "loss": float(loss.detach()), "top": top})
             if stop: return out
             with torch.no_grad():
                 for q, gq in zip(params, g): q.sub_(cfg.lr * gq)
