@@ -55,6 +55,11 @@ def prose(cells) -> str:
     return "\n".join(["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"] + caps)
 
 
+def name_pattern(name: str) -> re.Pattern:
+    "The names a glue call's name makes: glue(f\"gn-{loss}-slope\", ...) makes gn-ce-slope and gn-mse-slope."
+    return re.compile("".join(".+" if p.startswith("{") else re.escape(p) for p in re.split(r"(\{[^}]*\})", name)))
+
+
 def notebooks():
     return sorted((ROOT / "nbs").glob("*.ipynb"))
 
@@ -79,9 +84,14 @@ def test_every_glued_name_is_glued_by_the_notebook(nb):
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     used = set(GLUE_ROLE.findall(md)) | set(re.findall(r"```\{glue:figure\}\s+(\S+)", md))
     made = set(GLUE_CALL.findall(code))
-    prefixes = {m.split("{")[0] for m in made if "{" in m}  # glue(f"gn-{loss}-slope", ...) makes gn-ce-slope, gn-mse-slope
-    missing = sorted(u for u in used if u not in made and not any(u.startswith(p) for p in prefixes if p))
+    patterns = [name_pattern(m) for m in made]
+    missing = sorted(u for u in used if not any(p.fullmatch(u) for p in patterns))
     assert not missing, f"{nb.name}: the text shows glued values {missing} that no code cell glues"
+
+
+def test_a_glued_name_must_match_an_f_string_name_whole():
+    p = name_pattern("gn-{loss}-slope")
+    assert p.fullmatch("gn-ce-slope") and not p.fullmatch("gn-ce-fall") and not p.fullmatch("gn-slope")
 
 
 def test_the_check_sees_a_typed_number():
