@@ -11,6 +11,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'hessian_nb.bulk.batch_configs': ('bulk_and_outliers.html#batch_configs', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.cached_spectra': ('bulk_and_outliers.html#cached_spectra', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.class_configs': ('bulk_and_outliers.html#class_configs', 'hessian_nb/bulk.py'),
+                                 'hessian_nb.bulk.class_draws': ('bulk_and_outliers.html#class_draws', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.class_sweep': ('bulk_and_outliers.html#class_sweep', 'hessian_nb/bulk.py'),
                                  'hessian_nb.bulk.fmnist_batch_comparison': ( 'bulk_and_outliers.html#fmnist_batch_comparison',
                                                                               'hessian_nb/bulk.py'),

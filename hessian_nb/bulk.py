@@ -19,17 +19,17 @@ from .train import (
 
 # %% auto #0
 __all__ = ['SCALES', 'SAGUN_TABLE1', 'SPREAD_PAPER', 'TRAJECTORY', 'FMNIST_BATCH_PAPER', 'Spectra', 'spectrum_facts',
-           'cached_spectra', 'class_configs', 'class_sweep', 'plot_spectrum_hist', 'plot_outliers_by_class',
-           'width_configs', 'width_sweep', 'plot_top_eigenvalues', 'fmnist_width_run', 'near_zero_share',
-           'fmnist_width_sweep', 'plot_fmnist_widths', 'fmnist_step_sizes', 'spread_configs', 'spread_sweep',
-           'normal_init_', 'spread_sweep_small_init', 'plot_spread', 'spread_trajectory', 'training_spectra',
-           'batch_configs', 'batch_comparison', 'fmnist_cnn', 'fmnist_batch_run', 'fmnist_batch_comparison',
-           'plot_batch_tops']
+           'cached_spectra', 'class_configs', 'class_sweep', 'class_draws', 'plot_spectrum_hist',
+           'plot_outliers_by_class', 'width_configs', 'width_sweep', 'plot_top_eigenvalues', 'fmnist_width_run',
+           'near_zero_share', 'fmnist_width_sweep', 'plot_fmnist_widths', 'fmnist_step_sizes', 'spread_configs',
+           'spread_sweep', 'normal_init_', 'spread_sweep_small_init', 'plot_spread', 'spread_trajectory',
+           'training_spectra', 'batch_configs', 'batch_comparison', 'fmnist_cnn', 'fmnist_batch_run',
+           'fmnist_batch_comparison', 'plot_batch_tops']
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #9d8dbe8a
 SCALES = {
     "book": { # minutes on two CPU cores, from a cold cache
-        "classes": dict(ks=(2, 5, 10), d=20, hidden=[30, 30], n_per_class=10, grad_tol=1e-3, max_steps=5000),
+        "classes": dict(ks=(2, 5, 10), d=20, hidden=[30, 30], n_per_class=10, grad_tol=1e-3, max_steps=5000, draws=10),
         "widths": dict(widths=(10, 20, 30, 40), n_per_class=10, steps=3000),
         "spreads": dict(spreads=(0.2, 0.4, 0.6, 0.8, 1.0), hidden=[10, 10], n_per_class=50, grad_tol=1e-4, max_steps=20000, small_init_steps=50000),
         "batches": dict(n_per_class=20, hidden=[32], steps=2000, small=10, lr=0.3),
@@ -37,7 +37,8 @@ SCALES = {
         "fmnist_widths": dict(widths=(10, 30, 50, 70), depths=(1, 2), n_per_class=100, steps=1000, lr=0.1, k=40, probes=4, slq_steps=60),
     },
     "paper": { # Sagun et al.'s sizes (2017 Table 1: 100-30-30-k, M = 3960 + 31k); about half an hour
-        "classes": dict(ks=(2, 5, 10, 20, 50), d=100, hidden=[30, 30], n_per_class=10, grad_tol=1e-4, max_steps=20000),
+        "classes": dict(ks=(2, 5, 10, 20, 50), d=100, hidden=[30, 30], n_per_class=10, grad_tol=1e-4, max_steps=20000,
+                        draws=5),
         "widths": dict(widths=(10, 30, 50, 70), n_per_class=10, steps=3000),
         "spreads": dict(spreads=(0.2, 0.4, 0.6, 0.8, 1.0), hidden=[10, 10], n_per_class=50, grad_tol=1e-4, max_steps=50000, small_init_steps=200000),
         "batches": dict(n_per_class=100, hidden=[32], steps=5000, small=10, lr=0.3),
@@ -98,16 +99,24 @@ def _trained_facts(name: str, configs: dict, parts: tuple = ("H", "G")) -> dict:
             for key, cfg in configs.items()}
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #24af8952
-def class_configs(scale: str = "book") -> dict:
+def class_configs(scale: str = "book",
+                  draw: int = 0) -> dict: # which draw: seeds the blobs and the initialisation together
     "The blob classifiers of the class sweep, one TrainConfig per number of classes k."
     s = _scale(scale, "classes")
-    return {k: TrainConfig(data={"name": "blobs", "k": k, "d": s["d"], "n_per_class": s["n_per_class"]},
+    return {k: TrainConfig(data={"name": "blobs", "k": k, "d": s["d"], "n_per_class": s["n_per_class"], "seed": draw},
                            model={"arch": "mlp", "hidden": s["hidden"]}, lr=0.1, max_steps=s["max_steps"],
-                           grad_tol=s["grad_tol"], log_every=100) for k in s["ks"]}
+                           grad_tol=s["grad_tol"], log_every=100, seed=draw) for k in s["ks"]}
 
 def class_sweep(scale: str = "book") -> dict:
     "Spectra of H and G (and the residual's smallest eigenvalue) of trained blob classifiers, for each number of classes."
     return _trained_facts("class_sweep", class_configs(scale), parts=("H", "G", "R"))
+
+def class_draws(scale: str = "book") -> dict:
+    "The class sweep repeated over independent draws of blobs and initialisation: C -> list of Spectra, draw 0 first."
+    n = _scale(scale, "classes")["draws"]
+    runs = {(k, i): cfg for i in range(n) for k, cfg in class_configs(scale, i).items()}
+    facts = _trained_facts("class_sweep", runs, parts=("H", "G", "R"))
+    return {k: [facts[(k, i)] for i in range(n)] for k in _scale(scale, "classes")["ks"]}
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #a051ffad
 def plot_spectrum_hist(spectra: dict, # label -> eigenvalues
@@ -131,13 +140,14 @@ SAGUN_TABLE1 = { # Sagun et al. 2017, Table 1, GD with ReLU: outliers counted by
     "largest ratio": {2: 4, 5: 7, 10: 12, 20: 21, 50: 51},
     "elbow": {2: 2, 5: 5, 10: 10, 20: 21, 50: 49}}
 
-def plot_outliers_by_class(sweep: dict, # number of classes C -> Spectra, e.g. class_sweep(...)
+def plot_outliers_by_class(draws: dict, # number of classes C -> list of Spectra, one per draw, e.g. class_draws(...)
                            paper: dict = SAGUN_TABLE1, # rule -> {C: count}, drawn hollow
                            bins: int = 50):
-    "Small multiples: the Hessian's eigenvalue histogram per C, outliers marked; last, the counts against C beside the paper's."
+    "Small multiples: the first draw's eigenvalue histogram per C, outliers marked; last, every draw's count against C."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 2, figsize=(7, 5.6))
-    for i, (ax, (k, f)) in enumerate(zip(axes.flat, sweep.items())):
+    for i, (ax, (k, fs)) in enumerate(zip(axes.flat, draws.items())):
+        f = fs[0]
         e = f.H.double().cpu()
         ax.hist(e.numpy(), bins=bins, color=f"C{i}", alpha=0.8)
         n = f.count_H or 0
@@ -145,10 +155,12 @@ def plot_outliers_by_class(sweep: dict, # number of classes C -> Spectra, e.g. c
         ax.set(yscale="log", ylim=(0.5, None), xlabel="eigenvalue of H", ylabel="count", title=f"C = {k}")
         ax.legend(loc="upper right")
     ax = axes.flat[-1]
-    ks = list(sweep)
+    ks = list(draws)
     ax.plot(ks, ks, ":", color="0.5", lw=1, label="count = C")
-    ax.plot(ks, [sweep[k].count_H for k in ks], "o", color="C3", ms=7, label="ours, H")
-    ax.plot(ks, [sweep[k].count_G for k in ks], "x", color="k", ms=7, label="ours, G")
+    for part, m, c, dx in (("H", "o", "C3", -0.25), ("G", "x", "k", 0.25)):  # one mark per draw; no clear gap at 0
+        xs = [k + dx for k in ks for f in draws[k]]
+        ys = [getattr(f, f"count_{part}") or 0 for k in ks for f in draws[k]]
+        ax.plot(xs, ys, m, color=c, ms=5, alpha=0.6, label=f"ours, {part} (0: no clear gap)")
     for (rule, counts), m in zip(paper.items(), "s^D"):
         ax.plot(ks, [counts.get(k) for k in ks], m, mfc="none", color="C0", ms=8, label=f"paper, {rule}")
     ax.set(xlabel="classes C", ylabel="outliers counted", xticks=ks)
