@@ -55,11 +55,12 @@ class ClassSplit:
     delta_cc: torch.Tensor # (C, C, P) class-pair means delta_{c,c'}
     delta_c: torch.Tensor # (C, P) class means delta_c
     weights: torch.Tensor # (C,) class shares n_c / N (1/C when balanced)
+    max_dense_bytes: int = 4 * 2**30 # the Objective's limit on a dense P x P matrix
 
     def op(self, *parts: int) -> FactorOp:
         "The sum of the pieces (0..3) as a factor operator: op(0, 1, 2) is G0+G1+G2."
         A = torch.cat([(self.A0, self.A1, self.A2, self.A3)[k] for k in parts], 1)
-        return FactorOp(A, "+".join(f"G{k}" for k in parts))
+        return FactorOp(A, "+".join(f"G{k}" for k in parts), self.max_dense_bytes)
 
     def matrix(self, *parts: int) -> torch.Tensor:
         "The dense sum of the given pieces (0..3), P x P."
@@ -93,7 +94,8 @@ def class_split(obj: Objective) -> ClassSplit:
     nu = (dcc - dc[:, None, :])[off]                          # (C(C-1), P)
     A2 = (nu * w.repeat_interleave(C - 1).sqrt()[:, None]).T  # (P, C(C-1))
     A3 = (D - dcc[y].permute(2, 0, 1)) * (w / n)[y].sqrt()[None, :, None]  # (P, N, C)
-    return ClassSplit(A0, A1, A2, A3.reshape(obj.num_params, -1), dcc, dc, w)
+    return ClassSplit(A0, A1, A2, A3.reshape(obj.num_params, -1), dcc, dc, w,
+                      obj.max_dense_bytes)
 
 # %% ../nbs/06_class_structure.ipynb #a1457e5b
 def class_means(obj: Objective) -> tuple[torch.Tensor, torch.Tensor]:

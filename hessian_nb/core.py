@@ -287,21 +287,54 @@ def _as_source(X, batch_size: int|None):
                         "that can be iterated many times, a DataLoader or a list of (inputs, targets) batches.")
     return X
 
+def _signatures(Xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    "Two numbers per sample, fixed functions of its inputs and of its targets: (n, 2), float64, on the CPU."
+    x, y = Xb.reshape(len(Xb), -1).double(), yb.reshape(len(yb), -1).double()
+    w = lambda n, a: torch.cos(torch.arange(n, dtype=torch.float64, device=x.device) * a + 0.3)
+    return torch.stack([(x * w(x.shape[1], 0.7)).sum(1), (y * w(y.shape[1], 1.3)).sum(1)], 1).cpu()
+
+def _lex(s: torch.Tensor) -> torch.Tensor:
+    "The rows of s sorted (by the first column, ties by the second): the samples as a set."
+    s = s[torch.sort(s[:, 1], stable=True).indices]
+    return s[torch.sort(s[:, 0], stable=True).indices]
+
 class _Stream:
-    "The batches of a re-iterable source, read afresh for every pass: (X_b, y_b, N_b / N) on the model's device."
-    def __init__(self, obj, source, n_batches: int):
-        self.obj, self.source, self.n_batches = obj, source, n_batches
+    """The batches of a re-iterable source, read afresh for every pass: (X_b, y_b, N_b / N) on the model's device. Every
+    pass is compared with the first: the same samples (inputs and targets), or an error; `reordered` says whether the last
+    pass read them in another order."""
+    def __init__(self, obj, source, n_batches: int, signatures: torch.Tensor):
+        self.obj, self.source, self.n_batches, self.signatures = obj, source, n_batches, signatures
+        self.reordered = False
     def __len__(self): return self.n_batches
     def __iter__(self):
-        obj, n = self.obj, 0
+        obj, seen = self.obj, []
         show = obj.progress if obj.progress is not None else (not quiet() and self.n_batches >= 20)
         for b in tqdm(self.source, desc="batches", total=self.n_batches, leave=False, disable=not show):
             Xb, yb = obj._prep_batch(b)
-            n += len(Xb)
+            seen.append(_signatures(Xb, yb))
             yield Xb, yb, len(Xb) / obj.N
-        if n != obj.N_local:
-            raise RuntimeError(f"the data yielded {n:,} samples in this pass but {obj.N_local:,} when the Objective was built: "
+        self._compare(torch.cat(seen) if seen else torch.zeros(0, 2, dtype=torch.float64))
+    def _compare(self, now: torch.Tensor):
+        "Refuse a pass that read other samples than the first; note whether it read them in another order."
+        ref, n = self.signatures, len(now)
+        if n != len(ref):
+            raise RuntimeError(f"the data yielded {n:,} samples in this pass but {len(ref):,} when the Objective was built: "
                                "every pass must read the same samples (no random augmentation or drop_last with shuffling).")
+        close = lambda a, b: bool(((a - b).abs() <= 1e-9 * (b.abs() + 1)).all())
+        if close(now, ref): self.reordered = False; return
+        if not close(_lex(now), _lex(ref)):
+            raise RuntimeError(f"the data changed between passes: this pass read {n:,} samples, as many as the first, but "
+                               "not the same ones (other inputs or targets), so every sum over the data would mix two data "
+                               "sets. Make the source read the same samples every pass: no random augmentation, no "
+                               "drop_last with shuffle=True, no Dataset that changes.")
+        self.reordered = True
+    def require_order(self, what: str):
+        "Read the data once (no model) and refuse `what` unless the samples come in the first pass's order."
+        self._compare(torch.cat([_signatures(*self.obj._prep_batch(b)) for b in self.source]))
+        if self.reordered:
+            raise ValueError(f"{what} has one entry per sample, in the data's order, but this source yields its samples "
+                             "in a new order each pass (a DataLoader with shuffle=True?): build the Objective on a source "
+                             "with a fixed order (shuffle=False).")
 
 # %% ../nbs/00_core.ipynb #bf31d562
 class Objective:
@@ -373,13 +406,14 @@ def _setup_stream(self: Objective, X, batch_size: int|None):
     self._first = self._prep_batch(b, targets=False)
     self._max_batch = n = len(self._first[0])
     self._inspect_outputs()
-    nb, biggest = 1, n
+    nb, biggest, sig = 1, n, [_signatures(self._first[0], self._targets(self._first[1]))]
     for b in tqdm(it, desc="checking the data", leave=False, disable=quiet()):
-        Xb, _ = self._prep_batch(b)
+        Xb, yb = self._prep_batch(b)
         n, nb, biggest = n + len(Xb), nb + 1, max(biggest, len(Xb))
+        sig.append(_signatures(Xb, yb))
     self._act_numel = self._act_numel * biggest // self._max_batch
     self.N_local = self._N = n
-    self.batches = _Stream(self, src, nb)
+    self.batches = _Stream(self, src, nb, torch.cat(sig))
 
 # %% ../nbs/00_core.ipynb #51f7e443
 @patch
@@ -536,6 +570,7 @@ def _check_forward(self: Objective, Xb: torch.Tensor, yb: torch.Tensor, z: torch
     if not torch.equal(z, z2):
         raise ValueError("two forward passes at the same parameters gave different logits: the model is random in eval mode "
                          "(F.dropout(training=True), torch.randn, ...). Make its forward deterministic.")
+    _check_coupling(self, Xb, z)
     with torch.enable_grad():
         leaves = {n: p.detach().requires_grad_() for n, p in self.unflatten(self._theta).items()}
         out = self.loss_fn(functional_call(self.model, leaves, (Xb,)), yb)
@@ -545,6 +580,19 @@ def _check_forward(self: Objective, Xb: torch.Tensor, yb: torch.Tensor, z: torch
         raise ValueError(f"parameter(s) {cut} have no path to the loss: forward detaches them, runs them under no_grad, or never "
                          "uses them, so their curvature would silently be zero. Remove the detach/no_grad, or freeze them "
                          "with requires_grad_(False) so they are not part of theta.")
+
+def _check_coupling(self: Objective, Xb: torch.Tensor, z: torch.Tensor):
+    "A sample's logits must not depend on the other samples of its batch: the batch against its two halves."
+    n = len(Xb)
+    if n < 2: return
+    with torch.no_grad():
+        zz = torch.cat([self.forward(self._theta, Xb[:n // 2]), self.forward(self._theta, Xb[n // 2:])])
+    gap = float((z - zz).abs().max())
+    if gap > 1e3 * torch.finfo(z.dtype).eps * (float(z.abs().max()) + 1):
+        raise ValueError(f"the model couples the samples of a batch: a batch's logits differ from its two halves' by {gap:.2e}, "
+                         "so every Hessian would depend on the batch size. BatchNorm without running statistics "
+                         "(track_running_stats=False), F.batch_norm(training=True) or any layer mixing samples does this in "
+                         "eval mode: keep running statistics (model.eval()), or use LayerNorm / GroupNorm.")
 
 # %% ../nbs/00_core.ipynb #1afccdbc
 @patch
@@ -635,7 +683,12 @@ def logits(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
      "sharded; differentiable when `theta` is traced.")
     theta = self._theta_arg(theta)
     with torch.set_grad_enabled(torch.is_grad_enabled() and _traced(theta)):
-        return torch.cat([self.forward(theta, Xb) for Xb, _, _ in self.batches])
+        z = torch.cat([self.forward(theta, Xb) for Xb, _, _ in self.batches])
+    if self.X is None and self.batches.reordered:  # checked as the pass ended
+        raise ValueError("logits() has one row per sample, in the data's order, but this pass read the samples in another "
+                         "order than the first (a DataLoader with shuffle=True?): build the Objective on a source with a "
+                         "fixed order (shuffle=False).")
+    return z
 
 @patch
 def loss(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
@@ -861,8 +914,10 @@ def dense(self: Operator, progress: bool|None = None) -> torch.Tensor:
                             "Use products A @ V (and Lanczos for eigenvalues)")
     # the workspace stays under a quarter
     k = max(1, min(self.P, need // 4 // max(1, self.P * self.dtype.itemsize)))
-    eye = lambda i: torch.eye(self.P, min(k, self.P - i), -i, dtype=self.dtype,
-                              device=self.device)
+    def eye(i):  # columns i .. i+k of the identity
+        E = torch.zeros(self.P, min(k, self.P - i), dtype=self.dtype, device=self.device)
+        E.diagonal(-i).fill_(1.0)
+        return E
     cols = [self @ eye(i)
             for i in tqdm(range(0, self.P, k), desc=f"dense {self.name}",
                           disable=quiet() if progress is None else not progress)]
@@ -875,7 +930,10 @@ class DenseOp(Operator):
         super().__init__(M.shape[0], M.dtype, M.device, name)
         self.M = M
     def _matmat(self, V): return self.M @ V
-    def dense(self, progress=None): return self.M.clone()
+    def dense(self, progress=None):
+        check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
+                         f"copy of {self.name}", "Use self.M, or products")
+        return self.M.clone()
 
 class FunctionOp(Operator):
     ("An operator from a function V (P, k) -> A V (P, k); its symmetry is checked "
@@ -913,6 +971,7 @@ def as_op(A, # a square tensor, an Operator, a scipy LinearOperator, a curvlinop
           name: str|None = None) -> Operator:
     "An `Operator` from a symmetric matrix, a function, or another library's linear operator; clear errors otherwise."
     if isinstance(A, Operator): return A
+    if type(A).__module__ == "numpy" and type(A).__name__ == "ndarray": A = torch.from_numpy(A)
     if type(A).__name__ == "Objective":
         raise TypeError("an Objective is a loss, not an operator: pass obj.H (its Hessian), or ggn_op(obj) / residual_op(obj).")
     if torch.is_tensor(A):
@@ -996,6 +1055,19 @@ def __mul__(self: Operator, c):
     if not isinstance(c, (int, float)): return NotImplemented
     return SumOp([(c * a, A) for a, A in _terms(self)])
 
+@patch
+def __truediv__(self: Operator, c):
+    if isinstance(c, torch.Tensor) and c.numel() == 1: c = float(c)
+    if not isinstance(c, (int, float)): return NotImplemented
+    if c == 0: raise ZeroDivisionError(f"{self.name} / 0: divide by a nonzero number.")
+    return self * (1.0 / c)
+
+@patch
+def __radd__(self: Operator, other):
+    # sum([H, G]) starts from 0: 0 + H is H; anything else is not an operator sum
+    if isinstance(other, (int, float)) and other == 0: return self
+    return NotImplemented
+
 Operator.__rmul__ = Operator.__mul__
 Operator.__neg__ = lambda self: -1 * self
 
@@ -1003,11 +1075,12 @@ Operator.__neg__ = lambda self: -1 * self
 class FactorOp(Operator):
     ("A = V V^T for a factor V (P, m): thin products, and its nonzero eigenpairs from "
      "the m x m Gram matrix.")
-    def __init__(self, V: torch.Tensor, name: str = "V V^T"):
+    def __init__(self, V: torch.Tensor, name: str = "V V^T",
+                 max_dense_bytes: int = 4 * 2**30):
         if V.ndim != 2:
             raise ValueError(
                 f"a factor must be a matrix (P, m), got shape {tuple(V.shape)}.")
-        super().__init__(V.shape[0], V.dtype, V.device, name)
+        super().__init__(V.shape[0], V.dtype, V.device, name, max_dense_bytes)
         self.V = V
     def _matmat(self, X): return self.V @ (self.V.T @ X)
     def dense(self, progress=None):
@@ -1018,21 +1091,35 @@ class FactorOp(Operator):
         # a sum of factor operators is the factor operator of the joined factors
         if isinstance(other, FactorOp):
             return FactorOp(torch.cat([self.V, other.V], 1),
-                            f"{self.name} + {other.name}")
+                            f"{self.name} + {other.name}",
+                            min(self.max_dense_bytes, other.max_dense_bytes))
         return super().__add__(other)
 
 # %% ../nbs/00_core.ipynb #0ef0ecc9
 @patch
 def eigh(self: FactorOp,
-         k: int|None = None, # how many of the largest eigenpairs (None: all m)
+         k: int|None = None, # how many of the largest eigenpairs (None: all nonzero ones)
          vectors: bool = True, # also return unit eigenvectors (P, k)
         ):
     ("The top eigenvalues (descending) and eigenvectors of V V^T from the Gram matrix "
      "V^T V, never forming the P x P matrix.")
+    m = self.V.shape[1]
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= m):
+        raise ValueError(f"k={k!r}: ask for 1 to {m} eigenpairs (the factor has {m} "
+                         "columns; the other eigenvalues of V V^T are 0), or None.")
     w, U = torch.linalg.eigh(self.V.T @ self.V)
-    w, U = w.flip(0)[:k].clamp_min(0), U.flip(1)[:, :k]
+    w, U = w.flip(0).clamp_min(0), U.flip(1)
+    # numerically zero: below m eps |V|^2, as matrix_rank counts (never an eigenvector)
+    rank = int((w > m * torch.finfo(w.dtype).eps * float(w[0])).sum()) if m else 0
+    if k is None: k = rank
+    if vectors and k > rank:
+        raise ValueError(f"V V^T has rank {rank} < k = {k}: the eigenvectors of its "
+                         "eigenvalue 0 are not determined by V. Ask for k <= "
+                         f"{rank}, or vectors=False.")
+    w[rank:] = 0  # rounding, not curvature
+    w, U = w[:k], U[:, :k]
     if not vectors: return w
-    return w, (self.V @ U) / w.clamp_min(torch.finfo(w.dtype).tiny).sqrt()
+    return w, (self.V @ U) / w.sqrt()
 
 # %% ../nbs/00_core.ipynb #db97a8b2
 class HessianOp(Operator):
@@ -1042,7 +1129,10 @@ class HessianOp(Operator):
                          obj.max_dense_bytes)
         self.obj = obj
     def _matmat(self, V): return self.obj._hvp_block(V)
-    def dense(self, progress=None): return self.obj.hessian(progress)
+    def dense(self, progress=None):
+        check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
+                         f"matrix of {self.name}", "Use products A @ V")
+        return self.obj.hessian(progress)
 
 @patch(as_prop=True)
 def H(self: Objective) -> HessianOp:

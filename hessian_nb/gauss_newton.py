@@ -11,7 +11,7 @@ import torch
 from torch.func import jacrev, jvp, vjp, vmap
 
 from .core import (CrossEntropy, FactorOp, HessianOp, Loss, Objective, Operator, SquaredError, as_loss,
-                             check_finite, all_reduce_sum)
+                             check_finite, check_dense_size, all_reduce_sum)
 
 # %% auto #0
 __all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor', 'jacobians', 'ggn', 'GGNOp', 'ggn_op', 'ggn_vp',
@@ -76,9 +76,7 @@ def _chunks(obj: Objective, per_sample: int):
 def _per_sample(obj: Objective, what: str):
     "Refuse per-sample results where samples are split over processes or come in a new order each pass."
     obj.require_unsharded(what)
-    if obj.X is None and type(getattr(obj.source, "sampler", None)).__name__ == "RandomSampler":
-        raise ValueError(f"{what} has one entry per sample, in the data's order, but this DataLoader shuffles (a new order "
-                         "each pass): build the Objective on a DataLoader with shuffle=False.")
+    if obj.X is None: obj.batches.require_order(what)  # by behaviour: one pass of the data, no model
 
 # %% ../nbs/03_gauss_newton.ipynb #5f739b2d
 def _jac(obj: Objective, X: torch.Tensor) -> torch.Tensor:
@@ -138,10 +136,13 @@ class GGNOp(Operator):
                          obj.max_dense_bytes)
         self.obj = obj
     def _matmat(self, V): return _ggn_block(self.obj, V)
-    def dense(self, progress=None): return ggn(self.obj)
+    def dense(self, progress=None):
+        check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
+                         "matrix of G", "Use products A @ V, or .eigh()")
+        return ggn(self.obj)
     def factor(self) -> FactorOp:
         "G as the factor operator V V^T, V (P, N C) from `ggn_factor`."
-        return FactorOp(ggn_factor(self.obj), "G")
+        return FactorOp(ggn_factor(self.obj), "G", self.obj.max_dense_bytes)
     def eigh(self, k: int|None = None, vectors: bool = True):
         ("The top `k` eigenvalues of G (descending) and, if `vectors`, its "
          "eigenvectors (P, k), from the N C x N C Gram matrix of its factor.")

@@ -20,14 +20,24 @@ __all__ = ['Eigs', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density'
 # %% ../nbs/04_spectrum.ipynb #d34edbca
 def _operator(A, who: str) -> Operator:
     "The Operator a spectral tool works on: an Operator, or a scipy / curvlinops linear operator; clear errors otherwise."
-    if isinstance(A, Operator): return A
+    if isinstance(A, Operator): return _precise(A, who)
     if isinstance(A, Objective):
         raise TypeError(f"{who} takes an operator, not an Objective: pass obj.H (its Hessian), ggn_op(obj) or residual_op(obj).")
-    if torch.is_tensor(A): raise TypeError(f"{who} takes an operator: wrap a stored symmetric matrix with as_op(M).")
+    if torch.is_tensor(A) or type(A).__name__ == "ndarray":
+        raise TypeError(f"{who} takes an operator: wrap a stored symmetric matrix with as_op(M).")
     if callable(A) and not hasattr(A, "shape"):
         raise TypeError(f"{who} takes an operator: wrap a function V -> A V with as_op(fn, P=..., dtype=...).")
-    if hasattr(A, "shape"): return as_op(A)
+    if hasattr(A, "shape"): return _precise(as_op(A), who)
     raise TypeError(f"{who} takes an Operator (or a scipy / curvlinops linear operator), got {type(A).__name__}.")
+
+def _precise(op: Operator, who: str) -> Operator:
+    "The operator, if its dtype can carry an eigensolver: half precision is refused, with the accuracy it would have."
+    if op.dtype in (torch.float16, torch.bfloat16):
+        eps = torch.finfo(op.dtype).eps
+        raise TypeError(f"{who} on a {str(op.dtype).removeprefix('torch.')} operator ({op.name}): its rounding "
+                        f"(eps {eps:.1e}) leaves eigenvalues wrong by up to about {100 * eps:.0%} of the largest. Work in "
+                        "float32 or float64: build the Objective from model.float() (or .double()), or as_op(M.float()).")
+    return op
 
 # %% ../nbs/04_spectrum.ipynb #e4e5c467
 def _positive_int(name: str, x, lo: int = 1, hi: int|None = None) -> int:
@@ -122,10 +132,21 @@ def _true_residuals(op: Operator, V: torch.Tensor, values: torch.Tensor, scale: 
     return ((AV - V * values.to(V.dtype)).norm(dim=0).double() / max(scale, torch.finfo(torch.float64).tiny)).cpu()
 
 # %% ../nbs/04_spectrum.ipynb #00c1401f
+def _tolerance(tol: float|None, op: Operator, who: str) -> float:
+    "The residual tolerance: 1e-8 by default, never below 100 eps of the dtype; a tolerance asked for and raised is warned."
+    floor = 100 * torch.finfo(op.dtype).eps
+    if tol is None: return max(1e-8, floor)
+    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not 0 < tol < 1:
+        raise ValueError(f"{who}: tol={tol!r} must be a number in (0, 1).")
+    if tol < floor:
+        warnings.warn(f"{who}: tol={tol:g} is below what {str(op.dtype).removeprefix('torch.')} can resolve; "
+                      f"using 100 eps = {floor:.1e}. Work in float64 for a tighter tol.")
+    return max(float(tol), floor)
+
 def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / curvlinops linear operator
             k: int = 10, # how many eigenpairs
             which: str = "top", # "top": the largest (algebraic) eigenvalues; "bottom": the smallest
-            tol: float = 1e-8, # wanted pairs reach |A v - lambda v| <= tol * |A| (raised to 100 eps of the dtype at least)
+            tol: float|None = None, # wanted pairs reach |A v - lambda v| <= tol * |A| (None: 1e-8, or 100 eps of the dtype if larger)
             max_iter: int|None = None, # Lanczos steps at most (the Krylov basis is max_iter x P); default max(4k + 100, 3k + 150)
             seed: int = 0, # seeds the starting vectors
             vectors: bool = True, # also return the Ritz vectors (and measure their residuals: k more products)
@@ -135,7 +156,7 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
     "Extreme eigenpairs of a symmetric operator: Lanczos with full reorthogonalisation, residual stop and a verification restart."
     op, sgn = _operator(A, "lanczos"), 1 if which == "top" else -1
     _lanczos_args(op, k, which, max_iter)
-    tol, start = max(float(tol), 100 * torch.finfo(op.dtype).eps), op.products
+    tol, start = _tolerance(tol, op, "lanczos"), op.products
     verify_tol = max(tol, 1e-2)  # the fresh block's extreme only has to be placed below the k-th value
     op.check_symmetric()
     m = min(op.P, max_iter or max(4 * k + 100, 3 * k + 150))
