@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .core import Objective, all_reduce_sum, shift_seed
+from .core import Objective, all_reduce_sum, checksum, reduce_sum, shift_seed
 from torch.func import vjp, vmap
 
 from .core import FactorOp
@@ -103,16 +103,18 @@ def class_means(obj: Objective) -> tuple[torch.Tensor, torch.Tensor]:
     C, P = obj.num_classes, obj.num_params
     buf = torch.zeros(C * C * P + C, dtype=obj.theta.dtype, device=obj.theta.device)
     sums, counts = buf[:C * C * P].view(C, C, P), buf[C * C * P:]
-    for Xb, yb, _ in obj.batches:
-        lab = _labels(obj, yb)
-        counts += torch.bincount(lab, minlength=C).to(buf.dtype)
-        for c in torch.unique(lab).tolist():
-            idx = torch.nonzero(lab == c).flatten()
-            Xc, yc = Xb[idx], yb[idx]
-            z, pull = vjp(lambda th: obj.forward(th, Xc), obj.theta)
-            S = obj.loss_fn.factor(z.detach(), yc)        # (n, C, C'): factors
-            sums[c] += vmap(pull)(S.permute(2, 0, 1))[0]  # (C', P): sum J_i^T s_ic'
-    all_reduce_sum(buf, obj.group)  # every process's sums and counts in one collective
+    def work():
+        for Xb, yb, _ in obj.batches:
+            lab = _labels(obj, yb)
+            counts.add_(torch.bincount(lab, minlength=C).to(buf.dtype))
+            for c in torch.unique(lab).tolist():
+                idx = torch.nonzero(lab == c).flatten()
+                Xc, yc = Xb[idx], yb[idx]
+                z, pull = vjp(lambda th: obj.forward(th, Xc), obj.theta)
+                S = obj.loss_fn.factor(z.detach(), yc)        # (n, C, C'): factors
+                sums[c] += vmap(pull)(S.permute(2, 0, 1))[0]  # (C', P): sum J_i^T s_ic'
+    # every process's sums and counts in one collective, with its error flag and point
+    reduce_sum(buf, obj.group, work, (checksum(obj.theta),), "the class means' point")
     _check_counts(counts)
     return sums / counts[:, None, None], counts / obj.N
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import zlib
 from typing import Callable
 
 import torch
@@ -19,9 +20,9 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['LOSSES', 'quiet', 'format_bytes', 'seed_offset', 'shift_seed', 'realization', 'realization_label', 'claim',
            'check_finite', 'check_eval_mode', 'ce', 'mse', 'Loss', 'CrossEntropy', 'SquaredError', 'as_loss',
-           'check_data', 'check_parameters', 'process_group_info', 'all_reduce_sum', 'Objective', 'toy_problem',
-           'check_vectors', 'check_dense_size', 'plot_fd_error', 'plot_hessian', 'Operator', 'DenseOp', 'FunctionOp',
-           'as_op', 'SumOp', 'FactorOp', 'HessianOp']
+           'check_data', 'check_parameters', 'process_group_info', 'all_reduce_sum', 'checksum', 'reduce_sum',
+           'Objective', 'toy_problem', 'check_vectors', 'check_dense_size', 'plot_fd_error', 'plot_hessian', 'Operator',
+           'DenseOp', 'FunctionOp', 'as_op', 'SumOp', 'FactorOp', 'HessianOp']
 
 # %% ../nbs/00_core.ipynb #d0b14497
 def quiet() -> bool:
@@ -262,13 +263,53 @@ def _agree(group, err: BaseException|None, stats: list) -> torch.Tensor:
     rows = [torch.empty_like(t) for _ in range(world)]
     dist.all_gather(rows, t, group=group)
     S = torch.stack(rows).cpu()
-    if S[:, 0].any():  # every process sees every flag, so all of them take this branch together
-        msgs = [None] * world
-        dist.all_gather_object(msgs, None if err is None else (type(err).__name__, str(err)), group=group)
-        r = next(i for i, m in enumerate(msgs) if m is not None)
-        kind = {"TypeError": TypeError, "ValueError": ValueError, "MemoryError": MemoryError}.get(msgs[r][0], RuntimeError)
-        raise kind(f"process {r} of {world} failed: {msgs[r][0]}: {msgs[r][1]}") from err
+    if S[:, 0].any(): _raise_everywhere(group, err)  # every process sees every flag: all take this branch together
     return S[:, 1:]
+
+def _raise_everywhere(group, err: BaseException|None):
+    "Called by every process once a collective's flag says some process failed: raise the first failure's error on all."
+    import torch.distributed as dist
+    world = dist.get_world_size(group)
+    msgs = [None] * world
+    dist.all_gather_object(msgs, None if err is None else (type(err).__name__, str(err)), group=group)
+    r = next(i for i, m in enumerate(msgs) if m is not None)
+    kind = {"TypeError": TypeError, "ValueError": ValueError, "MemoryError": MemoryError}.get(msgs[r][0], RuntimeError)
+    raise kind(f"process {r} of {world} failed: {msgs[r][0]}: {msgs[r][1]}") from err
+
+def checksum(t: torch.Tensor) -> float:
+    "A number that changes with any entry of t (a weighted sum, float64): for checking that processes hold the same tensor."
+    x = t.detach().reshape(-1).double()
+    return float((x * torch.cos(torch.arange(len(x), dtype=torch.float64, device=x.device) * 0.61 + 0.2)).sum())
+
+def reduce_sum(t: torch.Tensor, # the buffer `work` fills (in place); summed over the processes
+               group, # the process group (None: one process)
+               work: Callable|None = None, # fills t; an error in it is raised on every process, never a hang
+               checks: tuple = (), # numbers every process must share (checksums of the point, of the block)
+               what: str = "a sum over the shards") -> torch.Tensor:
+    "t after `work()`, summed over the processes in one all-reduce that also carries an error flag and `checks`."
+    if group is None:
+        if work is not None: work()
+        return t
+    import torch.distributed as dist
+    err = None
+    try:
+        if work is not None: work()
+    except Exception as e: err = e  # this process still joins the collective, with its flag up
+    c = torch.tensor([float(x) for x in checks], dtype=torch.float64)
+    n = t.numel()
+    tail = torch.cat([torch.tensor([float(err is not None)], dtype=torch.float64), c, c * c]).to(t.dtype)
+    body = torch.zeros(n, dtype=t.dtype, device=t.device) if err is not None else t.detach().reshape(-1)
+    buf = torch.cat([body, tail.to(t.device)])
+    with torch.no_grad(): dist.all_reduce(buf, group=group)
+    if float(buf[n]) > 0: _raise_everywhere(group, err)
+    W, k = dist.get_world_size(group), len(checks)
+    s1, s2 = buf[n + 1:n + 1 + k].double() / W, buf[n + 1 + k:].double() / W
+    if k and bool(((s2 - s1 * s1).abs() > 1e3 * torch.finfo(t.dtype).eps * (s2 + 1e-30)).any()):
+        raise RuntimeError(f"the processes disagree in {what}: they hold different points or different blocks (the "
+                           "parameters moved on one process, or each drew its own random vectors). Call every method with "
+                           "the same arguments and seeds on every process, in the same order.")
+    with torch.no_grad(): t.copy_(buf[:n].view_as(t))
+    return t
 
 # %% ../nbs/00_core.ipynb #6117aff2
 def _as_source(X, batch_size: int|None):
@@ -394,10 +435,20 @@ def _prep_batch(self: Objective, b, targets: bool = True) -> tuple:
     return Xb, self._targets(yb) if targets else yb
 
 # %% ../nbs/00_core.ipynb #47fd85c1
+def _refuse_padding(sampler):
+    "A sampler that repeats samples to even out the shards (DistributedSampler without drop_last) would count them twice."
+    n, total, world = len(getattr(sampler, "dataset", ()) or ()), getattr(sampler, "total_size", 0), getattr(sampler, "num_replicas", 1)
+    if world > 1 and not getattr(sampler, "drop_last", True) and total > n:
+        raise ValueError(f"this DataLoader's sampler pads the data: {n:,} samples over {world} processes become {total:,} "
+                         f"(it repeats {total - n} to give every process as many), so every mean would count them twice. "
+                         "The Objective takes uneven shards: give each process its own part, e.g. "
+                         "DataLoader(Subset(dataset, range(rank, len(dataset), world)), batch_size=...).")
+
 @patch
 def _setup_stream(self: Objective, X, batch_size: int|None):
     "Validate a streamed source in one pass: the first batch as for tensors, then every batch; count N and the batches."
     src = _as_source(X, batch_size)
+    _refuse_padding(getattr(src, "sampler", None))
     self.X = self.y = None
     self._source, self.batch_size = src, None
     it = iter(src)
@@ -418,23 +469,41 @@ def _setup_stream(self: Objective, X, batch_size: int|None):
 # %% ../nbs/00_core.ipynb #51f7e443
 @patch
 def _agree_shards(self: Objective, err: BaseException|None):
-    "One all_gather of (N, P, C, checksums of theta): the global N, and the same model and parameters on every process."
+    """One all_gather: the global N, and on every process the same model (P, C, dtype, the logits of a seeded probe batch),
+    loss and parameters."""
     ok = err is None
-    th = self._theta.double() if ok else None
-    stats = [self.N_local, self.num_params, self.num_classes, float(th.sum()), float(th @ torch.cos(torch.arange(
-        len(th), dtype=th.dtype, device=th.device)))] if ok else [0] * 5
+    if ok:
+        th = self._theta.double()
+        try: probe = self._probe_logits()
+        except Exception as e: ok, err = False, e
+    stats = [self.N_local, self.num_params, self.num_classes, self._theta.element_size(),
+             zlib.crc32(self.loss_name.encode()), probe, float(th.sum()), checksum(th)] if ok else [0] * 8
     S = _agree(self.group, err, stats)
-    for i, what in ((1, "number of parameters P"), (2, "number of outputs C")):
+    for i, what in ((1, "number of parameters P"), (2, "number of outputs C"), (3, "dtype (bytes per parameter)"),
+                    (4, "loss (a checksum of its name)")):
         if (S[:, i] != S[0, i]).any():
             raise ValueError(f"the model differs between processes: its {what} is {S[:, i].long().tolist()} on processes "
-                             f"0..{self.world_size - 1}. Build the same model on every process.")
-    ck = S[:, 3:]
+                             f"0..{self.world_size - 1}. Build the same model, dtype and loss on every process.")
+    ck = S[:, 6:]
     if ((ck - ck[0]).abs() > 1e-9 * (ck[0].abs() + 1)).any():
         raise ValueError("the model's parameters differ between processes, so the shards would not be one objective: seed "
                          "every process alike before building the model, or load one checkpoint everywhere (or broadcast "
                          "rank 0's parameters with torch.distributed.broadcast).")
+    if ((S[:, 5] - S[0, 5]).abs() > 1e3 * torch.finfo(self._theta.dtype).eps * (S[0, 5].abs() + 1)).any():
+        raise ValueError("the model differs between processes: the same parameters give different logits on a seeded probe "
+                         "batch (another architecture, activation or buffer, e.g. Tanh on one and Softsign on another). "
+                         "Build the same model on every process.")
     self._N = int(S[:, 0].sum())
     if self.X is not None: self._set_batches(self.batch_size)  # the weights N_b / N use the global N
+
+@patch
+def _probe_logits(self: Objective) -> float:
+    "A checksum of the logits of four seeded random inputs shaped like the data's (0 for non-float inputs)."
+    X1 = self._first[0]
+    if not X1.is_floating_point(): return 0.0
+    g = torch.Generator(X1.device).manual_seed(20190125)
+    probe = torch.randn((4, *X1.shape[1:]), generator=g, dtype=X1.dtype, device=X1.device)
+    with torch.no_grad(): return checksum(self.forward(self._theta, probe))
 
 @patch
 def require_unsharded(self: Objective, what: str):
@@ -685,9 +754,10 @@ def logits(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
     with torch.set_grad_enabled(torch.is_grad_enabled() and _traced(theta)):
         z = torch.cat([self.forward(theta, Xb) for Xb, _, _ in self.batches])
     if self.X is None and self.batches.reordered:  # checked as the pass ended
-        raise ValueError("logits() has one row per sample, in the data's order, but this pass read the samples in another "
-                         "order than the first (a DataLoader with shuffle=True?): build the Objective on a source with a "
-                         "fixed order (shuffle=False).")
+        raise ValueError("logits() has one row per sample, in the data's order, but "
+                         "this pass read the samples in another order than the "
+                         "first (a DataLoader with shuffle=True?): build the "
+                         "Objective on a source with a fixed order (shuffle=False).")
     return z
 
 @patch
@@ -698,10 +768,12 @@ def loss(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
     if _traced(theta):
         self.require_unsharded("the loss under torch.func or autograd")
         return sum(w * self._batch_loss(theta, Xb, yb) for Xb, yb, w in self.batches)
-    with torch.no_grad():
-        L = sum(w * self._batch_loss(theta, Xb, yb)
-                for Xb, yb, w in self.batches).reshape(1)
-    return check_finite("the loss", all_reduce_sum(L, self.group)[0],
+    L = torch.zeros(1, dtype=theta.dtype, device=theta.device)
+    def work():
+        with torch.no_grad():
+            for Xb, yb, w in self.batches: L.add_(w * self._batch_loss(theta, Xb, yb))
+    reduce_sum(L, self.group, work, (checksum(theta),), "the loss's point theta")
+    return check_finite("the loss", L[0],
                         "Check the data and the parameters (a diverged run?).")
 
 # %% ../nbs/00_core.ipynb #82621adf
@@ -712,11 +784,13 @@ def grad(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
     theta = self._theta_arg(theta)
     if _traced(theta): return torch.func.grad(self.loss)(theta)
     g = torch.zeros_like(theta)
-    with torch.enable_grad():
-        for Xb, yb, w in self.batches:
-            t = theta.detach().requires_grad_()
-            g += w * torch.autograd.grad(self._batch_loss(t, Xb, yb), t)[0]
-    return check_finite("the gradient", all_reduce_sum(g, self.group),
+    def work():
+        with torch.enable_grad():
+            for Xb, yb, w in self.batches:
+                t = theta.detach().requires_grad_()
+                g.add_(w * torch.autograd.grad(self._batch_loss(t, Xb, yb), t)[0])
+    reduce_sum(g, self.group, work, (checksum(theta),), "the gradient's point theta")
+    return check_finite("the gradient", g,
                         "Check the data and the parameters (a diverged run?).")
 
 # %% ../nbs/00_core.ipynb #f1501a4f
@@ -768,11 +842,13 @@ def _hvp_block(self: Objective, V: torch.Tensor) -> torch.Tensor:
      "batch's cached gradient graph; one all-reduce.")
     rows, k = V.T, self.block_size()
     out = torch.zeros_like(rows)
-    for t, g, w in self._graphs():
-        for i in range(0, len(rows), k):
-            out[i:i + k].add_(self._products(t, g, rows[i:i + k]), alpha=w)
-    # NaN on one process reaches all of them: all raise below, none hangs
-    all_reduce_sum(out, self.group)
+    def work():
+        for t, g, w in self._graphs():
+            for i in range(0, len(rows), k):
+                out[i:i + k].add_(self._products(t, g, rows[i:i + k]), alpha=w)
+    # an error on one process, or another block there, raises on all; NaN reaches all
+    reduce_sum(out, self.group, work, (checksum(self._theta), checksum(V)),
+               "the Hessian product's point or block")
     check_finite("the Hessian-vector product", out,
                  "The model or loss produced NaN/inf in its second derivatives.")
     return out.T
@@ -822,12 +898,14 @@ def hessian(self: Objective, progress: bool|None=None) -> torch.Tensor:
     # the workspace stays under a quarter of the result
     k = self.block_size(min(self.chunk_bytes, need // 4))
     H, idx = torch.zeros(P, P, dtype=dt, device=dev), torch.arange(P, device=dev)
-    for t, g, w in self._graphs():
-        for i in tqdm(range(0, P, k), desc="Hessian rows",
-                      disable=quiet() if progress is None else not progress):
-            rows = (idx[i:i + k, None] == idx).to(dt)  # rows i..i+k of the identity
-            H[i:i + k].add_(self._products(t, g, rows), alpha=w)
-    return check_finite("the Hessian", all_reduce_sum(H, self.group),
+    def work():
+        for t, g, w in self._graphs():
+            for i in tqdm(range(0, P, k), desc="Hessian rows",
+                          disable=quiet() if progress is None else not progress):
+                rows = (idx[i:i + k, None] == idx).to(dt)  # rows i..i+k of the identity
+                H[i:i + k].add_(self._products(t, g, rows), alpha=w)
+    reduce_sum(H, self.group, work, (checksum(self._theta),), "the Hessian's point")
+    return check_finite("the Hessian", H,
                         "The model or loss produced NaN/inf in its second derivatives.")
 
 # %% ../nbs/00_core.ipynb #08da3c83
@@ -915,7 +993,8 @@ def dense(self: Operator, progress: bool|None = None) -> torch.Tensor:
     # the workspace stays under a quarter
     k = max(1, min(self.P, need // 4 // max(1, self.P * self.dtype.itemsize)))
     def eye(i):  # columns i .. i+k of the identity
-        E = torch.zeros(self.P, min(k, self.P - i), dtype=self.dtype, device=self.device)
+        E = torch.zeros(self.P, min(k, self.P - i), dtype=self.dtype,
+                        device=self.device)
         E.diagonal(-i).fill_(1.0)
         return E
     cols = [self @ eye(i)
@@ -1098,13 +1177,14 @@ class FactorOp(Operator):
 # %% ../nbs/00_core.ipynb #0ef0ecc9
 @patch
 def eigh(self: FactorOp,
-         k: int|None = None, # how many of the largest eigenpairs (None: all nonzero ones)
+         k: int|None = None, # how many of the largest pairs (None: the nonzero ones)
          vectors: bool = True, # also return unit eigenvectors (P, k)
         ):
     ("The top eigenvalues (descending) and eigenvectors of V V^T from the Gram matrix "
      "V^T V, never forming the P x P matrix.")
     m = self.V.shape[1]
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= m):
+    bad = isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= m
+    if k is not None and bad:
         raise ValueError(f"k={k!r}: ask for 1 to {m} eigenpairs (the factor has {m} "
                          "columns; the other eigenvalues of V V^T are 0), or None.")
     w, U = torch.linalg.eigh(self.V.T @ self.V)

@@ -11,7 +11,7 @@ import torch
 from torch.func import jacrev, jvp, vjp, vmap
 
 from .core import (CrossEntropy, FactorOp, HessianOp, Loss, Objective, Operator, SquaredError, as_loss,
-                             check_finite, check_dense_size, all_reduce_sum)
+                             check_finite, check_dense_size, all_reduce_sum, checksum, reduce_sum)
 
 # %% auto #0
 __all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor', 'jacobians', 'ggn', 'GGNOp', 'ggn_op', 'ggn_vp',
@@ -104,12 +104,16 @@ def ggn(obj: Objective) -> torch.Tensor:
                     "ggn_op(obj).factor().eigh() for its eigenvalues")
     obj.check_fresh()
     G = torch.zeros(P, P, dtype=obj.theta.dtype, device=obj.theta.device)
-    for Xs, ys in _chunks(obj, 2 * obj.num_classes * P):
-        J = _jac(obj, Xs)
-        with torch.no_grad(): Hz = obj.loss_fn.hessian(obj.forward(obj.theta, Xs), ys)
-        G.addmm_(J.reshape(-1, P).T, (Hz @ J).reshape(-1, P), alpha=1 / obj.N)
-    return check_finite("the Gauss-Newton matrix",
-                        all_reduce_sum((G + G.T) / 2, obj.group))
+    def work():
+        for Xs, ys in _chunks(obj, 2 * obj.num_classes * P):
+            J = _jac(obj, Xs)
+            with torch.no_grad():
+                Hz = obj.loss_fn.hessian(obj.forward(obj.theta, Xs), ys)
+            G.addmm_(J.reshape(-1, P).T, (Hz @ J).reshape(-1, P), alpha=1 / obj.N)
+        G.copy_((G + G.T) / 2)
+    reduce_sum(G, obj.group, work, (checksum(obj.theta),),
+               "the Gauss-Newton matrix's point")
+    return check_finite("the Gauss-Newton matrix", G)
 
 # %% ../nbs/03_gauss_newton.ipynb #9431a020
 def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
@@ -118,14 +122,18 @@ def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
     obj.check_fresh()
     rows, k, theta = V.T, obj.block_size(), obj.theta
     out = torch.zeros_like(rows)
-    for Xb, yb, w in obj.batches:
-        f = lambda th: obj.forward(th, Xb)
-        z, pull = vjp(f, theta)
-        Hz = obj.loss_fn.hessian(z.detach(), yb) * (w / len(Xb))
-        for i in range(0, len(rows), k):
-            Jv = vmap(lambda t: jvp(f, (theta,), (t,))[1])(rows[i:i + k])  # (k, b, C)
-            out[i:i + k] += vmap(pull)(torch.einsum("bcd,kbd->kbc", Hz, Jv))[0]
-    return all_reduce_sum(out, obj.group).T
+    def work():
+        for Xb, yb, w in obj.batches:
+            f = lambda th: obj.forward(th, Xb)
+            z, pull = vjp(f, theta)
+            Hz = obj.loss_fn.hessian(z.detach(), yb) * (w / len(Xb))
+            for i in range(0, len(rows), k):
+                # (k, b, C)
+                Jv = vmap(lambda t: jvp(f, (theta,), (t,))[1])(rows[i:i + k])
+                out[i:i + k] += vmap(pull)(torch.einsum("bcd,kbd->kbc", Hz, Jv))[0]
+    reduce_sum(out, obj.group, work, (checksum(theta), checksum(V)),
+               "the G product's point or block")
+    return out.T
 
 # %% ../nbs/03_gauss_newton.ipynb #9a63e0a2
 class GGNOp(Operator):

@@ -115,7 +115,46 @@ def task_bad_params(rank):
     return {"error": None}
 
 
-TASKS = {"same": task_same, "bad_shard": task_bad_shard, "bad_params": task_bad_params}
+def task_fails_mid_lanczos(rank):
+    "Rank 1 runs out of memory at its 5th product block: both ranks must raise its error at once, neither wait."
+    import time
+    model, X, y = shard(rank)
+    obj = Objective(model, X, y, group=True)
+    H, calls, products = obj.H, [0], obj._products
+    def failing(*a):
+        calls[0] += 1
+        if rank == 1 and calls[0] == 5: raise MemoryError("out of memory (simulated)")
+        return products(*a)
+    obj._products = failing
+    t = time.time()
+    try: lanczos(H, k=3)
+    except Exception as e: return {"error": f"{type(e).__name__}: {e}", "seconds": time.time() - t}
+    return {"error": None}
+
+
+def task_other_seed(rank):
+    model, X, y = shard(rank)
+    lanczos(Objective(model, X, y, group=True).H, k=3, seed=rank)  # each rank its own start: not one Krylov space
+    return {"error": None}
+
+
+def task_mixed_dtype(rank):
+    model, X, y = shard(rank)
+    if rank == 1: model, X = model.float(), X.float()
+    Objective(model, X, y, group=True)
+    return {"error": None}
+
+
+def task_other_activation(rank):
+    model, X, y = shard(rank)
+    if rank == 1: model[1] = nn.Softsign()  # same parameters, another function
+    Objective(model, X, y, group=True)
+    return {"error": None}
+
+
+TASKS = {"same": task_same, "bad_shard": task_bad_shard, "bad_params": task_bad_params,
+         "fails_mid_lanczos": task_fails_mid_lanczos, "other_seed": task_other_seed, "mixed_dtype": task_mixed_dtype,
+         "other_activation": task_other_activation}
 
 
 def spawn(task: str, tmp_path, world: int = 2) -> list:
@@ -189,6 +228,27 @@ def test_different_parameters_refused(tmp_path):
         assert res[r]["error"] is not None and "parameters differ between processes" in res[r]["error"], res[r]
 
 
+def test_a_process_failing_mid_lanczos_fails_all_at_once(tmp_path):
+    res = spawn("fails_mid_lanczos", tmp_path)
+    for r in (0, 1):
+        assert res[r]["error"] and "process 1 of 2 failed: MemoryError: out of memory (simulated)" in res[r]["error"], res[r]
+        assert res[r]["seconds"] < 15  # within seconds, not the 30 s gloo timeout
+
+
+def test_processes_with_other_random_blocks_refused(tmp_path):
+    res = spawn("other_seed", tmp_path)
+    for r in (0, 1):
+        assert res[r]["error"] and "the processes disagree" in res[r]["error"], res[r]
+
+
+@pytest.mark.parametrize("task, says", [("mixed_dtype", "dtype (bytes per parameter) is [8, 4]"),
+                                        ("other_activation", "seeded probe batch")])
+def test_models_that_differ_refused_at_construction(tmp_path, task, says):
+    res = spawn(task, tmp_path)
+    for r in (0, 1):
+        assert res[r]["error"] and says in res[r]["error"], res[r]
+
+
 def test_group_needs_init():
     model, X, y = problem()
     with pytest.raises(RuntimeError, match="needs torch.distributed initialised"):
@@ -254,5 +314,9 @@ def test_stream_errors():
     sh = Objective(model, DataLoader(ds, batch_size=5, shuffle=True))
     with pytest.raises(ValueError, match="shuffle=False"):
         ggn_factor(sh)
+    from torch.utils.data import DistributedSampler  # padding 19 samples to 20 for two processes: refused
+    odd = TensorDataset(X[:19], y[:19])
+    with pytest.raises(ValueError, match="pads the data: 19 samples over 2 processes become 20"):
+        Objective(model, DataLoader(odd, batch_size=5, sampler=DistributedSampler(odd, num_replicas=2, rank=0)))
     with pytest.raises(ValueError, match="streamed Objective reads its targets"):
         sh.with_loss("mse", y[:20])
