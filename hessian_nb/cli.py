@@ -13,7 +13,7 @@ from . import bulk
 from .train import cache_root
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'summary', 'main']
+__all__ = ['EXPERIMENTS', 'ONE_SIZE', 'cache_where', 'summary', 'main']
 
 # %% ../nbs/99_cli.ipynb #e3a82635
 EXPERIMENTS = {
@@ -21,8 +21,18 @@ EXPERIMENTS = {
     "width_sweep": (bulk.width_sweep, "the bulk against the width (Sagun 2017 Fig. 3)"),
     "spread_sweep": (bulk.spread_sweep, "the outliers against the blobs' spread (Sagun 2016 Fig. 7)"),
     "batch_comparison": (bulk.batch_comparison, "small- against large-batch solutions (Sagun 2017 Fig. 4)"),
-    "training_spectra": (lambda scale: bulk.training_spectra(), "the spectrum along training (one size)"),
+    "training_spectra": (bulk.training_spectra, "the spectrum along training (one size)"),
 }
+ONE_SIZE = ("training_spectra",) # experiments called without a scale: `--scale` is refused for them
+
+# %% ../nbs/99_cli.ipynb #8c4e7b15
+def cache_where() -> str:
+    "The cache folder and why it is that one: $HESSIAN_NB_CACHE, the checkout of the project, or the home folder."
+    root = cache_root()
+    if os.environ.get("HESSIAN_NB_CACHE"): why = "set by $HESSIAN_NB_CACHE"
+    elif (root.parents[1] / "settings.ini").exists(): why = f"in the checkout of the project at {root.parents[1]}"
+    else: why = "under the home folder: $HESSIAN_NB_CACHE is not set and this is not inside a checkout of the project"
+    return f"{root} ({why})"
 
 # %% ../nbs/99_cli.ipynb #480c2862
 def summary(result: dict) -> str:
@@ -35,22 +45,32 @@ def summary(result: dict) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/99_cli.ipynb #2a483687
-def main(argv: list[str]|None = None) -> int:
-    "The command line: `list`, or `run NAME --scale book|paper [--cache DIR]`."
+def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv[1:])
+    "The command line: `list`, or `run NAME [--scale book|paper] [--cache DIR]`; returns the exit status."
     p = argparse.ArgumentParser(prog="hessian-nb", description="Run hessian_nb's experiments into the cache.")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the experiments and where the cache is")
     r = sub.add_parser("run", help="run one experiment (read back if cached)")
     r.add_argument("name", choices=sorted(EXPERIMENTS))
-    r.add_argument("--scale", choices=sorted(bulk.SCALES), default="book")
-    r.add_argument("--cache", help="the cache folder (default: $HESSIAN_NB_CACHE or the project's .cache)")
+    r.add_argument("--scale", choices=sorted(bulk.SCALES),
+                   help=f"book (the default) or paper; not for {', '.join(ONE_SIZE)}, which has one size")
+    r.add_argument("--cache", help="the cache folder (default: $HESSIAN_NB_CACHE if set, else .cache/hessian_nb at the root of "
+                   "the project's checkout when run inside one, else ~/.cache/hessian_nb; here: "
+                   f"{cache_where().replace('%', '%%')})")  # argparse %-formats help texts
     a = p.parse_args(argv)
     if a.command == "list":
         for name, (_, what) in EXPERIMENTS.items(): print(f"{name:18} {what}")
-        print(f"cache: {cache_root()}"); return 0
+        print(f"cache: {cache_where()}"); return 0
+    if a.name in ONE_SIZE and a.scale is not None:  # refused, not ignored: the run would not be the size asked for
+        r.error(f"{a.name} has one size only and takes no --scale: drop --scale {a.scale}.")
     if a.cache: os.environ["HESSIAN_NB_CACHE"] = a.cache  # this process only: the caller's shell is untouched
-    t = time.time()
-    result = EXPERIMENTS[a.name][0](a.scale)
+    fn, scale, t = EXPERIMENTS[a.name][0], a.scale or "book", time.time()
+    result = fn() if a.name in ONE_SIZE else fn(scale)
     print(summary(result))
-    print(f"{a.name} at scale {a.scale!r}: {time.time() - t:.0f} s, cached under {cache_root()}")
+    size = "its one size" if a.name in ONE_SIZE else f"scale {scale!r}"
+    print(f"{a.name} at {size}: {time.time() - t:.0f} s, cached under {cache_root()}")
     return 0
+
+# %% ../nbs/99_cli.ipynb #7d1a4c36
+if __name__ == "__main__" and "get_ipython" not in globals():  # python -m hessian_nb.cli (in a notebook: nothing)
+    sys.exit(main())

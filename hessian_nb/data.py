@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #4d3e0e01
 from __future__ import annotations
-import gzip, os, zlib
+import gzip, math, numbers, os, zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -138,6 +138,34 @@ def gaussian_clusters(centres: torch.Tensor, # (k, d) cluster centres
                 torch.arange(k).repeat_interleave(n))
     return *draw(n_per_class), *draw(n_test_per_class)
 
+# %% ../nbs/01_data.ipynb #7b3f19c4
+def _whole(who: str, # the function, named in the error
+           name: str, # the argument, named in the error
+           value, # what was passed
+           lowest: int|None = None): # the smallest value allowed (None: no bound)
+    "Refuse a count that is not a whole number (2.5, True, '5') or is below `lowest`, naming the argument and the fix."
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+        if real: hint = f"{name}={math.floor(value)}" + (f" or {name}={math.ceil(value)}" if value != math.floor(value) else "")
+        else: hint = f"an int, not a {type(value).__name__}"
+        raise ValueError(f"{who}: {name} must be a whole number (an int), got {value!r} ({type(value).__name__}); pass {hint}.")
+    if lowest is not None and value < lowest: raise ValueError(f"{who} needs {name} >= {lowest}; got {name}={value}.")
+
+# %% ../nbs/01_data.ipynb #c8d2a5f6
+def _positive(who: str, # the function, named in the error
+              name: str, # the argument, named in the error
+              value): # what was passed
+    "Refuse a size that is not a finite number > 0 (0, -1, nan, inf, '0.2'), naming the argument."
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{who} needs {name} > 0, a finite number; got {name}={value!r}.")
+
+def _flag(who: str, # the function, named in the error
+          name: str, # the argument, named in the error
+          value): # what was passed
+    "Refuse a switch that is not True or False (the string 'no' is truthy), naming the argument."
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{who}: {name} must be True or False, got {value!r} ({type(value).__name__}).")
+
 # %% ../nbs/01_data.ipynb #9c6cef72
 def blobs(k: int = 2, # number of classes (clusters)
           d: int = 100, # input dimension
@@ -147,9 +175,9 @@ def blobs(k: int = 2, # number of classes (clusters)
           seed: int = 0, # seeds centres and samples
           center_box: float = 10.0): # centres are uniform in [-center_box, center_box]^d
     "k balanced Gaussian clusters in d dimensions, globally standardized, as in Sagun et al. (2017)."
-    if k < 2 or d < 1 or n_per_class < 1 or n_test_per_class < 0 or spread <= 0:
-        raise ValueError(f"blobs needs k >= 2, d >= 1, n_per_class >= 1, n_test_per_class >= 0 and spread > 0; "
-                         f"got k={k}, d={d}, n_per_class={n_per_class}, n_test_per_class={n_test_per_class}, spread={spread}.")
+    for name, value, lowest in (("k", k, 2), ("d", d, 1), ("n_per_class", n_per_class, 1), ("n_test_per_class", n_test_per_class, 0)):
+        _whole("blobs", name, value, lowest)
+    _positive("blobs", "spread", spread); _positive("blobs", "center_box", center_box); _whole("blobs", "seed", seed)
     g = torch.Generator().manual_seed(shift_seed(seed))
     centres = (torch.rand(k, d, generator=g, dtype=torch.float64) * 2 - 1) * center_box
     X, y, Xt, yt = gaussian_clusters(centres, spread, n_per_class, n_test_per_class, g)
@@ -162,7 +190,9 @@ def two_blobs(spread: float = 0.2, # standard deviation of each cluster
               n_test_per_class: int = 50, # test samples per class
               seed: int = 0):
     "The 2-D two-class set of Sagun, Bottou & LeCun (2016): centres (1, 1) and (-1, -1), not standardized."
-    if spread <= 0 or n_per_class < 1: raise ValueError(f"two_blobs needs spread > 0 and n_per_class >= 1; got {spread}, {n_per_class}.")
+    _positive("two_blobs", "spread", spread); _whole("two_blobs", "seed", seed)
+    for name, value, lowest in (("n_per_class", n_per_class, 1), ("n_test_per_class", n_test_per_class, 0)):
+        _whole("two_blobs", name, value, lowest)
     centres, g = torch.tensor([[1.0, 1.0], [-1.0, -1.0]]), torch.Generator().manual_seed(shift_seed(seed))
     X, y, Xt, yt = gaussian_clusters(centres, spread, n_per_class, n_test_per_class, g)
     return Data(X.float(), y, Xt.float(), yt, 2, f"two_blobs(spread={spread})")
@@ -186,6 +216,8 @@ def digits(n_per_class: int|None = None, # training images per class (None: all 
            image: bool = False, # True: shape (N, 1, 8, 8) for a CNN; False: (N, 64)
            seed: int = 0): # seeds the split and the subset
     "scikit-learn's 8x8 digits (shipped with the package, no download), balanced per class, scaled to [0, 1]."
+    if n_per_class is not None: _whole("digits", "n_per_class", n_per_class)  # the range is checked per digit, below
+    _whole("digits", "n_test_per_class", n_test_per_class); _flag("digits", "image", image); _whole("digits", "seed", seed)
     from sklearn.datasets import load_digits
     raw = load_digits()
     X, y = torch.tensor(raw.data, dtype=torch.float32) / 16, torch.tensor(raw.target)
@@ -206,6 +238,8 @@ def mnist(root: str, # folder that holds MNIST/raw (as torchvision lays it out)
           image: bool = False, # True: (N, 1, 28, 28); False: (N, 784)
           seed: int = 0):
     "MNIST from a local copy through torchvision (never downloaded), scaled to [0, 1], optionally a balanced subset."
+    if n_per_class is not None: _whole("mnist", "n_per_class", n_per_class, 1)
+    _flag("mnist", "image", image); _whole("mnist", "seed", seed)
     try:
         from torchvision.datasets import MNIST
     except Exception as e:  # torchvision missing, or built for another torch
@@ -301,6 +335,9 @@ def fashion_mnist(n_per_class: int|None = None, # training images per class (Non
                   seed: int = 0, # seeds both subsets
                   root: str|Path|None = None): # folder with the four files (default: $HESSIAN_NB_FASHION_MNIST, else Debian's)
     "Fashion-MNIST from the Debian package or your copy (never downloaded), scaled to [0, 1], optionally balanced subsets."
+    for name, value in (("n_per_class", n_per_class), ("n_test_per_class", n_test_per_class)):
+        if value is not None: _whole("fashion_mnist", name, value)  # the range is checked against the files, in _per_class
+    _flag("fashion_mnist", "image", image); _whole("fashion_mnist", "seed", seed)
     arrays, out = fashion_mnist_arrays(root), []
     for split, n, what, lowest in (("train", n_per_class, "n_per_class", 1), ("test", n_test_per_class, "n_test_per_class", 0)):
         X, y = arrays[split]
@@ -333,6 +370,7 @@ def plot_images(data: Data, # square grey images, (N, 1, H, H) or flat (N, H*H)
 # %% ../nbs/01_data.ipynb #9d2749ae
 def subset(data: Data, n_per_class: int, seed: int = 0) -> Data:
     "A class-balanced subset of the training set: `n_per_class` samples of every class; the test set (if any) is kept."
+    _whole("subset", "n_per_class", n_per_class)  # the range is checked against the classes, below
     counts = data.class_counts()
     if n_per_class < 1 or n_per_class > int(counts.min()):
         small = int(counts.argmin())

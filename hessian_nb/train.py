@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import math
+import numbers
 import os
 import re
 import shutil
@@ -79,6 +80,7 @@ def cnn(channels: tuple[int, int] = (8, 16), # output channels of the two convol
 # %% ../nbs/02_train.ipynb #f6a8b620
 DATASETS = {"blobs": blobs, "two_blobs": two_blobs, "digits": digits}
 CACHE_VERSION = 4 # part of every run's key: bump it when data generation or training arithmetic changes
+_DTYPES = ("float32", "float64", "float16", "bfloat16") # TrainConfig.dtype: torch's floating dtypes, by name
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -94,6 +96,27 @@ class TrainConfig:
     dtype: str = "float64" # "float32" or "float64"
     log_every: int = 10 # steps between logged (full-batch) metrics; 0: log nothing (for timing)
     checkpoints: tuple = () # steps at which to save the state
+
+    def __post_init__(self):
+        "Refuse, as the configuration is made, a setting that would crash or misbehave later, naming the field and the fix."
+        def check(name, ok, need):
+            if not ok: raise ValueError(f"TrainConfig: {name} must be {need}, got {getattr(self, name)!r}.")
+        whole = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)
+        real = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+        lr, b, steps, tol, every = self.lr, self.batch_size, self.max_steps, self.grad_tol, self.log_every
+        check("lr", real(lr) and lr > 0, "a finite number > 0 (the constant step, e.g. 0.1)")
+        check("batch_size", b is None or (whole(b) and b >= 1), "a positive integer, or None for full-batch gradient descent")
+        check("max_steps", whole(steps) and steps >= 0, "an integer >= 0 (the step budget: steps= in fit)")
+        check("grad_tol", real(tol) and tol >= 0, "a finite number >= 0 (0: never stop on the gradient norm)")
+        check("log_every", whole(every) and every >= 0, "an integer >= 0 (0: log nothing)")
+        check("seed", whole(self.seed), "an integer")
+        if self.dtype not in _DTYPES:
+            fix = f"; pass the string {str(self.dtype).removeprefix('torch.')!r}" if isinstance(self.dtype, torch.dtype) else ""
+            raise ValueError(f"TrainConfig: dtype must be one of {', '.join(map(repr, _DTYPES))}, got {self.dtype!r}{fix}.")
+        for name in ("lr", "batch_size", "max_steps", "grad_tol", "log_every", "seed"):  # numpy numbers: the cache key is JSON
+            v = getattr(self, name)  # Python ints and floats are kept as given, so existing keys do not change
+            if v is not None and not isinstance(v, (int, float)):
+                object.__setattr__(self, name, int(v) if isinstance(v, numbers.Integral) else float(v))
 
     def key(self) -> str:
         "A short hash of the whole configuration and the realization (seed offset, CPU kernels): the run's name in the cache."

@@ -32,7 +32,9 @@ def chapters():
         cells = json.loads(nb.read_text())["cells"]
         code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
         md = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
-        if m := re.search(r"#\|[ \t]*default_exp[ \t]+(\w+)", code): out.append((nb, m.group(1), code, md))
+        m = re.search(r"#\|[ \t]*default_exp[ \t]+(\w+)", code)
+        # __main__ is the entry glue of `python -m hessian_nb` (nbs/99_main): no API of its own, no page
+        if m and m.group(1) != "__main__": out.append((nb, m.group(1), code, md))
     return out
 
 
