@@ -399,6 +399,9 @@ class Objective:
         if self.group is not None: self._agree_shards(err)
 
     def _setup(self, model, X, y, loss, batch_size, max_dense_bytes, chunk_bytes):
+        # a torch.compile'd module computes what its original does; curvature needs double backward
+        # through it, which compiled graphs refuse: differentiate the original module
+        model = getattr(model, "_orig_mod", model)
         check_eval_mode(model)
         self.loss_fn = as_loss(loss)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

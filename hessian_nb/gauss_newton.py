@@ -14,9 +14,9 @@ from .core import (CrossEntropy, FactorOp, HessianOp, Loss, Objective, Operator,
                              check_finite, check_dense_size, all_reduce_sum, checksum, reduce_sum)
 
 # %% auto #0
-__all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor', 'jacobians', 'ggn', 'GGNOp', 'ggn_op', 'ggn_vp',
-           'ggn_factor', 'gram_eigh', 'LinearLogits', 'StreamedResidual', 'residual_op', 'residual', 'residual_vp',
-           'check_split', 'plot_spectra', 'plot_residual_ratio']
+__all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor', 'PerSampleError', 'jacobians', 'ggn', 'GGNOp',
+           'ggn_op', 'ggn_vp', 'ggn_factor', 'gram_eigh', 'LinearLogits', 'StreamedResidual', 'residual_op', 'residual',
+           'residual_vp', 'check_split', 'plot_spectra', 'plot_residual_ratio']
 
 # %% ../nbs/03_gauss_newton.ipynb #c4662b85
 CLOSED_FORMS = ("ce", "mse")
@@ -83,7 +83,17 @@ def _jac(obj: Objective, X: torch.Tensor) -> torch.Tensor:
     ("Output Jacobians (n, C, P) of the samples X, by reverse mode vectorised over "
      "samples and outputs.")
     one = lambda th, x: obj.forward(th, x[None])[0]
-    return vmap(jacrev(one), in_dims=(None, 0))(obj.theta, X)
+    try: return vmap(jacrev(one), in_dims=(None, 0))(obj.theta, X)
+    except (RuntimeError, NotImplementedError, ValueError) as e:
+        raise PerSampleError(
+            "per-sample Jacobians (torch.func.vmap over samples) fail for this "
+            f"model ({type(e).__name__}: {str(e)[:160]}). Layers that batch "
+            "internally (nn.LSTM, nn.GRU) or work in place do this. The products "
+            "ggn_op(obj) @ V (and lanczos on them) do not need per-sample Jacobians; "
+            "ggn(obj) falls back to them.") from e
+
+class PerSampleError(RuntimeError):
+    "The model cannot be differentiated one sample at a time (vmap over samples)."
 
 def jacobians(obj: Objective) -> torch.Tensor:
     ("The per-sample output Jacobians $J_i = \\partial f_i / \\partial \\theta$, "
@@ -111,11 +121,23 @@ def ggn(obj: Objective) -> torch.Tensor:
                 Hz = obj.loss_fn.hessian(obj.forward(obj.theta, Xs), ys)
             G.addmm_(J.reshape(-1, P).T, (Hz @ J).reshape(-1, P), alpha=1 / obj.N)
         G.copy_((G + G.T) / 2)
-    reduce_sum(G, obj.group, work, (checksum(obj.theta),),
-               "the Gauss-Newton matrix's point")
+    try:
+        reduce_sum(G, obj.group, work, (checksum(obj.theta),),
+                   "the Gauss-Newton matrix's point")
+    except RuntimeError as e:  # (on every process alike) no per-sample Jacobians
+        per_sample = isinstance(e, PerSampleError) or "per-sample Jacobians" in str(e)
+        if not per_sample: raise
+        G = Operator.dense(GGNOp(obj))  # P products with the identity instead
     return check_finite("the Gauss-Newton matrix", G)
 
 # %% ../nbs/03_gauss_newton.ipynb #9431a020
+def _jvps(f, theta, z, pull, rows):
+    "J t for each row t of `rows` (k, P): forward mode, or reverse mode twice."
+    try: return vmap(lambda t: jvp(f, (theta,), (t,))[1])(rows)
+    except NotImplementedError:  # e.g. weight_norm: J t as the vjp of u -> J^T u
+        _, pull2 = vjp(lambda u: pull(u)[0], torch.zeros_like(z))
+        return vmap(lambda t: pull2(t)[0])(rows)
+
 def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
     ("G V for a checked block V (P, k): forward mode (J v), the output Hessian, "
      "reverse mode (J^T u), blocks of k; one all-reduce.")
@@ -128,8 +150,7 @@ def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
             z, pull = vjp(f, theta)
             Hz = obj.loss_fn.hessian(z.detach(), yb) * (w / len(Xb))
             for i in range(0, len(rows), k):
-                # (k, b, C)
-                Jv = vmap(lambda t: jvp(f, (theta,), (t,))[1])(rows[i:i + k])
+                Jv = _jvps(f, theta, z, pull, rows[i:i + k])  # (k, b, C)
                 out[i:i + k] += vmap(pull)(torch.einsum("bcd,kbd->kbc", Hz, Jv))[0]
     reduce_sum(out, obj.group, work, (checksum(theta), checksum(V)),
                "the G product's point or block")
