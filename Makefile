@@ -105,9 +105,13 @@ sync: $(VENV)/.installed
 pytest: $(VENV)/.installed
 	$(BIN)/python -m pytest tests -q
 
-# JupyterLab refuses to run as root without --allow-root (a container, a CI machine): given only there.
+# JupyterLab on the chapters. Every save goes through nbdev_clean's rules (_ext/lab_config.py), so opening and running a
+# chapter leaves it as git has it: no outputs, no kernel or language metadata. Any other JupyterLab option goes
+# in LAB_ARGS, e.g. `make lab LAB_ARGS="--port 8890 --no-browser"`. JupyterLab refuses to run as root without
+# --allow-root (a container, a CI machine): given only there.
+LAB_ARGS ?=
 lab: $(VENV)/.installed
-	$(BIN)/jupyter lab --notebook-dir nbs$(if $(ROOT), --allow-root)
+	$(BIN)/jupyter lab --notebook-dir nbs --config=_ext/lab_config.py$(if $(ROOT), --allow-root) $(LAB_ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/dense_hessian.py

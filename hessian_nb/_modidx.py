@@ -230,6 +230,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'hessian_nb.core.check_vectors': ('core.html#check_vectors', 'hessian_nb/core.py'),
                                  'hessian_nb.core.checksum': ('core.html#checksum', 'hessian_nb/core.py'),
                                  'hessian_nb.core.claim': ('core.html#claim', 'hessian_nb/core.py'),
+                                 'hessian_nb.core.finish_bar': ('core.html#finish_bar', 'hessian_nb/core.py'),
                                  'hessian_nb.core.format_bytes': ('core.html#format_bytes', 'hessian_nb/core.py'),
                                  'hessian_nb.core.mse': ('core.html#mse', 'hessian_nb/core.py'),
                                  'hessian_nb.core.plot_fd_error': ('core.html#plot_fd_error', 'hessian_nb/core.py'),

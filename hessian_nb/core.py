@@ -18,8 +18,8 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['LOSSES', 'quiet', 'format_bytes', 'seed_offset', 'shift_seed', 'realization', 'realization_label', 'claim',
-           'check_finite', 'check_eval_mode', 'ce', 'mse', 'Loss', 'CrossEntropy', 'SquaredError', 'as_loss',
+__all__ = ['LOSSES', 'quiet', 'finish_bar', 'format_bytes', 'seed_offset', 'shift_seed', 'realization', 'realization_label',
+           'claim', 'check_finite', 'check_eval_mode', 'ce', 'mse', 'Loss', 'CrossEntropy', 'SquaredError', 'as_loss',
            'check_data', 'check_parameters', 'process_group_info', 'all_reduce_sum', 'checksum', 'reduce_sum',
            'Objective', 'toy_problem', 'check_vectors', 'check_dense_size', 'plot_fd_error', 'plot_hessian', 'Operator',
            'DenseOp', 'FunctionOp', 'as_op', 'SumOp', 'FactorOp', 'HessianOp']
@@ -28,6 +28,12 @@ __all__ = ['LOSSES', 'quiet', 'format_bytes', 'seed_offset', 'shift_seed', 'real
 def quiet() -> bool:
     "True under nbdev_test or pytest, or when `HESSIAN_NB_QUIET` is set: progress bars stay silent."
     return any(os.environ.get(k) for k in ("IN_TEST", "PYTEST_CURRENT_TEST", "HESSIAN_NB_QUIET"))
+
+def finish_bar(bar, note: str = ""):
+    "Close a progress bar whose loop stopped early by design (converged): it ends at its real count, as a success."
+    if bar.total and bar.n < bar.total: bar.total = bar.n  # a notebook bar closed short of its total turns red
+    if note: bar.set_postfix_str(note, refresh=False)
+    bar.close()
 
 def format_bytes(n: int) -> str:
     "A size for people: '1.6 GB (1,600,000,000 bytes)'."

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .core import Objective, Operator, as_op, check_finite, quiet, shift_seed
+from .core import Objective, Operator, as_op, check_finite, finish_bar, quiet, shift_seed
 
 # %% auto #0
 __all__ = ['Eigs', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density', 'wasserstein1', 'spectral_w1', 'plot_density',
@@ -204,7 +204,7 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
         Q[j + 1] = q
         if restart: blocks.append(j + 1)
         else: del open_[j]; H[j, j + 1] = H[j + 1, j] = b
-    bar.close()
+    finish_bar(bar, "converged" if done else "")
     return _finish(op, Q, H, {c: b for c, b in open_.items() if c < n}, n, j + 1, k, sgn, tol, scale, vectors, start, history, blocks, done, s)
 
 # %% ../nbs/04_spectrum.ipynb #4feaaf00

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .core import LOSSES, quiet, realization, shift_seed
+from .core import LOSSES, finish_bar, quiet, realization, shift_seed
 from .data import Data, blobs, digits, two_blobs
 
 # %% auto #0
@@ -306,7 +306,7 @@ def train(cfg: TrainConfig, # what to run; its data and model fields are ignored
         if step in cfg.checkpoints: save_state(model, step, history, cfg, Path(checkpoint_dir) / f"step_{step:07d}.pt")
         if autosave is not None and time.monotonic() - saved >= autosave_s:
             save_state(model, step, history, cfg, autosave); saved = time.monotonic()
-    bar.close()
+    finish_bar(bar, "converged" if converged else "")
     return Run(model.eval(), data, cfg, history, step, converged, resumed_from=None if resume is None else int(resume["step"]))
 
 # %% ../nbs/02_train.ipynb #84954c4c
