@@ -152,8 +152,9 @@ class SpectrumExplorer:
         self.facts = f = explorer_facts(**pos)
         self.progress.value, self.progress.bar_style = 2, "success"
         self.top = max(self.top, float(f.H[0]))  # the absolute axis only widens: sizes compare
+        counted = "no clear gap" if f.count_H is None else f"{f.count_H} outliers counted"
         self.status.value = (f"C = {pos['classes']}, width {pos['width']}, spread {pos['spread']}: "
-                             f"P = {f.P:,}, <b>{f.count_H} outliers</b> counted, top eigenvalue "
+                             f"P = {f.P:,}, <b>{counted}</b>, top eigenvalue "
                              f"{float(f.H[0]):.3g}, final gradient norm {f.grad_norm:.1e}")
         with self.plot:
             clear_output(wait=True)

@@ -17,6 +17,19 @@ def test_spectrum_explorer_follows_its_sliders(tmp_path, monkeypatch):
     assert ex.facts.P == p0 and (tmp_path / "results").exists()
 
 
+def test_spectrum_explorer_says_no_clear_gap(tmp_path, monkeypatch):
+    "A position whose spectrum has no clear gap says so (it used to print 'None outliers counted')."
+    import dataclasses
+    import hessian_nb.widgets as w
+    monkeypatch.setenv("HESSIAN_NB_CACHE", str(tmp_path))
+    flat = torch.linspace(1.0, 0.5, 40, dtype=torch.float64)  # a smooth spectrum: no edge to count
+    real = w.explorer_facts
+    monkeypatch.setattr(w, "explorer_facts", lambda **p: dataclasses.replace(real(**p), H=flat))
+    ex = SpectrumExplorer(grid={"classes": (2,), "width": (5,), "spread": (1.0,)},
+                          start={"classes": 2, "width": 5, "spread": 1.0})
+    assert ex.facts.count_H is None and "no clear gap" in ex.status.value and "None" not in ex.status.value
+
+
 def test_interpolation_explorer_follows_its_slider():
     model, X, _ = toy_problem("mlp", n=30)
     data = from_tensors(X, torch.arange(30) % 3, num_classes=3)
