@@ -1177,7 +1177,9 @@ class FactorOp(Operator):
         return self.V @ self.V.T
     def __add__(self, other):
         # a sum of factor operators is the factor operator of the joined factors
-        if isinstance(other, FactorOp):
+        same = isinstance(other, FactorOp) and (other.P, other.dtype, other.device) == (
+            self.P, self.dtype, self.device)
+        if same:
             return FactorOp(torch.cat([self.V, other.V], 1),
                             f"{self.name} + {other.name}",
                             min(self.max_dense_bytes, other.max_dense_bytes))

@@ -173,7 +173,8 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
         c, w, b = _step(op, Q, j, s)
         H[:j + 1, j] = H[j, :j + 1] = c; bar.update()
         scale, open_[j] = max(scale, float(c.abs().max()), b), b  # column j is open until q_{j+1} = w / b continues it
-        restart = closed = b <= 1e-10 * scale
+        # the Krylov space closed: b at rounding level (in the dtype) against |A|
+        restart = closed = b <= max(1e-10, 10 * torch.finfo(op.dtype).eps) * scale
         every = check_every or max(1, (j + 1) // 50)  # the projected eigenproblem costs O(j^3): cheap next to a product
         if j + 1 >= k and ((j + 1) % every == 0 or closed or j + 1 == m):
             theta, S = torch.linalg.eigh(H[:j + 1, :j + 1])
@@ -280,7 +281,7 @@ def _lanczos_run(op: Operator, q: torch.Tensor, steps: int):
     for j in range(steps):
         c, w, b = _step(op, Q, j)
         alpha.append(float(c[j]))
-        if j + 1 == steps or b <= 1e-12 * max(abs(a) for a in alpha): break  # the Krylov space is exhausted: the quadrature is exact
+        if j + 1 == steps or b <= max(1e-12, 50 * torch.finfo(op.dtype).eps) * max(abs(a) for a in alpha): break  # the Krylov space is exhausted: the quadrature is exact
         beta.append(b); Q[j + 1] = w / b
     theta, S = torch.linalg.eigh(_tridiagonal(alpha, beta))
     return theta, S[0] ** 2

@@ -17,7 +17,7 @@ from hessian_nb.core import FactorOp, Objective, Operator, as_op
 from hessian_nb.gauss_newton import ggn, ggn_op, residual, residual_op
 from hessian_nb.class_structure import class_split
 
-torch.set_default_dtype(torch.float64)
+D = torch.float64  # every tensor here states its dtype: the session-wide default is left alone
 RTOL, ATOL = 1e-10, 1e-12
 
 
@@ -36,8 +36,8 @@ OBJ = problem()
 P = OBJ.num_params
 H_REF, G_REF, R_REF = OBJ.hessian(), ggn(OBJ), residual(OBJ)
 SPLIT = class_split(OBJ)
-M = torch.randn(P, P, generator=torch.Generator().manual_seed(1)); M = (M + M.T) / 2
-F = torch.randn(P, 4, generator=torch.Generator().manual_seed(2))
+M = torch.randn(P, P, generator=torch.Generator().manual_seed(1), dtype=D); M = (M + M.T) / 2
+F = torch.randn(P, 4, generator=torch.Generator().manual_seed(2), dtype=D)
 
 
 def scipy_op(A: torch.Tensor):
@@ -92,7 +92,7 @@ def test_is_an_operator(route):
 def test_products_on_a_vector_and_a_block(route):
     A, ref = route
     g = torch.Generator().manual_seed(3)
-    v, V = torch.randn(P, generator=g), torch.randn(P, 3, generator=g)
+    v, V = torch.randn(P, generator=g, dtype=D), torch.randn(P, 3, generator=g, dtype=D)
     before = A.products
     torch.testing.assert_close(A @ v, ref @ v, rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(A @ V, ref @ V, rtol=RTOL, atol=ATOL)
@@ -130,19 +130,19 @@ def test_eigh_where_defined(route):
     torch.testing.assert_close(w, exact[:len(w)], rtol=1e-9, atol=1e-11)
     assert bool((exact[len(w):].abs() <= 1e-9 * exact[0]).all())  # what it leaves out is zero
     torch.testing.assert_close(ref @ U, U * w, rtol=1e-8, atol=1e-10)
-    torch.testing.assert_close(U.T @ U, torch.eye(len(w)), rtol=0, atol=1e-8)
+    torch.testing.assert_close(U.T @ U, torch.eye(len(w), dtype=D), rtol=0, atol=1e-8)
 
 
 def test_refusals(route):
     A, ref = route
     with pytest.raises(ValueError, match="shape"):
-        A @ torch.randn(P + 1)
+        A @ torch.randn(P + 1, dtype=D)
     with pytest.raises(ValueError, match="shape"):
-        A @ torch.randn(P, 2, 2)
+        A @ torch.randn(P, 2, 2, dtype=D)
     with pytest.raises(TypeError, match="dtype"):
         A @ torch.randn(P, dtype=torch.float32)
     with pytest.raises(ValueError, match="non-finite"):
-        A @ torch.full((P,), float("nan"))
+        A @ torch.full((P,), float("nan"), dtype=D)
     with pytest.raises(TypeError):
         A + 1
     with pytest.raises(ZeroDivisionError):
@@ -158,7 +158,7 @@ def test_dense_past_the_limit_is_refused(route):
 
 def test_sums_refuse_mismatched_operators():
     with pytest.raises(ValueError, match="differ in dimension, dtype or device"):
-        OBJ.H + as_op(torch.eye(P + 1))
+        OBJ.H + as_op(torch.eye(P + 1, dtype=D))
     with pytest.raises(ValueError, match="differ in dimension, dtype or device"):
         OBJ.H + as_op(torch.eye(P, dtype=torch.float32))
 
