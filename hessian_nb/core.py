@@ -18,11 +18,12 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['LOSSES', 'quiet', 'finish_bar', 'format_bytes', 'seed_offset', 'shift_seed', 'realization', 'realization_label',
-           'claim', 'check_finite', 'check_eval_mode', 'ce', 'mse', 'Loss', 'CrossEntropy', 'SquaredError', 'as_loss',
-           'check_data', 'check_parameters', 'process_group_info', 'all_reduce_sum', 'checksum', 'reduce_sum',
-           'Objective', 'toy_problem', 'check_vectors', 'check_dense_size', 'plot_fd_error', 'plot_hessian', 'Operator',
-           'DenseOp', 'FunctionOp', 'as_op', 'SumOp', 'FactorOp', 'HessianOp']
+__all__ = ['LOSSES', 'HEADER', 'quiet', 'finish_bar', 'format_bytes', 'seed_offset', 'shift_seed', 'realization',
+           'realization_label', 'claim', 'check_finite', 'check_eval_mode', 'ce', 'mse', 'Loss', 'CrossEntropy',
+           'SquaredError', 'as_loss', 'check_data', 'check_parameters', 'process_group_info', 'all_reduce_sum',
+           'fail_together', 'checksum', 'reduce_sum', 'Objective', 'toy_problem', 'check_vectors', 'check_dense_size',
+           'plot_fd_error', 'plot_hessian', 'Operator', 'DenseOp', 'FunctionOp', 'as_op', 'SumOp', 'FactorOp',
+           'HessianOp']
 
 # %% ../nbs/00_core.ipynb #d0b14497
 def quiet() -> bool:
@@ -261,16 +262,52 @@ def _comm_device(group) -> torch.device:
     import torch.distributed as dist
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" else torch.device("cpu")
 
-def _agree(group, err: BaseException|None, stats: list) -> torch.Tensor:
-    "Every process's `stats` as rows (world, k), from one all_gather; if any process failed, its error is raised on all."
+HEADER = 16 # float64 slots of the header every collective of a sharded Objective starts with
+
+def _header(group, err: BaseException|None, what: str, numel: int = 0, checks: list = ()) -> torch.Tensor:
+    """One all_gather of a fixed-size float64 header: this process's error flag, what it is about to sum (a tag) and how
+    many numbers, and `checks` every process must share. Raises on every process, together, if any failed, if they are
+    not all doing the same thing, or if their checks differ. Returns the checks of all processes (world, len(checks))."""
     import torch.distributed as dist
+    if len(checks) > HEADER - 4: raise ValueError(f"at most {HEADER - 4} checks ride in a header, got {len(checks)}.")
     world = dist.get_world_size(group)
-    t = torch.tensor([float(err is not None)] + [float(s) for s in stats], dtype=torch.float64, device=_comm_device(group))
-    rows = [torch.empty_like(t) for _ in range(world)]
-    dist.all_gather(rows, t, group=group)
+    h = torch.zeros(HEADER, dtype=torch.float64)
+    h[:4] = torch.tensor([float(err is not None), zlib.crc32(what.encode()), numel, len(checks)], dtype=torch.float64)
+    if checks and err is None: h[4:4 + len(checks)] = torch.tensor([float(x) for x in checks], dtype=torch.float64)
+    h = h.to(_comm_device(group))
+    rows = [torch.empty_like(h) for _ in range(world)]
+    dist.all_gather(rows, h, group=group)
     S = torch.stack(rows).cpu()
     if S[:, 0].any(): _raise_everywhere(group, err)  # every process sees every flag: all take this branch together
-    return S[:, 1:]
+    if (S[:, 1:4] != S[0, 1:4]).any():  # no further collective here: the others may be inside another one
+        raise RuntimeError(f"the processes are not running the same computation at the same time: this one is at "
+                           f"{what} ({numel:,} numbers), another at something else. A sharded Objective needs every "
+                           "process to call the same methods, with the same arguments, in the same order.")
+    k = len(checks)
+    C = S[:, 4:4 + k]
+    if k and bool(((C - C[0]).abs() > 1e-9 * (C[0].abs() + 1e-300)).any()):
+        raise RuntimeError(f"the processes disagree in {what}: they hold different points or different blocks (the "
+                           "parameters moved on one process, or each drew its own random vectors). Call every method with "
+                           "the same arguments and seeds on every process, in the same order.")
+    return C
+
+def _agree(group, err: BaseException|None, stats: list) -> torch.Tensor:
+    """Every process's `stats` as rows (world, k), from one header like `_header`'s (the numbers may differ: the caller
+    compares them); if any process failed, its error is raised on all."""
+    import torch.distributed as dist
+    world = dist.get_world_size(group)
+    h = torch.zeros(HEADER, dtype=torch.float64)
+    h[:4] = torch.tensor([float(err is not None), zlib.crc32(b"building the Objective"), 0, len(stats)], dtype=torch.float64)
+    if err is None: h[4:4 + len(stats)] = torch.tensor([float(s) for s in stats], dtype=torch.float64)
+    h = h.to(_comm_device(group))
+    rows = [torch.empty_like(h) for _ in range(world)]
+    dist.all_gather(rows, h, group=group)
+    S = torch.stack(rows).cpu()
+    if S[:, 0].any(): _raise_everywhere(group, err)
+    if (S[:, 1:4] != S[0, 1:4]).any():
+        raise RuntimeError("the processes are not running the same computation at the same time: one is building an "
+                           "Objective while another computes with one. Build and call on every process alike.")
+    return S[:, 4:4 + len(stats)]
 
 def _raise_everywhere(group, err: BaseException|None):
     "Called by every process once a collective's flag says some process failed: raise the first failure's error on all."
@@ -282,6 +319,11 @@ def _raise_everywhere(group, err: BaseException|None):
     kind = {"TypeError": TypeError, "ValueError": ValueError, "MemoryError": MemoryError}.get(msgs[r][0], RuntimeError)
     raise kind(f"process {r} of {world} failed: {msgs[r][0]}: {msgs[r][1]}") from err
 
+def fail_together(group, err: BaseException):
+    "Raise `err` here and on every other process of `group` (which must be in a collective of this protocol); one process: raise."
+    if group is None: raise err
+    _header(group, err, "a failure")
+
 def checksum(t: torch.Tensor) -> float:
     "A number that changes with any entry of t (a weighted sum, float64): for checking that processes hold the same tensor."
     x = t.detach().reshape(-1).double()
@@ -292,7 +334,8 @@ def reduce_sum(t: torch.Tensor, # the buffer `work` fills (in place); summed ove
                work: Callable|None = None, # fills t; an error in it is raised on every process, never a hang
                checks: tuple = (), # numbers every process must share (checksums of the point, of the block)
                what: str = "a sum over the shards") -> torch.Tensor:
-    "t after `work()`, summed over the processes in one all-reduce that also carries an error flag and `checks`."
+    """t after `work()`, summed over the processes: a header (error flag, what is summed and its size, `checks`, in
+    float64) and then one all-reduce of t. Any failure or disagreement raises on every process before the sum."""
     if group is None:
         if work is not None: work()
         return t
@@ -300,21 +343,12 @@ def reduce_sum(t: torch.Tensor, # the buffer `work` fills (in place); summed ove
     err = None
     try:
         if work is not None: work()
-    except Exception as e: err = e  # this process still joins the collective, with its flag up
-    c = torch.tensor([float(x) for x in checks], dtype=torch.float64)
-    n = t.numel()
-    tail = torch.cat([torch.tensor([float(err is not None)], dtype=torch.float64), c, c * c]).to(t.dtype)
-    body = torch.zeros(n, dtype=t.dtype, device=t.device) if err is not None else t.detach().reshape(-1)
-    buf = torch.cat([body, tail.to(t.device)])
-    with torch.no_grad(): dist.all_reduce(buf, group=group)
-    if float(buf[n]) > 0: _raise_everywhere(group, err)
-    W, k = dist.get_world_size(group), len(checks)
-    s1, s2 = buf[n + 1:n + 1 + k].double() / W, buf[n + 1 + k:].double() / W
-    if k and bool(((s2 - s1 * s1).abs() > 1e3 * torch.finfo(t.dtype).eps * (s2 + 1e-30)).any()):
-        raise RuntimeError(f"the processes disagree in {what}: they hold different points or different blocks (the "
-                           "parameters moved on one process, or each drew its own random vectors). Call every method with "
-                           "the same arguments and seeds on every process, in the same order.")
-    with torch.no_grad(): t.copy_(buf[:n].view_as(t))
+    except Exception as e: err = e  # this process still joins the header, with its flag up
+    _header(group, err, what, t.numel(), list(checks))
+    with torch.no_grad():
+        c = t if t.is_contiguous() else t.contiguous()
+        dist.all_reduce(c, group=group)
+        if c is not t: t.copy_(c)
     return t
 
 # %% ../nbs/00_core.ipynb #6117aff2
@@ -428,7 +462,10 @@ class Objective:
             self._set_batches(batch_size)
             self._first, self._max_batch = self.batches[0][:2], len(self.batches[0][0])
             self._inspect_outputs()
+            idx = torch.randperm(self.N_local, generator=torch.Generator().manual_seed(0))[:256]
+            self._check_loss_mixed(self.X[idx.to(self.X.device)], self.y[idx.to(self.y.device)])
         self._versions = self._data_versions()
+        self._theta_version, self._state = self._theta._version, _state_versions(model)
 
 # %% ../nbs/00_core.ipynb #625ffd0a
 @patch
@@ -467,10 +504,14 @@ def _setup_stream(self: Objective, X, batch_size: int|None):
     self._max_batch = n = len(self._first[0])
     self._inspect_outputs()
     nb, biggest, sig = 1, n, [_signatures(self._first[0], self._targets(self._first[1]))]
+    mixed = [(self._first[0][:8], self._targets(self._first[1])[:8])]  # a few samples of every batch
     for b in tqdm(it, desc="checking the data", leave=False, disable=quiet()):
         Xb, yb = self._prep_batch(b)
+        if biggest < 2 <= len(Xb): _check_coupling(self, Xb)  # the first batch held one sample
         n, nb, biggest = n + len(Xb), nb + 1, max(biggest, len(Xb))
         sig.append(_signatures(Xb, yb))
+        if sum(len(x) for x, _ in mixed) < 256: mixed.append((Xb[:8], yb[:8]))
+    self._check_loss_mixed(torch.cat([x for x, _ in mixed]), torch.cat([y for _, y in mixed]))
     self._act_numel = self._act_numel * biggest // self._max_batch
     self.N_local = self._N = n
     self.batches = _Stream(self, src, nb, torch.cat(sig))
@@ -483,17 +524,17 @@ def _agree_shards(self: Objective, err: BaseException|None):
     ok = err is None
     if ok:
         th = self._theta.double()
-        try: probe = self._probe_logits()
+        try: probe, probe_loss = self._probe()
         except Exception as e: ok, err = False, e
     stats = [self.N_local, self.num_params, self.num_classes, self._theta.element_size(),
-             zlib.crc32(self.loss_name.encode()), probe, float(th.sum()), checksum(th)] if ok else [0] * 8
+             zlib.crc32(self.loss_name.encode()), probe, float(th.sum()), checksum(th), probe_loss] if ok else [0] * 9
     S = _agree(self.group, err, stats)
     for i, what in ((1, "number of parameters P"), (2, "number of outputs C"), (3, "dtype (bytes per parameter)"),
                     (4, "loss (a checksum of its name)")):
         if (S[:, i] != S[0, i]).any():
             raise ValueError(f"the model differs between processes: its {what} is {S[:, i].long().tolist()} on processes "
                              f"0..{self.world_size - 1}. Build the same model, dtype and loss on every process.")
-    ck = S[:, 6:]
+    ck = S[:, 6:8]
     if ((ck - ck[0]).abs() > 1e-9 * (ck[0].abs() + 1)).any():
         raise ValueError("the model's parameters differ between processes, so the shards would not be one objective: seed "
                          "every process alike before building the model, or load one checkpoint everywhere (or broadcast "
@@ -502,17 +543,56 @@ def _agree_shards(self: Objective, err: BaseException|None):
         raise ValueError("the model differs between processes: the same parameters give different logits on a seeded probe "
                          "batch (another architecture, activation or buffer, e.g. Tanh on one and Softsign on another). "
                          "Build the same model on every process.")
+    if ((S[:, 8] - S[0, 8]).abs() > 1e3 * torch.finfo(self._theta.dtype).eps * (S[0, 8].abs() + 1)).any():
+        raise ValueError("the loss differs between processes: the same logits and targets give different losses (another "
+                         "function under the same name, other weights or label smoothing). Pass the same loss everywhere.")
     self._N = int(S[:, 0].sum())
+    self._refuse_shared_samples()
     if self.X is not None: self._set_batches(self.batch_size)  # the weights N_b / N use the global N
 
 @patch
-def _probe_logits(self: Objective) -> float:
-    "A checksum of the logits of four seeded random inputs shaped like the data's (0 for non-float inputs)."
-    X1 = self._first[0]
-    if not X1.is_floating_point(): return 0.0
-    g = torch.Generator(X1.device).manual_seed(20190125)
-    probe = torch.randn((4, *X1.shape[1:]), generator=g, dtype=X1.dtype, device=X1.device)
-    with torch.no_grad(): return checksum(self.forward(self._theta, probe))
+def _probe(self: Objective) -> tuple[float, float]:
+    """Checksums of the logits of four fixed inputs shaped like the data's (seeded Gaussians; 0s and 1s for integer inputs
+    such as token ids) and of the loss on them with fixed targets: the same on every process that has the same model."""
+    X1, y1 = self._first[0], self._targets(self._first[1])
+    if X1.is_floating_point():
+        g = torch.Generator(X1.device).manual_seed(20190125)
+        probe = torch.randn((4, *X1.shape[1:]), generator=g, dtype=X1.dtype, device=X1.device)
+    else: probe = (torch.arange(4 * X1[0].numel(), device=X1.device) % 2).reshape(4, *X1.shape[1:]).to(X1.dtype)
+    with torch.no_grad():
+        z = self.forward(self._theta, probe)
+        if y1.is_floating_point(): t = torch.full((4, *y1.shape[1:]), 0.5, dtype=y1.dtype, device=y1.device)
+        else: t = (torch.arange(4, device=y1.device) % z.shape[1]).to(y1.dtype)
+        try: loss = float(self.loss_fn(z, t))
+        except Exception: loss = 0.0  # a loss that needs other targets: compared by name only
+    return checksum(z), loss
+
+@patch
+def _refuse_shared_samples(self: Objective):
+    """The same sample (inputs and targets) on two processes counts twice in every mean: gather two numbers per sample and
+    refuse shards that overlap in more than a handful (a sampler seeded per process, overlapping slices)."""
+    import torch.distributed as dist
+    sig = self.batches.signatures if self.X is None else _signatures(self.X, self.y)
+    n = torch.tensor([len(sig)], dtype=torch.int64, device=_comm_device(self.group))
+    sizes = [torch.empty_like(n) for _ in range(self.world_size)]
+    dist.all_gather(sizes, n, group=self.group)
+    most = int(max(int(s) for s in sizes))
+    pad = torch.full((most, 2), float("nan"), dtype=torch.float64)
+    pad[:len(sig)] = sig
+    rows = [torch.empty_like(pad).to(_comm_device(self.group)) for _ in range(self.world_size)]
+    dist.all_gather(rows, pad.to(_comm_device(self.group)), group=self.group)
+    every = torch.cat([torch.cat([r.cpu(), torch.full((most, 1), float(i), dtype=torch.float64)], 1)
+                       for i, r in enumerate(rows)])
+    every = every[~every[:, 0].isnan()]
+    s = every[torch.sort(every[:, 1], stable=True).indices]
+    s = s[torch.sort(s[:, 0], stable=True).indices]
+    same = (s[1:, :2] == s[:-1, :2]).all(1) & (s[1:, 2] != s[:-1, 2])
+    shared = int(same.sum())
+    if shared > max(self.world_size, len(every) // 1000):
+        raise ValueError(f"{shared:,} samples appear on more than one process (the shards overlap: {len(every):,} samples "
+                         f"counted, fewer distinct), so every mean would count them twice. Give each process a disjoint "
+                         "part: a DistributedSampler with the same seed on every process (it splits one shuffle), or "
+                         "slices that do not overlap.")
 
 @patch
 def require_unsharded(self: Objective, what: str):
@@ -616,6 +696,13 @@ def _inspect_outputs(self: Objective):
 
 # %% ../nbs/00_core.ipynb #5f4fec2f
 @patch
+def _check_loss_mixed(self: Objective, X: torch.Tensor, y: torch.Tensor):
+    "The mean check of `_check_loss` again, on samples drawn across the data (a first batch of one class can hide a weighted loss)."
+    if isinstance(self.loss_fn, (CrossEntropy, SquaredError)) or len(X) < 2: return
+    with torch.no_grad(): z = self.forward(self._theta, X)
+    self._check_loss(z, y)
+
+@patch
 def _check_loss(self: Objective, z: torch.Tensor, yb: torch.Tensor):
     "The loss must return a finite real scalar, the mean over the batch (checked on the batch against its two halves)."
     try:
@@ -648,7 +735,8 @@ def _check_forward(self: Objective, Xb: torch.Tensor, yb: torch.Tensor, z: torch
     if not torch.equal(z, z2):
         raise ValueError("two forward passes at the same parameters gave different logits: the model is random in eval mode "
                          "(F.dropout(training=True), torch.randn, ...). Make its forward deterministic.")
-    _check_coupling(self, Xb, z)
+    # a first batch of one sample says nothing about coupling: tensors check their first 64 samples
+    _check_coupling(self, Xb if len(Xb) >= 2 or self.X is None else self.X[:64])
     with torch.enable_grad():
         leaves = {n: p.detach().requires_grad_() for n, p in self.unflatten(self._theta).items()}
         out = self.loss_fn(functional_call(self.model, leaves, (Xb,)), yb)
@@ -659,12 +747,20 @@ def _check_forward(self: Objective, Xb: torch.Tensor, yb: torch.Tensor, z: torch
                          "uses them, so their curvature would silently be zero. Remove the detach/no_grad, or freeze them "
                          "with requires_grad_(False) so they are not part of theta.")
 
-def _check_coupling(self: Objective, Xb: torch.Tensor, z: torch.Tensor):
-    "A sample's logits must not depend on the other samples of its batch: the batch against its two halves."
+def _check_coupling(self: Objective, Xb: torch.Tensor, z: torch.Tensor|None = None):
+    """A sample's logits must not depend on the other samples of its batch: the batch against its two halves (in float64
+    for a half-precision model, whose rounding would hide it). A batch of one sample says nothing: no check."""
     n = len(Xb)
     if n < 2: return
+    forward = self.forward
+    if self._theta.dtype in (torch.float16, torch.bfloat16):
+        import copy
+        m64, names = copy.deepcopy(self.model).double(), self._names
+        forward = lambda th, X: functional_call(m64, dict(zip(names, (p.double() for p in self.unflatten(th).values()))),
+                                                (X.double() if X.is_floating_point() else X,))
     with torch.no_grad():
-        zz = torch.cat([self.forward(self._theta, Xb[:n // 2]), self.forward(self._theta, Xb[n // 2:])])
+        z = forward(self._theta, Xb)
+        zz = torch.cat([forward(self._theta, Xb[:n // 2]), forward(self._theta, Xb[n // 2:])])
     gap = float((z - zz).abs().max())
     if gap > 1e3 * torch.finfo(z.dtype).eps * (float(z.abs().max()) + 1):
         raise ValueError(f"the model couples the samples of a batch: a batch's logits differ from its two halves' by {gap:.2e}, "
@@ -684,7 +780,7 @@ def _targets(self: Objective, y: torch.Tensor) -> torch.Tensor:
         if len(y) and (y.min() < 0 or y.max() >= C):
             raise ValueError(f"labels must lie in 0..{C - 1} for a model with C = {C} outputs; found values from "
                              f"{int(y.min())} to {int(y.max())}. Relabel the classes or widen the output layer.")
-        if isinstance(self.loss_fn, SquaredError): y = F.one_hot(y, C).to(self._theta.dtype)
+        if isinstance(self.loss_fn, SquaredError): y = F.one_hot(y.long(), C).to(self._theta.dtype)
     if isinstance(self.loss_fn, SquaredError) and tuple(y.shape) != (len(y), C):
         raise ValueError(f"loss='mse' needs targets of shape (N, C) = ({len(y)}, {C}) or integer labels of shape (N,), "
                          f"got {tuple(y.shape)}.")
@@ -710,6 +806,19 @@ def check_fresh(self: Objective):
         raise RuntimeError("X or y was modified in place after the Objective was built, so cached curvature would mix old and "
                            "new data: build a new Objective (pass a copy, X.clone(), if you keep editing the data).")
     check_eval_mode(self.model)
+    if self._theta._version != self._theta_version:
+        raise RuntimeError("the model's forward changed its own parameters in place (nn.Embedding(max_norm=...) "
+                           "renormalises its rows on every call), so theta is not a point any more: use max_norm=None "
+                           "and renormalise outside the model.")
+    if _state_versions(self.model) != self._state:
+        raise RuntimeError("the model's buffers or frozen parameters changed after the Objective was built (BatchNorm "
+                           "running statistics updated in train mode, a frozen layer edited), so cached curvature would "
+                           "mix two models: build a new Objective.")
+
+def _state_versions(model: nn.Module) -> list:
+    "What identifies a model's buffers and frozen parameters now: each tensor and its in-place version counter."
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    return [(id(t), t._version) for t in [*model.buffers(), *frozen]]
 
 # %% ../nbs/00_core.ipynb #9d62eca2
 def toy_problem(arch: str = "mlp", # "mlp" (4-6-3, tanh) or "cnn" (conv 3x3, ReLU, max-pool, linear) on 6x6 images
@@ -830,11 +939,12 @@ def _products(self: Objective, t, g, rows: torch.Tensor) -> torch.Tensor:
     "H_b applied to each row of `rows` (k, P), through the cached graph of g."
     # the loss is linear in theta: H = 0
     if not g.requires_grad: return torch.zeros_like(rows)
+    one = lambda r: torch.autograd.grad(g, t, r, retain_graph=True)[0]
     try:
-        if len(rows) == 1:
-            return torch.autograd.grad(g, t, rows[0], retain_graph=True)[0][None]
-        return torch.autograd.grad(g, t, rows, retain_graph=True,
-                                   is_grads_batched=True)[0]
+        if len(rows) == 1: return one(rows[0])[None]
+        try: return torch.autograd.grad(g, t, rows, retain_graph=True, is_grads_batched=True)[0]
+        except RuntimeError:  # no batching rule for some backward (GroupNorm): one at a time
+            return torch.stack([one(r) for r in rows])
     except RuntimeError as e:
         # a failed product must not leave a half-used graph behind
         self._graph_cache = None
@@ -914,6 +1024,10 @@ def hessian(self: Objective, progress: bool|None=None) -> torch.Tensor:
                 rows = (idx[i:i + k, None] == idx).to(dt)  # rows i..i+k of the identity
                 H[i:i + k].add_(self._products(t, g, rows), alpha=w)
     reduce_sum(H, self.group, work, (checksum(self._theta),), "the Hessian's point")
+    asym, big = float((H - H.T).abs().max()), float(H.abs().max())
+    if asym > max(1e-6, 1e3 * torch.finfo(dt).eps) * big:
+        raise ValueError(f"the Hessian came out asymmetric ({asym / big:.1e} of its largest entry). "
+                         + HessianOp.asymmetry_fix)
     return check_finite("the Hessian", H,
                         "The model or loss produced NaN/inf in its second derivatives.")
 
@@ -976,7 +1090,8 @@ class Operator:
 def __matmul__(self: Operator, v: torch.Tensor) -> torch.Tensor:
     ("A v for v of shape (P,), or A V for a block V of shape (P, k): checked in, "
      "checked out, counted.")
-    V, single = check_vectors(v, self.P, self.dtype, self.device)
+    try: V, single = check_vectors(v, self.P, self.dtype, self.device)
+    except (TypeError, ValueError) as e: fail_together(self.group, e)  # sharded: raised on all
     out = self._matmat(V)
     if not torch.is_tensor(out) or out.shape != V.shape:
         got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
@@ -990,6 +1105,13 @@ def __matmul__(self: Operator, v: torch.Tensor) -> torch.Tensor:
                  "The operator produced NaN or inf: check the model, the data and the "
                  "parameters (a diverged run?).")
     return out[:, 0] if single else out
+
+@patch(as_prop=True)
+def group(self: Operator):
+    "The process group whose shards this operator sums over (None: one process)."
+    terms = getattr(self, "terms", None)
+    if terms: return next((A.group for _, A in terms if A.group is not None), None)
+    return getattr(getattr(self, "obj", None), "group", None)
 
 # %% ../nbs/00_core.ipynb #ada205c5
 @patch
@@ -1031,7 +1153,7 @@ class FunctionOp(Operator):
                  name: str = "the function"):
         super().__init__(P, dtype, device, name)
         self.fn = fn
-    def _matmat(self, V): return self.fn(V)
+    def _matmat(self, V): return self.fn(V.clone())  # a function that writes into V cannot change the caller's
 
 # %% ../nbs/00_core.ipynb #eb276186
 @patch
@@ -1047,7 +1169,7 @@ def check_symmetric(self: Operator, rtol: float|None = None, seed: int = 0) -> O
     if abs(a - b) > rtol * scale:
         raise ValueError(f"{self.name} is not symmetric: u.(A w) = {a:.6g} but w.(A u) = {b:.6g} for random u, w (a difference of "
                          f"{abs(a - b) / max(scale, 1e-300):.1e} relative to |A||u||w|). Eigensolvers here need a symmetric "
-                         "operator: use (A + A^T) / 2.")
+                         "operator: " + getattr(self, "asymmetry_fix", "use (A + A^T) / 2."))
     self.symmetric = True
     return self
 
@@ -1085,6 +1207,8 @@ def _foreign_op(A, dtype, name) -> Operator:
         dev = getattr(A, "device", "cpu")
         return FunctionOp(lambda V: A @ V, P, A.dtype, dev, name or type(A).__name__)
     import numpy as np
+    if np.iscomplexobj(np.empty(0, dtype=getattr(A, "dtype", np.float64))):
+        raise TypeError(f"the operator is complex ({A.dtype}): the spectral tools here are for real symmetric operators.")
     dt = dtype or {np.float32: torch.float32}.get(getattr(A, "dtype", np.float64).type, torch.float64)
     def f(V): return torch.as_tensor(np.asarray(A.matmat(V.cpu().numpy())), dtype=dt)
     return FunctionOp(f, P, dt, "cpu", name or type(A).__name__)
@@ -1198,7 +1322,8 @@ def eigh(self: FactorOp,
     if k is not None and bad:
         raise ValueError(f"k={k!r}: ask for 1 to {m} eigenpairs (the factor has {m} "
                          "columns; the other eigenvalues of V V^T are 0), or None.")
-    w, U = torch.linalg.eigh(self.V.T @ self.V)
+    G = check_finite("the factor's Gram matrix V^T V", self.V.T @ self.V, "V holds NaN or inf.")
+    w, U = torch.linalg.eigh(G)
     w, U = w.flip(0).clamp_min(0), U.flip(1)
     # numerically zero: below m eps |V|^2, as matrix_rank counts (never an eigenvector)
     rank = int((w > m * torch.finfo(w.dtype).eps * float(w[0])).sum()) if m else 0
@@ -1215,6 +1340,12 @@ def eigh(self: FactorOp,
 # %% ../nbs/00_core.ipynb #db97a8b2
 class HessianOp(Operator):
     "The Hessian of an Objective at its theta, as an operator."
+    # checked (two products) before an eigensolver trusts it: a wrong double backward in
+    # PyTorch (torch._weight_norm's) gives an asymmetric "Hessian"
+    symmetric = None
+    asymmetry_fix = ("A Hessian is symmetric, so PyTorch's second derivative of an operation in the model is wrong "
+                     "(weight_norm's torch._weight_norm is one): remove it (torch.nn.utils.parametrize."
+                     "remove_parametrizations) or write g * v / v.norm(dim=1, keepdim=True) in forward.")
     def __init__(self, obj: Objective):
         super().__init__(obj.num_params, obj._theta.dtype, obj._theta.device, "H",
                          obj.max_dense_bytes)

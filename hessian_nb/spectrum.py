@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .core import Objective, Operator, as_op, check_finite, finish_bar, quiet, shift_seed
+from .core import (Objective, Operator, as_op, check_finite, fail_together, finish_bar,
+                             quiet, shift_seed)
 
 # %% auto #0
 __all__ = ['Eigs', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density', 'wasserstein1', 'spectral_w1', 'plot_density',
@@ -155,8 +156,9 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
             progress: bool|None = None) -> Eigs:
     "Extreme eigenpairs of a symmetric operator: Lanczos with full reorthogonalisation, residual stop and a verification restart."
     op, sgn = _operator(A, "lanczos"), 1 if which == "top" else -1
-    _lanczos_args(op, k, which, max_iter)
-    tol, start = _tolerance(tol, op, "lanczos"), op.products
+    try: _lanczos_args(op, k, which, max_iter); tol = _tolerance(tol, op, "lanczos")
+    except (TypeError, ValueError) as e: fail_together(op.group, e)  # sharded: raised on every process
+    start = op.products
     verify_tol = max(tol, 1e-2)  # the fresh block's extreme only has to be placed below the k-th value
     op.check_symmetric()
     m = min(op.P, max_iter or max(4 * k + 100, 3 * k + 150))
@@ -263,8 +265,10 @@ def slq(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / curvli
         progress: bool|None = None) -> Quadrature:
     "Stochastic Lanczos quadrature: a few Lanczos runs whose Ritz values and weights approximate the spectral distribution."
     op = _operator(A, "slq")
-    if isinstance(probes, bool) or not isinstance(probes, int) or not isinstance(steps, int) or probes < 1 or not 1 <= steps <= op.P:
-        raise ValueError(f"slq needs integers probes >= 1 and steps in 1..P = {op.P:,}; got probes={probes!r}, steps={steps!r}.")
+    bad = any(isinstance(x, bool) or not isinstance(x, int) for x in (probes, steps))
+    if bad or probes < 1 or not 1 <= steps <= op.P:
+        fail_together(op.group, ValueError(f"slq needs integers probes >= 1 and steps in 1..P = {op.P:,}; got "
+                                           f"probes={probes!r}, steps={steps!r}."))
     op.check_symmetric()
     start, g = op.products, torch.Generator(op.device).manual_seed(shift_seed(seed))
     nodes, weights = torch.zeros(probes, steps, dtype=torch.float64), torch.zeros(probes, steps, dtype=torch.float64)
@@ -356,8 +360,8 @@ def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy oper
     "Hutch++: the trace of a sketched top subspace, plus Hutchinson on the rest."
     op = _operator(A, "hutchpp")
     if isinstance(products, bool) or not isinstance(products, int) or products < 6:
-        raise ValueError("hutchpp needs an integer budget of at least 6 products, "
-                         f"got {products!r}.")
+        fail_together(op.group, ValueError("hutchpp needs an integer budget of at least 6 "
+                                           f"products, got {products!r}."))
     op.check_symmetric()
     m = products // 3
     g = torch.Generator(op.device).manual_seed(shift_seed(seed))
@@ -393,6 +397,10 @@ def count_outliers(eigenvalues: torch.Tensor, # the spectrum (any order), or its
     "How many eigenvalues stand apart from the bulk: the largest ratio lambda_i / lambda_(i+1) in the top window, if clear."
     if not torch.is_tensor(eigenvalues):
         raise TypeError(f"eigenvalues must be a tensor, got {type(eigenvalues).__name__}: pass torch.as_tensor(...).")
+    if window is not None: _positive_int("window", window, 2)
+    _positive_int("after", after)
+    if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or not kappa > 0:
+        raise ValueError(f"kappa={kappa!r}: it must be a number > 0 (how many times the gaps below the edge's is).")
     lam = torch.sort(check_finite("the eigenvalues", eigenvalues.reshape(-1).double()), descending=True).values
     none = OutlierCount(None, 1.0, 1.0, None)
     if len(lam) == 0 or lam[0] <= 0: return none
