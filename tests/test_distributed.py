@@ -152,7 +152,49 @@ def task_other_activation(rank):
     return {"error": None}
 
 
-TASKS = {"same": task_same, "bad_shard": task_bad_shard, "bad_params": task_bad_params,
+def task_other_loss(rank):
+    import torch.nn.functional as F
+    model, X, y = shard(rank)
+    loss = (lambda z, t: F.cross_entropy(z, t)) if rank == 0 else (lambda z, t: 3 * F.cross_entropy(z, t))
+    Objective(model, X, y, loss=loss, group=True)  # both are "<lambda>": compared by value on a probe
+    return {"error": None}
+
+
+def task_different_calls(rank):
+    "Each pair is two different things done at once on the two processes; each must raise on both, not mix or hang."
+    model, X, y = shard(rank)
+    obj = Objective(model, X, y, group=True)
+    V, out = block(obj.num_params), {}
+    for name, mine in (("H vs G", lambda: obj.H @ V if rank == 0 else ggn_op(obj) @ V),
+                       ("grad vs loss", lambda: obj.grad() if rank == 0 else obj.loss()),
+                       ("bad V on one", lambda: obj.H @ (V if rank == 0 else V.float())),
+                       ("k = 0 on one", lambda: lanczos(obj.H, k=3 if rank == 0 else 0)),
+                       ("H vs R", lambda: obj.H @ V if rank == 0 else residual_op(obj) @ V)):
+        try: mine(); out[name] = "no error"
+        except Exception as e: out[name] = f"{type(e).__name__}: {e}"
+    return out
+
+
+def task_embedding_models_differ(rank):
+    ids = torch.randint(0, 7, (N, 2), generator=torch.Generator().manual_seed(0))
+    y = torch.arange(N) % 4
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(7, 3), nn.Flatten(), nn.Tanh() if rank == 0 else nn.Softsign(), nn.Linear(6, 4)).double()
+    s = slice(0, SPLIT) if rank == 0 else slice(SPLIT, N)
+    Objective(model, ids[s], y[s], group=True)
+    return {"error": None}
+
+
+def task_overlapping_shards(rank):
+    model, X, y = problem()
+    s = slice(0, 600) if rank == 0 else slice(400, N)  # 200 samples on both
+    Objective(model, X[s], y[s], group=True)
+    return {"error": None}
+
+
+TASKS = {"other_loss": task_other_loss, "different_calls": task_different_calls,
+         "embedding_models_differ": task_embedding_models_differ, "overlapping_shards": task_overlapping_shards,
+         "same": task_same, "bad_shard": task_bad_shard, "bad_params": task_bad_params,
          "fails_mid_lanczos": task_fails_mid_lanczos, "other_seed": task_other_seed, "mixed_dtype": task_mixed_dtype,
          "other_activation": task_other_activation}
 
@@ -247,6 +289,26 @@ def test_models_that_differ_refused_at_construction(tmp_path, task, says):
     res = spawn(task, tmp_path)
     for r in (0, 1):
         assert res[r]["error"] and says in res[r]["error"], res[r]
+
+
+@pytest.mark.parametrize("task, says", [("other_loss", "the loss differs between processes"),
+                                        ("embedding_models_differ", "seeded probe batch"),
+                                        ("overlapping_shards", "200 samples appear on more than one process")])
+def test_shards_that_are_not_one_objective_refused(tmp_path, task, says):
+    res = spawn(task, tmp_path)
+    for r in (0, 1):
+        assert res[r]["error"] and says in res[r]["error"], res[r]
+
+
+def test_different_calls_at_once_raise_on_both(tmp_path):
+    res = spawn("different_calls", tmp_path)
+    assert "error" not in res[0] and "error" not in res[1], res
+    for name in res[0]:
+        for r in (0, 1):
+            assert res[r][name] != "no error", (name, r, res[r][name])
+    for r in (0, 1):
+        assert "not running the same computation" in res[r]["H vs G"] and "not running the same" in res[r]["grad vs loss"]
+        assert "process 1 of 2 failed" in res[r]["bad V on one"] and "process 1 of 2 failed" in res[r]["k = 0 on one"]
 
 
 def test_group_needs_init():
