@@ -942,8 +942,10 @@ def _products(self: Objective, t, g, rows: torch.Tensor) -> torch.Tensor:
     one = lambda r: torch.autograd.grad(g, t, r, retain_graph=True)[0]
     try:
         if len(rows) == 1: return one(rows[0])[None]
-        try: return torch.autograd.grad(g, t, rows, retain_graph=True, is_grads_batched=True)[0]
-        except RuntimeError:  # no batching rule for some backward (GroupNorm): one at a time
+        try:
+            return torch.autograd.grad(g, t, rows, retain_graph=True,
+                                       is_grads_batched=True)[0]
+        except RuntimeError:  # no batching rule for a backward (GroupNorm): one by one
             return torch.stack([one(r) for r in rows])
     except RuntimeError as e:
         # a failed product must not leave a half-used graph behind
@@ -1026,8 +1028,8 @@ def hessian(self: Objective, progress: bool|None=None) -> torch.Tensor:
     reduce_sum(H, self.group, work, (checksum(self._theta),), "the Hessian's point")
     asym, big = float((H - H.T).abs().max()), float(H.abs().max())
     if asym > max(1e-6, 1e3 * torch.finfo(dt).eps) * big:
-        raise ValueError(f"the Hessian came out asymmetric ({asym / big:.1e} of its largest entry). "
-                         + HessianOp.asymmetry_fix)
+        raise ValueError(f"the Hessian came out asymmetric ({asym / big:.1e} of its "
+                         "largest entry). " + HessianOp.asymmetry_fix)
     return check_finite("the Hessian", H,
                         "The model or loss produced NaN/inf in its second derivatives.")
 
@@ -1091,7 +1093,8 @@ def __matmul__(self: Operator, v: torch.Tensor) -> torch.Tensor:
     ("A v for v of shape (P,), or A V for a block V of shape (P, k): checked in, "
      "checked out, counted.")
     try: V, single = check_vectors(v, self.P, self.dtype, self.device)
-    except (TypeError, ValueError) as e: fail_together(self.group, e)  # sharded: raised on all
+    # sharded: the error is raised on every process
+    except (TypeError, ValueError) as e: fail_together(self.group, e)
     out = self._matmat(V)
     if not torch.is_tensor(out) or out.shape != V.shape:
         got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
@@ -1153,7 +1156,8 @@ class FunctionOp(Operator):
                  name: str = "the function"):
         super().__init__(P, dtype, device, name)
         self.fn = fn
-    def _matmat(self, V): return self.fn(V.clone())  # a function that writes into V cannot change the caller's
+    # a function that writes into V cannot change the caller's block
+    def _matmat(self, V): return self.fn(V.clone())
 
 # %% ../nbs/00_core.ipynb #eb276186
 @patch
@@ -1322,7 +1326,8 @@ def eigh(self: FactorOp,
     if k is not None and bad:
         raise ValueError(f"k={k!r}: ask for 1 to {m} eigenpairs (the factor has {m} "
                          "columns; the other eigenvalues of V V^T are 0), or None.")
-    G = check_finite("the factor's Gram matrix V^T V", self.V.T @ self.V, "V holds NaN or inf.")
+    G = check_finite("the factor's Gram matrix V^T V", self.V.T @ self.V,
+                     "V holds NaN or inf.")
     w, U = torch.linalg.eigh(G)
     w, U = w.flip(0).clamp_min(0), U.flip(1)
     # numerically zero: below m eps |V|^2, as matrix_rank counts (never an eigenvector)
@@ -1343,9 +1348,11 @@ class HessianOp(Operator):
     # checked (two products) before an eigensolver trusts it: a wrong double backward in
     # PyTorch (torch._weight_norm's) gives an asymmetric "Hessian"
     symmetric = None
-    asymmetry_fix = ("A Hessian is symmetric, so PyTorch's second derivative of an operation in the model is wrong "
-                     "(weight_norm's torch._weight_norm is one): remove it (torch.nn.utils.parametrize."
-                     "remove_parametrizations) or write g * v / v.norm(dim=1, keepdim=True) in forward.")
+    asymmetry_fix = (
+        "A Hessian is symmetric, so PyTorch's second derivative of an operation in "
+        "the model is wrong (weight_norm's torch._weight_norm is one): remove it "
+        "(torch.nn.utils.parametrize.remove_parametrizations) or write "
+        "g * v / v.norm(dim=1, keepdim=True) in forward.")
     def __init__(self, obj: Objective):
         super().__init__(obj.num_params, obj._theta.dtype, obj._theta.device, "H",
                          obj.max_dense_bytes)

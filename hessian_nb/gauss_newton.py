@@ -229,8 +229,10 @@ class StreamedResidual(Loss):
     def _y(self, z, y):  # streamed batches carry raw labels: the base loss's targets
         if y.is_floating_point() or y.ndim != 1: return y
         y = y.long()
-        return torch.nn.functional.one_hot(y, z.shape[1]).to(z.dtype) if isinstance(self.base, SquaredError) else y
-    def __call__(self, z, y): return (z * self.base.grad(z.detach(), self._y(z, y))).sum(-1).mean()
+        if not isinstance(self.base, SquaredError): return y
+        return torch.nn.functional.one_hot(y, z.shape[1]).to(z.dtype)
+    def __call__(self, z, y):
+        return (z * self.base.grad(z.detach(), self._y(z, y))).sum(-1).mean()
     def grad(self, z, y): return self.base.grad(z.detach(), self._y(z, y))
     def hessian(self, z, y):
         return torch.zeros(*z.shape, z.shape[1], dtype=z.dtype, device=z.device)

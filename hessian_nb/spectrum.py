@@ -360,8 +360,9 @@ def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy oper
     "Hutch++: the trace of a sketched top subspace, plus Hutchinson on the rest."
     op = _operator(A, "hutchpp")
     if isinstance(products, bool) or not isinstance(products, int) or products < 6:
-        fail_together(op.group, ValueError("hutchpp needs an integer budget of at least 6 "
-                                           f"products, got {products!r}."))
+        bad = ValueError("hutchpp needs an integer budget of at least 6 products, "
+                         f"got {products!r}.")
+        fail_together(op.group, bad)
     op.check_symmetric()
     m = products // 3
     g = torch.Generator(op.device).manual_seed(shift_seed(seed))
