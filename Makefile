@@ -77,10 +77,10 @@ book: $(VENV)/.installed _vendor/.assets | prereqs
 
 # Every test: the library in sync with the notebooks; the book (every chapter executed once, with every assertion) and,
 # beside it on the other core, every chapter again under another realization (portable kernels and a seed shift); then
-# pytest (bad input, the book in a browser). The cached experiments compute on one thread, so the two builds share the
-# two cores instead of fighting over them.
+# pytest (bad input, the book in a browser). Both builds run on one thread each (OMP_NUM_THREADS=1: with torch's default
+# pool each, the small many-step loops of a chapter ran tens of times slower), so they share the two cores.
 test: sync
-	$(MAKE) --no-print-directory -j2 book realization REALIZATION_WORKERS=1
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 book realization REALIZATION_WORKERS=1
 	$(MAKE) --no-print-directory pytest
 
 # The chapters that train or draw at random, under a second realization, in a cache of their own: CPU kernels without
