@@ -125,7 +125,7 @@ def test_nonconvex_loss_has_no_factor():
     with raises(ValueError, "not convex in the logits"): gram_eigh(obj)
 
 
-@pytest.mark.parametrize("fn,what", [(ggn, "Gauss-Newton matrix"), (residual, "Hessian"), (ggn_factor, "Gauss-Newton factor"),
+@pytest.mark.parametrize("fn,what", [(ggn, "Gauss-Newton matrix"), (residual, "matrix of R"), (ggn_factor, "Gauss-Newton factor"),
                                      (jacobians, "stack of Jacobians"), (gram_eigh, "Gauss-Newton factor")])
 def test_dense_refused_with_bytes(fn, what):
     model, X, y = peer_problem()
