@@ -264,10 +264,12 @@ def _comm_device(group) -> torch.device:
 
 HEADER = 16 # float64 slots of the header every collective of a sharded Objective starts with
 
-def _header(group, err: BaseException|None, what: str, numel: int = 0, checks: list = ()) -> torch.Tensor:
+def _header(group, err: BaseException|None, what: str, numel: int = 0, checks: list = (),
+            same: bool = True) -> torch.Tensor:
     """One all_gather of a fixed-size float64 header: this process's error flag, what it is about to sum (a tag) and how
-    many numbers, and `checks` every process must share. Raises on every process, together, if any failed, if they are
-    not all doing the same thing, or if their checks differ. Returns the checks of all processes (world, len(checks))."""
+    many numbers, and `checks` every process must share (`same=False`: numbers the caller compares). Raises on every
+    process, together, if any failed, if they are not all doing the same thing, or if their checks differ. Returns the
+    checks of all processes (world, len(checks))."""
     import torch.distributed as dist
     if len(checks) > HEADER - 4: raise ValueError(f"at most {HEADER - 4} checks ride in a header, got {len(checks)}.")
     world = dist.get_world_size(group)
@@ -285,29 +287,15 @@ def _header(group, err: BaseException|None, what: str, numel: int = 0, checks: l
                            "process to call the same methods, with the same arguments, in the same order.")
     k = len(checks)
     C = S[:, 4:4 + k]
-    if k and bool(((C - C[0]).abs() > 1e-9 * (C[0].abs() + 1e-300)).any()):
+    if same and k and bool(((C - C[0]).abs() > 1e-9 * (C[0].abs() + 1e-300)).any()):
         raise RuntimeError(f"the processes disagree in {what}: they hold different points or different blocks (the "
                            "parameters moved on one process, or each drew its own random vectors). Call every method with "
                            "the same arguments and seeds on every process, in the same order.")
     return C
 
 def _agree(group, err: BaseException|None, stats: list) -> torch.Tensor:
-    """Every process's `stats` as rows (world, k), from one header like `_header`'s (the numbers may differ: the caller
-    compares them); if any process failed, its error is raised on all."""
-    import torch.distributed as dist
-    world = dist.get_world_size(group)
-    h = torch.zeros(HEADER, dtype=torch.float64)
-    h[:4] = torch.tensor([float(err is not None), zlib.crc32(b"building the Objective"), 0, len(stats)], dtype=torch.float64)
-    if err is None: h[4:4 + len(stats)] = torch.tensor([float(s) for s in stats], dtype=torch.float64)
-    h = h.to(_comm_device(group))
-    rows = [torch.empty_like(h) for _ in range(world)]
-    dist.all_gather(rows, h, group=group)
-    S = torch.stack(rows).cpu()
-    if S[:, 0].any(): _raise_everywhere(group, err)
-    if (S[:, 1:4] != S[0, 1:4]).any():
-        raise RuntimeError("the processes are not running the same computation at the same time: one is building an "
-                           "Objective while another computes with one. Build and call on every process alike.")
-    return S[:, 4:4 + len(stats)]
+    "Every process's `stats` as rows (world, k), from one header; if any process failed, its error is raised on all."
+    return _header(group, err, "building the Objective", 0, stats, same=False)
 
 def _raise_everywhere(group, err: BaseException|None):
     "Called by every process once a collective's flag says some process failed: raise the first failure's error on all."
@@ -747,7 +735,7 @@ def _check_forward(self: Objective, Xb: torch.Tensor, yb: torch.Tensor, z: torch
                          "uses them, so their curvature would silently be zero. Remove the detach/no_grad, or freeze them "
                          "with requires_grad_(False) so they are not part of theta.")
 
-def _check_coupling(self: Objective, Xb: torch.Tensor, z: torch.Tensor|None = None):
+def _check_coupling(self: Objective, Xb: torch.Tensor):
     """A sample's logits must not depend on the other samples of its batch: the batch against its two halves (in float64
     for a half-precision model, whose rounding would hide it). A batch of one sample says nothing: no check."""
     n = len(Xb)
