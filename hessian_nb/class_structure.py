@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .core import Objective, all_reduce_sum, checksum, reduce_sum, shift_seed
+from .core import Objective, all_reduce_sum, reduce_sum, shift_seed
 from torch.func import vjp, vmap
 
 from .core import FactorOp
@@ -114,7 +114,7 @@ def class_means(obj: Objective) -> tuple[torch.Tensor, torch.Tensor]:
                 S = obj.loss_fn.factor(z.detach(), yc)        # (n, C, C'): factors
                 sums[c] += vmap(pull)(S.permute(2, 0, 1))[0]  # (C', P): sum J_i^T s_ic'
     # every process's sums and counts in one collective, with its error flag and point
-    reduce_sum(buf, obj.group, work, (checksum(obj.theta),), "the class means' point")
+    reduce_sum(buf, obj.group, work, (obj.theta,), "the class means' point")
     _check_counts(counts)
     return sums / counts[:, None, None], counts / obj.N
 

@@ -320,7 +320,7 @@ def checksum(t: torch.Tensor) -> float:
 def reduce_sum(t: torch.Tensor, # the buffer `work` fills (in place); summed over the processes
                group, # the process group (None: one process)
                work: Callable|None = None, # fills t; an error in it is raised on every process, never a hang
-               checks: tuple = (), # numbers every process must share (checksums of the point, of the block)
+               checks: tuple = (), # tensors every process must hold alike (the point, the block): their checksums are compared
                what: str = "a sum over the shards") -> torch.Tensor:
     """t after `work()`, summed over the processes: a header (error flag, what is summed and its size, `checks`, in
     float64) and then one all-reduce of t. Any failure or disagreement raises on every process before the sum."""
@@ -332,7 +332,7 @@ def reduce_sum(t: torch.Tensor, # the buffer `work` fills (in place); summed ove
     try:
         if work is not None: work()
     except Exception as e: err = e  # this process still joins the header, with its flag up
-    _header(group, err, what, t.numel(), list(checks))
+    _header(group, err, what, t.numel(), [checksum(c) for c in checks])
     with torch.no_grad():
         c = t if t.is_contiguous() else t.contiguous()
         dist.all_reduce(c, group=group)
@@ -878,7 +878,7 @@ def loss(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
     def work():
         with torch.no_grad():
             for Xb, yb, w in self.batches: L.add_(w * self._batch_loss(theta, Xb, yb))
-    reduce_sum(L, self.group, work, (checksum(theta),), "the loss's point theta")
+    reduce_sum(L, self.group, work, (theta,), "the loss's point theta")
     return check_finite("the loss", L[0],
                         "Check the data and the parameters (a diverged run?).")
 
@@ -895,7 +895,7 @@ def grad(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
             for Xb, yb, w in self.batches:
                 t = theta.detach().requires_grad_()
                 g.add_(w * torch.autograd.grad(self._batch_loss(t, Xb, yb), t)[0])
-    reduce_sum(g, self.group, work, (checksum(theta),), "the gradient's point theta")
+    reduce_sum(g, self.group, work, (theta,), "the gradient's point theta")
     return check_finite("the gradient", g,
                         "Check the data and the parameters (a diverged run?).")
 
@@ -956,7 +956,7 @@ def _hvp_block(self: Objective, V: torch.Tensor) -> torch.Tensor:
             for i in range(0, len(rows), k):
                 out[i:i + k].add_(self._products(t, g, rows[i:i + k]), alpha=w)
     # an error on one process, or another block there, raises on all; NaN reaches all
-    reduce_sum(out, self.group, work, (checksum(self._theta), checksum(V)),
+    reduce_sum(out, self.group, work, (self._theta, V),
                "the Hessian product's point or block")
     check_finite("the Hessian-vector product", out,
                  "The model or loss produced NaN/inf in its second derivatives.")
@@ -1013,7 +1013,7 @@ def hessian(self: Objective, progress: bool|None=None) -> torch.Tensor:
                           disable=quiet() if progress is None else not progress):
                 rows = (idx[i:i + k, None] == idx).to(dt)  # rows i..i+k of the identity
                 H[i:i + k].add_(self._products(t, g, rows), alpha=w)
-    reduce_sum(H, self.group, work, (checksum(self._theta),), "the Hessian's point")
+    reduce_sum(H, self.group, work, (self._theta,), "the Hessian's point")
     asym, big = float((H - H.T).abs().max()), float(H.abs().max())
     if asym > max(1e-6, 1e3 * torch.finfo(dt).eps) * big:
         raise ValueError(f"the Hessian came out asymmetric ({asym / big:.1e} of its "

@@ -11,7 +11,7 @@ import torch
 from torch.func import jacrev, jvp, vjp, vmap
 
 from .core import (CrossEntropy, FactorOp, HessianOp, Loss, Objective, Operator, SquaredError, as_loss,
-                             check_finite, check_dense_size, all_reduce_sum, checksum, reduce_sum)
+                             check_finite, check_dense_size, all_reduce_sum, reduce_sum)
 
 # %% auto #0
 __all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor', 'PerSampleError', 'jacobians', 'ggn', 'GGNOp',
@@ -122,7 +122,7 @@ def ggn(obj: Objective) -> torch.Tensor:
             G.addmm_(J.reshape(-1, P).T, (Hz @ J).reshape(-1, P), alpha=1 / obj.N)
         G.copy_((G + G.T) / 2)
     try:
-        reduce_sum(G, obj.group, work, (checksum(obj.theta),),
+        reduce_sum(G, obj.group, work, (obj.theta,),
                    "the Gauss-Newton matrix's point")
     except RuntimeError as e:  # (on every process alike) no per-sample Jacobians
         per_sample = isinstance(e, PerSampleError) or "per-sample Jacobians" in str(e)
@@ -152,7 +152,7 @@ def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
             for i in range(0, len(rows), k):
                 Jv = _jvps(f, theta, z, pull, rows[i:i + k])  # (k, b, C)
                 out[i:i + k] += vmap(pull)(torch.einsum("bcd,kbd->kbc", Hz, Jv))[0]
-    reduce_sum(out, obj.group, work, (checksum(theta), checksum(V)),
+    reduce_sum(out, obj.group, work, (theta, V),
                "the G product's point or block")
     return out.T
 
