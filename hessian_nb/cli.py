@@ -10,7 +10,7 @@ import sys
 import time
 
 from . import bulk
-from .train import cache_root
+from .train import CacheNotWritable, cache_root, check_writable
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'ONE_SIZE', 'cache_where', 'summary', 'main']
@@ -63,7 +63,13 @@ def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv
         print(f"cache: {cache_where()}"); return 0
     if a.name in ONE_SIZE and a.scale is not None:  # refused, not ignored: the run would not be the size asked for
         r.error(f"{a.name} has one size only and takes no --scale: drop --scale {a.scale}.")
-    if a.cache: os.environ["HESSIAN_NB_CACHE"] = a.cache  # this process only: the caller's shell is untouched
+    if a.cache is not None and not a.cache.strip():  # an empty value would silently mean "the default folder"
+        r.error("--cache is empty: give a folder, or leave --cache out for the default.")
+    folder = os.path.abspath(a.cache) if a.cache else str(cache_root())
+    try: check_writable(folder)  # before any work: one line, no traceback
+    except CacheNotWritable as e: r.error(str(e).removeprefix(f"[Errno {e.errno}] ").replace(
+        "set HESSIAN_NB_CACHE to", "give --cache"))
+    if a.cache: os.environ["HESSIAN_NB_CACHE"] = folder  # this process only: the caller's shell is untouched
     fn, scale, t = EXPERIMENTS[a.name][0], a.scale or "book", time.time()
     result = fn() if a.name in ONE_SIZE else fn(scale)
     print(summary(result))

@@ -19,11 +19,11 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['LOSSES', 'HEADER', 'quiet', 'finish_bar', 'format_bytes', 'seed_offset', 'shift_seed', 'realization',
-           'realization_label', 'claim', 'check_finite', 'check_eval_mode', 'ce', 'mse', 'Loss', 'CrossEntropy',
-           'SquaredError', 'as_loss', 'check_data', 'check_parameters', 'process_group_info', 'all_reduce_sum',
-           'fail_together', 'checksum', 'reduce_sum', 'Objective', 'toy_problem', 'check_vectors', 'check_dense_size',
-           'plot_fd_error', 'plot_hessian', 'Operator', 'DenseOp', 'FunctionOp', 'as_op', 'SumOp', 'FactorOp',
-           'HessianOp']
+           'realization_label', 'claim', 'check_finite', 'check_eval_mode', 'check_modules', 'ce', 'mse', 'Loss',
+           'CrossEntropy', 'SquaredError', 'as_loss', 'check_data', 'check_parameters', 'process_group_info',
+           'all_reduce_sum', 'fail_together', 'checksum', 'reduce_sum', 'Objective', 'toy_problem', 'check_vectors',
+           'check_dense_size', 'plot_fd_error', 'plot_hessian', 'Operator', 'DenseOp', 'FunctionOp', 'as_op', 'SumOp',
+           'FactorOp', 'HessianOp']
 
 # %% ../nbs/00_core.ipynb #d0b14497
 def quiet() -> bool:
@@ -101,6 +101,14 @@ def check_eval_mode(model: nn.Module):
     if bad:
         raise ValueError(f"{', '.join(bad)} in training mode: the loss, and so its Hessian, would depend on the batch "
                          "(BatchNorm) or on random masks (dropout). Call model.eval() before building the Objective.")
+
+def check_modules(model: nn.Module):
+    "Refuse layers whose gradients are sparse tensors: curvature products need dense ones."
+    bad = [f"'{name or type(model).__name__}' ({type(m).__name__})" for name, m in model.named_modules()
+           if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse]
+    if bad:
+        raise ValueError(f"{', '.join(bad)} has sparse=True: its gradient is a sparse tensor, which Hessian products "
+                         "cannot take. Build it with sparse=False (the loss and its derivatives are the same).")
 
 # %% ../nbs/00_core.ipynb #c02c97a4
 def ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -346,6 +354,9 @@ def _as_source(X, batch_size: int|None):
     if isinstance(X, DataLoader):
         if batch_size is not None:
             raise ValueError("batch_size= is for tensors and Datasets: a DataLoader makes its own batches (set its batch_size).")
+        if X.batch_size is None and X.batch_sampler is None:
+            raise ValueError("this DataLoader has batch_size=None: it yields single samples with no batch dimension. Give it "
+                             "batch_size=k (any k; the sums are exact).")
         return X
     if isinstance(X, Dataset): return DataLoader(X, batch_size=batch_size or 1024)
     if not hasattr(X, "__iter__") or type(X).__module__.startswith("numpy"):
@@ -430,7 +441,11 @@ class Objective:
         # a torch.compile'd module computes what its original does; curvature needs double backward
         # through it, which compiled graphs refuse: differentiate the original module
         model = getattr(model, "_orig_mod", model)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}: the Objective differentiates "
+                            "its parameters (wrap a function and its parameters in an nn.Module).")
         check_eval_mode(model)
+        check_modules(model)
         self.loss_fn = as_loss(loss)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named: raise ValueError("the model has no trainable parameters (requires_grad=True): there is nothing to differentiate.")
@@ -495,6 +510,11 @@ def _setup_stream(self: Objective, X, batch_size: int|None):
     mixed = [(self._first[0][:8], self._targets(self._first[1])[:8])]  # a few samples of every batch
     for b in tqdm(it, desc="checking the data", leave=False, disable=quiet()):
         Xb, yb = self._prep_batch(b)
+        for what, t, t0 in (("inputs", Xb, self._first[0]), ("targets", yb, self._targets(self._first[1]))):
+            if t.shape[1:] != t0.shape[1:]:
+                raise ValueError(f"batch {nb} of the data holds {what} of shape {tuple(t.shape)}, but the first batch "
+                                 f"{tuple(t0.shape)}: every batch must hold samples of one shape (check the source's "
+                                 "transforms and collate_fn).")
         if biggest < 2 <= len(Xb): _check_coupling(self, Xb)  # the first batch held one sample
         n, nb, biggest = n + len(Xb), nb + 1, max(biggest, len(Xb))
         sig.append(_signatures(Xb, yb))
@@ -666,10 +686,20 @@ def _inspect_outputs(self: Objective):
     acts = []
     hooks = [m.register_forward_hook(lambda m, i, o: acts.append(o.numel() if torch.is_tensor(o) else 0))
              for m in self.model.modules() if not list(m.children())]
+    version = self._theta._version
     try:
         with torch.no_grad(): z = self.forward(self._theta, Xb)
+    except RuntimeError as e:
+        if Xb.is_floating_point(): raise
+        raise TypeError(f"the model fails on the inputs X, which hold integers ({Xb.dtype}) (torch: {str(e)[:160]}): pass "
+                        f"X.to({self._theta.dtype}) for numbers such as pixel values, or begin the model with an "
+                        "nn.Embedding for token ids.") from e
     finally:
         for h in hooks: h.remove()
+    if self._theta._version != version:
+        raise ValueError("the model's forward writes its own parameters in place (nn.Embedding(max_norm=...) renormalises "
+                         "the rows it reads on every call), so the loss is not a function of theta: use max_norm=None "
+                         "and renormalise the weight once, outside the model, before building the Objective.")
     if not torch.is_tensor(z):
         raise TypeError(f"the model returned a {type(z).__name__}, not a tensor of logits: wrap it so that forward returns "
                         "the logits alone, e.g. nn.Sequential(model, SelectFirst()) or a lambda module taking out[0].")
@@ -767,7 +797,9 @@ def _targets(self: Objective, y: torch.Tensor) -> torch.Tensor:
     if not y.is_floating_point() and isinstance(self.loss_fn, (CrossEntropy, SquaredError)) and y.ndim == 1:
         if len(y) and (y.min() < 0 or y.max() >= C):
             raise ValueError(f"labels must lie in 0..{C - 1} for a model with C = {C} outputs; found values from "
-                             f"{int(y.min())} to {int(y.max())}. Relabel the classes or widen the output layer.")
+                             f"{int(y.min())} to {int(y.max())}. Relabel the classes or widen the output layer." + (
+                             " (-100 is PyTorch's ignore_index: the mean here is over every sample, so drop the "
+                             "ignored ones first: keep = y != -100; X[keep], y[keep].)" if bool((y == -100).any()) else ""))
         if isinstance(self.loss_fn, SquaredError): y = F.one_hot(y.long(), C).to(self._theta.dtype)
     if isinstance(self.loss_fn, SquaredError) and tuple(y.shape) != (len(y), C):
         raise ValueError(f"loss='mse' needs targets of shape (N, C) = ({len(y)}, {C}) or integer labels of shape (N,), "
@@ -1142,7 +1174,10 @@ class FunctionOp(Operator):
     symmetric = None
     def __init__(self, fn: Callable, P: int, dtype: torch.dtype, device="cpu",
                  name: str = "the function"):
-        super().__init__(P, dtype, device, name)
+        if isinstance(P, (bool, float)) or not hasattr(P, "__index__") or int(P) < 1:
+            raise ValueError(f"P={P!r}: the dimension of a function's operator must be "
+                             "a positive integer (the length of the vectors it takes).")
+        super().__init__(int(P), dtype, device, name)
         self.fn = fn
     # a function that writes into V cannot change the caller's block
     def _matmat(self, V): return self.fn(V.clone())
@@ -1173,7 +1208,12 @@ def as_op(A, # a square tensor, an Operator, a scipy LinearOperator, a curvlinop
           name: str|None = None) -> Operator:
     "An `Operator` from a symmetric matrix, a function, or another library's linear operator; clear errors otherwise."
     if isinstance(A, Operator): return A
-    if type(A).__module__ == "numpy" and type(A).__name__ == "ndarray": A = torch.from_numpy(A)
+    if type(A).__module__ == "numpy" and type(A).__name__ in ("ndarray", "matrix"):
+        import numpy as np
+        A = torch.from_numpy(np.asarray(A))
+    if type(A).__module__.startswith("scipy.sparse") and not hasattr(A, "matmat"):  # a sparse matrix or array
+        from scipy.sparse.linalg import aslinearoperator
+        A = aslinearoperator(A)
     if type(A).__name__ == "Objective":
         raise TypeError("an Objective is a loss, not an operator: pass obj.H (its Hessian), or ggn_op(obj) / residual_op(obj).")
     if torch.is_tensor(A):
@@ -1187,7 +1227,7 @@ def as_op(A, # a square tensor, an Operator, a scipy LinearOperator, a curvlinop
         return _foreign_op(A, dtype, name)
     if callable(A):
         if P is None: raise ValueError("a function V -> A V needs its dimension: pass P= (and dtype=, default torch's default).")
-        return FunctionOp(A, int(P), dtype or torch.get_default_dtype(), device or "cpu", name or "the function")
+        return FunctionOp(A, P, dtype or torch.get_default_dtype(), device or "cpu", name or "the function")
     raise TypeError(f"cannot make an operator of a {type(A).__name__}: pass a square tensor, a function with P=, or a linear operator.")
 
 # %% ../nbs/00_core.ipynb #22edf66b
@@ -1310,6 +1350,10 @@ def eigh(self: FactorOp,
     ("The top eigenvalues (descending) and eigenvectors of V V^T from the Gram matrix "
      "V^T V, never forming the P x P matrix.")
     m = self.V.shape[1]
+    if self.dtype in (torch.float16, torch.bfloat16):
+        raise TypeError(f"the factor is {str(self.dtype).removeprefix('torch.')}, whose 3 "
+                        "significant digits cannot place its eigenpairs: use "
+                        "FactorOp(V.float()) (or V.double()).")
     bad = isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= m
     if k is not None and bad:
         raise ValueError(f"k={k!r}: ask for 1 to {m} eigenpairs (the factor has {m} "

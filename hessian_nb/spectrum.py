@@ -144,6 +144,12 @@ def _tolerance(tol: float|None, op: Operator, who: str) -> float:
                       f"using 100 eps = {floor:.1e}. Work in float64 for a tighter tol.")
     return max(float(tol), floor)
 
+def _seed_arg(seed, who: str):
+    "Refuse a seed that is not an integer (None, 1.5, True): the start vectors are drawn from it."
+    if isinstance(seed, (bool, float)) or not hasattr(seed, "__index__"):
+        raise TypeError(f"{who}: seed={seed!r} must be an integer: the random start vectors are drawn from it, so that "
+                        "a run repeats. Pass seed=0, 1, 2, ... (another seed: another independent run).")
+
 def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / curvlinops linear operator
             k: int = 10, # how many eigenpairs
             which: str = "top", # "top": the largest (algebraic) eigenvalues; "bottom": the smallest
@@ -156,7 +162,7 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
             progress: bool|None = None) -> Eigs:
     "Extreme eigenpairs of a symmetric operator: Lanczos with full reorthogonalisation, residual stop and a verification restart."
     op, sgn = _operator(A, "lanczos"), 1 if which == "top" else -1
-    try: _lanczos_args(op, k, which, max_iter); tol = _tolerance(tol, op, "lanczos")
+    try: _lanczos_args(op, k, which, max_iter); tol = _tolerance(tol, op, "lanczos"); _seed_arg(seed, "lanczos")
     except (TypeError, ValueError) as e: fail_together(op.group, e)  # sharded: raised on every process
     start = op.products
     verify_tol = max(tol, 1e-2)  # the fresh block's extreme only has to be placed below the k-th value
@@ -269,6 +275,8 @@ def slq(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / curvli
     if bad or probes < 1 or not 1 <= steps <= op.P:
         fail_together(op.group, ValueError(f"slq needs integers probes >= 1 and steps in 1..P = {op.P:,}; got "
                                            f"probes={probes!r}, steps={steps!r}."))
+    try: _seed_arg(seed, "slq")
+    except TypeError as e: fail_together(op.group, e)
     op.check_symmetric()
     start, g = op.products, torch.Generator(op.device).manual_seed(shift_seed(seed))
     nodes, weights = torch.zeros(probes, steps, dtype=torch.float64), torch.zeros(probes, steps, dtype=torch.float64)
@@ -363,6 +371,8 @@ def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy oper
         bad = ValueError("hutchpp needs an integer budget of at least 6 products, "
                          f"got {products!r}.")
         fail_together(op.group, bad)
+    try: _seed_arg(seed, "hutchpp")
+    except TypeError as e: fail_together(op.group, e)
     op.check_symmetric()
     m = products // 3
     g = torch.Generator(op.device).manual_seed(shift_seed(seed))

@@ -6,6 +6,7 @@ survivors of a later round). Two known Lanczos defects are held as strict xfails
 To check that a test kills a mutation, mutate a copy of the package, never the package: the checkout shadows PYTHONPATH
 under `python -m pytest` (the current directory comes first), so run `PYTHONPATH=/tmp/copy python -P -m pytest ...`."""
 import math
+import warnings
 
 import pytest
 import torch
@@ -192,6 +193,25 @@ def test_float32_lanczos_on_the_identity():
     assert e.converged
     torch.testing.assert_close(e.values, torch.ones(5, dtype=torch.float32), rtol=1e-5, atol=0)
 
+
+
+def test_a_verification_block_runs_until_it_has_placed_its_extreme():
+    """A double top eigenvalue 1 over a bulk reaching 0.97: the verification block must place its extreme to 1% of |A|
+    before it may say 'nothing new'. Placed to 10% (verify_tol 0.1), one of these twelve runs stopped at 87 products and
+    said converged on [1, 0.9658], missing the second copy."""
+    converged = 0
+    for seed in range(12):
+        g = torch.Generator().manual_seed(seed)
+        w = torch.cat([torch.ones(2, dtype=DT), 0.97 * torch.rand(298, generator=g, dtype=DT)])
+        Q = torch.linalg.qr(torch.randn(300, 300, generator=g, dtype=DT))[0]
+        M = (Q * w) @ Q.T
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "did not converge" is one allowed outcome
+            e = lanczos(as_op((M + M.T) / 2), k=2, seed=seed, vectors=False)
+        if e.converged:  # a "converged" answer is right; "not converged" is allowed (the default max_iter is short)
+            converged += 1
+            torch.testing.assert_close(e.values, torch.ones(2, dtype=DT), rtol=0, atol=1e-6)
+    assert converged >= 8, converged  # so the test cannot pass by never converging (10 of 12 converge today)
 
 # Known defects, held as strict xfails: when the library is fixed these XPASS and fail, so remove the marker then ---------
 
