@@ -11,19 +11,18 @@ import torch
 from torch import nn
 
 from .core import Objective, shift_seed
-from .data import fashion_mnist
 from .gauss_newton import ggn, residual
 from .spectrum import OutlierCount, count_outliers, lanczos, slq
 from .train import (
-    TrainConfig, cached, cnn, make_data, make_model, mlp, num_params, run, run_at, train)
+    FMNIST_CNN, TrainConfig, cached, cnn, make_data, make_model, mlp, normal_init_, num_params, run, run_at, train)
 
 # %% auto #0
 __all__ = ['SCALES', 'SAGUN_TABLE1', 'SPREAD_PAPER', 'TRAJECTORY', 'FMNIST_BATCH_PAPER', 'Spectra', 'spectrum_facts',
            'cached_spectra', 'class_configs', 'class_sweep', 'class_draws', 'plot_spectrum_hist',
-           'plot_outliers_by_class', 'width_configs', 'width_sweep', 'plot_top_eigenvalues', 'fmnist_width_run',
-           'near_zero_share', 'fmnist_width_sweep', 'plot_fmnist_widths', 'fmnist_step_sizes', 'spread_configs',
-           'spread_sweep', 'normal_init_', 'spread_sweep_small_init', 'plot_spread', 'spread_trajectory',
-           'training_spectra', 'batch_configs', 'batch_comparison', 'fmnist_cnn', 'fmnist_batch_run',
+           'plot_outliers_by_class', 'width_configs', 'width_sweep', 'plot_top_eigenvalues', 'fmnist_config',
+           'fmnist_width_run', 'near_zero_share', 'fmnist_width_sweep', 'plot_fmnist_widths', 'fmnist_step_sizes',
+           'spread_configs', 'spread_sweep', 'small_init_configs', 'spread_sweep_small_init', 'plot_spread',
+           'spread_trajectory', 'training_spectra', 'batch_configs', 'batch_comparison', 'fmnist_batch_run',
            'fmnist_batch_comparison', 'plot_batch_tops']
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #9d8dbe8a
@@ -196,23 +195,31 @@ def plot_top_eigenvalues(sweep: dict, # parameter value -> Spectra
     return ax
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #3a85d9e8
+def fmnist_config(n_per_class: int, # training images per class (100 test images per class)
+                  model: dict, # a registered model, e.g. {"arch": "mlp", "hidden": [30]} or FMNIST_CNN
+                  seed: int = 0, # seeds the subset, the initialisation and the minibatch order
+                  **train) -> TrainConfig: # lr=, batch_size=, max_steps=, ... (grad_tol 0: the budget is run)
+    "A float32 run on a balanced Fashion-MNIST subset, images for a convnet, flat vectors for an MLP."
+    data = {"name": "fashion_mnist", "n_per_class": n_per_class, "n_test_per_class": 100, "image": model["arch"] == "cnn",
+            "seed": seed}
+    return TrainConfig(data=data, model=model, seed=seed, dtype="float32", **{"grad_tol": 0, **train})
+
 def fmnist_width_run(width: int, depth: int = 1, # hidden layers of `width` units (784-h-10 or 784-h-h-10)
                      n_per_class: int = 100, steps: int = 1000, lr: float = 0.1, k: int = 40, # top k by Lanczos
                      probes: int = 4, slq_steps: int = 60, seed: int = 0) -> dict:
-    "Full-batch GD on Fashion-MNIST, then the top k of H (Lanczos) and an SLQ quadrature of its spectrum, cached."
-    cfg = TrainConfig(lr=lr, batch_size=None, max_steps=steps, grad_tol=0, seed=seed, dtype="float32", log_every=steps)
+    "Full-batch GD on Fashion-MNIST (the run cache), then the top k of H (Lanczos) and an SLQ quadrature of its spectrum, cached."
+    cfg = fmnist_config(n_per_class, {"arch": "mlp", "hidden": [width] * depth}, seed, lr=lr, max_steps=steps, log_every=steps)
     def compute():
-        data = fashion_mnist(n_per_class, n_test_per_class=100, seed=seed)
-        r = train(cfg, data, mlp([784, *[width] * depth, 10], seed=seed), progress=False)
-        obj = Objective(r.model, data.X, data.y)
+        r = run(cfg, progress=False)
+        obj = Objective(r.model, r.data.X, r.data.y)
         # the default (tight) tol and the check: k reaches into the bulk, where Ritz values lie closer together than a
         # loose tol * |H|; at tol 1e-3 the 40th value came out -0.017 instead of 0.121
         e = lanczos(obj.H, k=k, vectors=False, max_iter=12 * k + 600)
         q = slq(obj.H, probes=probes, steps=slq_steps, seed=seed)
         return {"top": e.values, "converged": e.converged, "nodes": q.nodes, "weights": q.weights, "P": obj.num_params,
                 **r.history[-1]}
-    return cached("fmnist_width", {"train": asdict(cfg), "width": width, "depth": depth, "n_per_class": n_per_class, "k": k,
-                                   "probes": probes, "slq_steps": slq_steps, "lanczos": "default tol, checked, max_iter 12 k + 600"}, compute)
+    return cached("fmnist_width", {"run": cfg.key(), "k": k, "probes": probes, "slq_steps": slq_steps,
+                                   "lanczos": "default tol, checked, max_iter 12 k + 600"}, compute)
 
 def near_zero_share(res: dict, rel: float = 1e-3) -> float:
     "The SLQ estimate of the share of eigenvalues within rel x the largest of zero."
@@ -248,8 +255,9 @@ def fmnist_step_sizes(lrs: tuple = (0.1, 0.01, 0.001), # full-batch step sizes
                       width: int = 30, steps: int = 1000, n_per_class: int = 100, seed: int = 0) -> dict:
     "{step size: fmnist_width_run(...)} for the 784-width-10 network, and {0.0: the top eigenvalue and loss at the initialisation}."
     def at_init():
-        data = fashion_mnist(n_per_class, n_test_per_class=100, seed=seed)
-        obj = Objective(mlp([784, width, 10], seed=seed), data.X, data.y)
+        cfg = fmnist_config(n_per_class, {"arch": "mlp", "hidden": [width]}, seed)
+        data = make_data(cfg)
+        obj = Objective(make_model(cfg, data), data.X, data.y)
         return {"top": lanczos(obj.H, k=3, vectors=False).values, "loss": float(obj.loss())}
     out = {0.0: cached("fmnist_init_top", {"width": width, "n_per_class": n_per_class, "seed": seed}, at_init)}
     return out | {lr: fmnist_width_run(width, 1, n_per_class, steps, lr, k=10, probes=1, slq_steps=10, seed=seed) for lr in lrs}
@@ -270,22 +278,18 @@ def spread_sweep(scale: str = "book") -> dict:
 SPREAD_PAPER = { # Sagun et al. 2016, Fig. 7 (read off the plot): spread -> (lambda_1, lambda_2)
     0.2: (0.022, 0.021), 0.4: (0.06, 0.02), 0.6: (0.30, None), 0.8: (0.92, 0.32), 1.0: (1.7, 0.85)}
 
-def normal_init_(model: nn.Module, std: float = 0.1, seed: int = 0) -> nn.Module:
-    "Redraw every parameter (weights and biases) from N(0, std^2), as the authors' code initialises; in place, seeded."
-    g = torch.Generator().manual_seed(shift_seed(seed))
-    with torch.no_grad():
-        for p in model.parameters(): p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype) * std)
-    return model
+def small_init_configs(scale: str = "book", per_decade: int = 4) -> dict:
+    ("The spread sweep's runs from the authors' N(0, 0.1^2) (`init_std`), GD at step 0.1 to gradient norm 1e-4 or the "
+     "budget, with checkpoints at `per_decade` log-spaced steps per decade for the trajectory.")
+    s = _scale(scale, "spreads")
+    budget = s["small_init_steps"]
+    marks = tuple(sorted({round(10 ** (e / per_decade)) for e in range(int(per_decade * math.log10(budget)) + 1)}))
+    return {sp: replace(cfg, model={**cfg.model, "init_std": 0.1}, max_steps=budget, checkpoints=marks)
+            for sp, cfg in spread_configs(scale).items()}
 
 def spread_sweep_small_init(scale: str = "book") -> dict:
-    "The spread sweep's 2-10-10-2 networks from N(0, 0.1^2), GD at step 0.1 to gradient norm 1e-4 (or the budget): Spectra."
-    s, out = _scale(scale, "spreads"), {}
-    for sp, cfg in spread_configs(scale).items():
-        cfg = replace(cfg, model=None, max_steps=s["small_init_steps"])  # the model is built here: the lab's default initialisation is not the authors'
-        net = lambda: normal_init_(mlp([2, *s["hidden"], 2], dtype=torch.float64), 0.1, cfg.seed)
-        out[sp] = cached_spectra("spread_small_init", {"train": asdict(cfg), "hidden": s["hidden"], "init": "normal 0.1"},
-                                 lambda: spectrum_facts(train(cfg, make_data(cfg), net(), progress=False).model, make_data(cfg), parts=("H",)))
-    return out
+    "Spectra of H of the small-initialisation runs' final networks."
+    return _trained_facts("spread_small_init", small_init_configs(scale), parts=("H",))
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #f34ea4c7
 def plot_spread(sweep: dict, # spread -> Spectra
@@ -314,30 +318,18 @@ def plot_spread(sweep: dict, # spread -> Spectra
 # %% ../nbs/05_bulk_and_outliers.ipynb #639a3171
 def spread_trajectory(spread: float, # one of the spread sweep's blob standard deviations
                       scale: str = "book", per_decade: int = 4) -> list[dict]:
-    "GD from the authors' N(0, 0.1^2) at one spread, with the dense Hessian's top two at log-spaced steps and at the stop."
-    s, configs = _scale(scale, "spreads"), spread_configs(scale)
+    "The small-initialisation run at one spread: loss, gradient norm and the dense Hessian's top two at its checkpoints and at the stop."
+    configs = small_init_configs(scale, per_decade)
     if spread not in configs: raise ValueError(f"spread={spread!r}: the {scale!r} sweep has {list(configs)}.")
     cfg = configs[spread]
-    budget = s["small_init_steps"]
-    marks = {round(10 ** (e / per_decade)) for e in range(int(per_decade * math.log10(budget)) + 1)}
     def compute():
-        data = make_data(cfg)
-        X, y = data.X.double(), data.y
-        net = normal_init_(mlp([2, *s["hidden"], 2], dtype=torch.float64), 0.1, cfg.seed)
-        params, out = list(net.parameters()), []
-        for step in range(budget + 1):
-            loss = nn.functional.cross_entropy(net(X), y)
-            g = torch.autograd.grad(loss, params)
-            gn = float(torch.cat([x.reshape(-1) for x in g]).norm())
-            stop = gn <= cfg.grad_tol or step == budget
-            if stop or step in marks:
-                top = torch.linalg.eigvalsh(Objective(net, X, y).hessian())[-2:].flip(0)
-                out.append({"step": step, "grad_norm": gn, "loss": float(loss.detach()), "top": top})
-            if stop: return out
-            with torch.no_grad():
-                for q, gq in zip(params, g): q.sub_(cfg.lr * gq)
-    return cached("spread_trajectory", {"train": asdict(cfg), "hidden": s["hidden"], "init": "normal 0.1",
-                                        "budget": budget, "per_decade": per_decade}, compute)
+        r, out = run(cfg), []
+        for step in [s for s in cfg.checkpoints if s < r.step] + [r.step]:
+            obj = Objective(r.model if step == r.step else run_at(cfg, step), r.data.X, r.data.y)
+            out.append({"step": step, "grad_norm": float(obj.grad().norm()), "loss": float(obj.loss()),
+                        "top": torch.linalg.eigvalsh(obj.hessian())[-2:].flip(0)})
+        return out
+    return cached("spread_trajectory", {"run": cfg.key()}, compute)
 
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #23cf867d
@@ -362,15 +354,6 @@ def batch_comparison(scale: str = "book") -> dict:
     "Spectra of H and G of the small- and large-batch solutions."
     return _trained_facts("batch_comparison", batch_configs(scale))
 
-# %% ../nbs/05_bulk_and_outliers.ipynb #2500ce87
-def fmnist_cnn(channels: tuple = (6, 12), # output channels of the two convolutions (3 x 3, padding 1)
-               hidden: int = 32, # width of the first fully connected layer
-               num_classes: int = 10,
-               seed: int = 0, # seeds the initialisation (the global RNG is left alone)
-               dtype: torch.dtype = torch.float32) -> nn.Sequential:
-    "Sagun et al.'s (2017) convnet shape for 1 x 28 x 28 images: the lab's `cnn`, 2 x (conv, ReLU, max-pool 2), linear, ReLU, linear."
-    return cnn(channels, hidden, num_classes, seed, dtype, image_size=28)
-
 # %% ../nbs/05_bulk_and_outliers.ipynb #512ed47a
 FMNIST_BATCH_PAPER = { # Sagun et al. 2017, Fig. 4 (MNIST, read off the plot): the top eigenvalues after training
     "large batch": [21.3, 19.4, 11.5, 11.0, 10.6, 7.5, 7.3, 4.9, 4.5],
@@ -381,13 +364,12 @@ def fmnist_batch_run(batch_size: int, # minibatch size of SGD
                      lr: float = 0.1, steps: int = 300, n_per_class: int = 100,
                      k: int = 20) -> dict: # how many of the Hessian's largest eigenvalues
     "Train the Fashion-MNIST convnet with SGD at one batch size; its k largest Hessian eigenvalues (Lanczos) and metrics, cached."
-    cfg = TrainConfig(lr=lr, batch_size=batch_size, max_steps=steps, grad_tol=0, seed=seed, dtype="float32", log_every=steps)
+    cfg = fmnist_config(n_per_class, FMNIST_CNN, seed, lr=lr, batch_size=batch_size, max_steps=steps, log_every=steps)
     def compute():
-        data = fashion_mnist(n_per_class, n_test_per_class=100, image=True, seed=seed)
-        r = train(cfg, data, fmnist_cnn(seed=seed), progress=False)
-        e = lanczos(Objective(r.model, data.X, data.y).H, k=k, tol=1e-3, vectors=False, verify=False)
+        r = run(cfg, progress=False)
+        e = lanczos(Objective(r.model, r.data.X, r.data.y).H, k=k, tol=1e-3, vectors=False, verify=False)
         return {"top": e.values, **r.history[-1]}
-    return cached("fmnist_batch", {"train": asdict(cfg), "n_per_class": n_per_class, "k": k}, compute)
+    return cached("fmnist_batch", {"run": cfg.key(), "k": k}, compute)
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #55c84ac0
 def fmnist_batch_comparison(scale: str = "book") -> dict:

@@ -10,17 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bulk import fmnist_cnn
 from .class_structure import class_means, class_split, subspace_overlap
 from .core import FactorOp, Objective, shift_seed
-from .data import Data, digits, fashion_mnist
+from .data import Data, digits
 from .gauss_newton import ggn, ggn_factor, ggn_op
 from .spectrum import count_outliers, lanczos
-from .train import cached, evaluate, mlp
+from .train import FMNIST_CNN, TrainConfig, cached, evaluate, mlp, run, run_at
 
 # %% auto #0
-__all__ = ['class_pieces', 'within_class', 'class_facts', 'map_data', 'map_model', 'sgd_snapshots', 'map_run', 'map_point',
-           'map_points', 'class_map', 'map_rows', 'plot_class_map', 'count_point', 'embedding_along', 'plot_embedding']
+__all__ = ['class_pieces', 'within_class', 'class_facts', 'map_config', 'map_run', 'map_point', 'map_points', 'class_map',
+           'map_rows', 'plot_class_map', 'count_point', 'embedding_along', 'plot_embedding']
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #9d72fa9a
 def class_pieces(dcc: torch.Tensor, # (C, C, P) class-pair means delta_{c,c'}
@@ -84,61 +83,34 @@ def class_facts(model: nn.Module, data: Data, # a network and its training data
             **within_class(model, data, dcc), **evaluate(model, data)}
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #2709fb62
-def map_data(name: str, # "fashion_mnist" or "digits"
-             n_per_class: int|None, # training images per class (digits: None for all that the test split leaves)
-             image: bool = False, seed: int = 0) -> Data:
-    "Fashion-MNIST (100 test images per class) or scikit-learn's digits (50 per class), float32."
-    if name == "fashion_mnist": return fashion_mnist(n_per_class, n_test_per_class=100, image=image, seed=seed)
-    if name == "digits": return digits(n_per_class, n_test_per_class=50, image=image, seed=seed)
-    raise ValueError(f"data {name!r}: choose 'fashion_mnist' or 'digits'.")
-
-def map_model(spec: dict, data: Data, seed: int = 0) -> nn.Module:
-    "{'arch': 'mlp', 'hidden': [32, 32]} or {'arch': 'cnn'} (the Fashion-MNIST convnet of the bulk chapter), seeded."
-    if spec["arch"] == "mlp": return mlp([math.prod(data.X.shape[1:]), *spec["hidden"], data.num_classes], seed=seed)
-    if spec["arch"] == "cnn": return fmnist_cnn(seed=seed)
-    raise ValueError(f"arch {spec['arch']!r}: choose 'mlp' or 'cnn'.")
+def map_config(point: dict) -> TrainConfig:
+    ("A point of the map as a registered run: Fashion-MNIST (100 test images per class) or digits (50), an MLP or the "
+     "registry's FMNIST_CNN, float32, SGD with checkpoints at its snapshots. point: data, n_per_class, model, lr, "
+     "batch_size, steps, weight_decay, snapshots, seed.")
+    p, seed = point, point.get("seed", 0)
+    if p["data"] not in ("fashion_mnist", "digits"): raise ValueError(f"data {p['data']!r}: choose 'fashion_mnist' or 'digits'.")
+    if p["model"]["arch"] not in ("mlp", "cnn"): raise ValueError(f"arch {p['model']['arch']!r}: choose 'mlp' or 'cnn'.")
+    cnn = p["model"]["arch"] == "cnn"
+    data = {"name": p["data"], "n_per_class": p["n_per_class"], "n_test_per_class": 100 if p["data"] == "fashion_mnist" else 50,
+            "image": cnn, "seed": seed}
+    return TrainConfig(data=data, model=FMNIST_CNN if cnn else {"arch": "mlp", "hidden": p["model"]["hidden"]},
+                       lr=p["lr"], batch_size=p["batch_size"], max_steps=p["steps"], grad_tol=0,
+                       weight_decay=p.get("weight_decay", 0.0), checkpoints=tuple(p["snapshots"]), seed=seed,
+                       dtype="float32", log_every=p["steps"])
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #f770ff63
-def sgd_snapshots(model: nn.Module, data: Data, # trained in place
-                  lr: float = 0.1, batch_size: int = 50, steps: int = 1000,
-                  weight_decay: float = 0.0, # L2 coefficient (decoupled: p <- (1 - lr wd) p - lr g)
-                  snapshots: tuple = (), # steps at which to keep the state
-                  seed: int = 0) -> dict: # the minibatch order (epochs of seeded permutations)
-    "Minibatch SGD at a constant step; {step: state dict} at the snapshot steps."
-    g, params, out = torch.Generator().manual_seed(shift_seed(seed)), list(model.parameters()), {}
-    order = torch.empty(0, dtype=torch.long)
-    for step in range(steps + 1):
-        if step in snapshots: out[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if step == steps: break
-        if len(order) < batch_size: order = torch.cat([order, torch.randperm(len(data.X), generator=g)])
-        idx, order = order[:batch_size], order[batch_size:]
-        grads = torch.autograd.grad(F.cross_entropy(model(data.X[idx]), data.y[idx]), params)
-        with torch.no_grad():
-            for p, gr in zip(params, grads): p.mul_(1 - lr * weight_decay).sub_(gr, alpha=lr)
-    return out
+def map_run(point: dict) -> tuple:
+    "(data, {step: model in eval mode}) of one map run, trained once through the lab's run cache."
+    cfg = map_config(point)
+    return run(cfg).data, {s: run_at(cfg, s) for s in cfg.checkpoints}
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #243503cb
-def map_run(point: dict) -> tuple:
-    "(data, model, {step: state dict}) of one map run: its SGD snapshots trained once and cached, for every measurement on it."
-    p, seed = dict(point), point.get("seed", 0)
-    data = map_data(p["data"], p["n_per_class"], image=p["model"]["arch"] == "cnn", seed=seed)
-    model = map_model(p["model"], data, seed)
-    snaps = cached("map_snapshots", p, lambda: sgd_snapshots(model, data, p["lr"], p["batch_size"], p["steps"],
-                                                             p.get("weight_decay", 0.0), tuple(p["snapshots"]), seed))
-    return data, model, snaps
-
-# %% ../nbs/06b_class_structure_at_scale.ipynb #a61d213e
 def map_point(point: dict) -> list[dict]:
-    "class_facts at each snapshot of one training run, cached. point: data, n_per_class, model, lr, batch_size, steps, weight_decay, snapshots, seed."
-    p = dict(point)
+    "class_facts at each snapshot of one map run (see map_config), cached under the run's key."
     def compute():
-        data, model, snaps = map_run(p)
-        out = []
-        for step, state in snaps.items():
-            model.load_state_dict(state)
-            out.append({"step": step, **class_facts(model.eval(), data)})
-        return out
-    return cached("class_map", {**p, "format": 3}, compute)  # format: bump when class_facts changes what it returns
+        data, snaps = map_run(point)
+        return [{"step": step, **class_facts(model, data)} for step, model in snaps.items()]
+    return cached("class_map", {"run": map_config(point).key()}, compute)
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #3556b5cd
 def map_points(scale: str = "book") -> dict:
@@ -202,32 +174,31 @@ def plot_class_map(rows: list[dict], axes=None):
 # %% ../nbs/06b_class_structure_at_scale.ipynb #1d7a76d5
 def count_point(data: str = "digits", n_per_class: int|None = 50, seed: int = 0, steps: int = 1500, top: int = 30) -> dict:
     "Top `top` eigenvalues of H and G (Lanczos) and the C of G1 of one trained MLP 32-32, with its counts, cached."
+    cfg = map_config(dict(data=data, n_per_class=n_per_class, model={"arch": "mlp", "hidden": [32, 32]}, lr=0.1,
+                          batch_size=50, steps=steps, snapshots=[steps], seed=seed))
     def compute():
-        d = map_data(data, n_per_class, seed=seed)
-        model = map_model({"arch": "mlp", "hidden": [32, 32]}, d, seed)
-        model.load_state_dict(sgd_snapshots(model, d, 0.1, 50, steps, snapshots=(steps,), seed=seed)[steps])
-        obj = Objective(model.eval(), d.X, d.y)
+        r = run(cfg)
+        model, d = r.model, r.data
+        obj = Objective(model, d.X, d.y)
         eH = lanczos(obj.H, k=top, tol=1e-4, vectors=False, verify=False).values
         eG = lanczos(ggn_op(obj), k=top, tol=1e-4, vectors=False, verify=False).values
         dcc, w = class_means(obj)
         return {"H": eH, "G": eG, "G1": FactorOp(class_pieces(dcc, w)[1]).eigh(vectors=False), **evaluate(model, d)}
-    return cached("class_count", {"data": data, "n_per_class": n_per_class, "seed": seed, "steps": steps, "top": top}, compute)
+    return cached("class_count", {"run": cfg.key(), "top": top}, compute)
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #f829ba35
 def embedding_along(point: dict) -> dict:
     "{step: (C*C, 2) classical-MDS coordinates of the delta_{c,c'} (row c*C + c')} at each snapshot of a map run, cached."
-    p = dict(point)
     def compute():
-        data, model, snaps = map_run(p)
+        data, snaps = map_run(point)
         out = {}
-        for step, state in snaps.items():
-            model.load_state_dict(state)
-            X = class_means(Objective(model.eval(), data.X, data.y))[0].reshape(-1, sum(q.numel() for q in model.parameters())).double()
+        for step, model in snaps.items():
+            X = class_means(Objective(model, data.X, data.y))[0].reshape(-1, sum(q.numel() for q in model.parameters())).double()
             X = X - X.mean(0)
             U, S, _ = torch.linalg.svd(X, full_matrices=False)                   # classical MDS = the top principal coordinates
             out[step] = (U[:, :2] * S[:2]).float()
         return out
-    return cached("class_embedding", {**p, "format": 1}, compute)
+    return cached("class_embedding", {"run": map_config(point).key()}, compute)
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #c73ac921
 def plot_embedding(coords: dict, # embedding_along(...)

@@ -5,25 +5,33 @@
 # %% ../nbs/99_cli.ipynb #4dbd03ee
 from __future__ import annotations
 import argparse
+import inspect
 import os
 import sys
 import time
+from dataclasses import dataclass
+from typing import Callable
 
-from . import bulk
+import torch
+
+from . import bulk, class_scale
 from .train import CacheNotWritable, cache_root, check_writable
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'ONE_SIZE', 'cache_where', 'summary', 'main']
+__all__ = ['EXPERIMENTS', 'Experiment', 'cache_where', 'summary', 'draws_table', 'runs_table', 'map_table', 'main']
 
 # %% ../nbs/99_cli.ipynb #e3a82635
-EXPERIMENTS = {
-    "class_sweep": (bulk.class_sweep, "outliers against the number of classes (Sagun 2017 Table 1)"),
-    "width_sweep": (bulk.width_sweep, "the bulk against the width (Sagun 2017 Fig. 3)"),
-    "spread_sweep": (bulk.spread_sweep, "the outliers against the blobs' spread (Sagun 2016 Fig. 7)"),
-    "batch_comparison": (bulk.batch_comparison, "small- against large-batch solutions (Sagun 2017 Fig. 4)"),
-    "training_spectra": (bulk.training_spectra, "the spectrum along training (one size)"),
-}
-ONE_SIZE = ("training_spectra",) # experiments called without a scale: `--scale` is refused for them
+@dataclass(frozen=True)
+class Experiment:
+    "A chapter's cached experiment: the function that runs it, what it measures, and the table printed of its result."
+    run: Callable # run(scale) with scale "book" or "paper"; run() for an experiment of one size
+    what: str # one line: what it measures, and which figure or table of the papers it answers
+    table: Callable[[object], str] # its result -> the lines the shell prints
+
+    @property
+    def scaled(self) -> bool:
+        "Whether it takes a scale."
+        return "scale" in inspect.signature(self.run).parameters
 
 # %% ../nbs/99_cli.ipynb #8c4e7b15
 def cache_where() -> str:
@@ -35,14 +43,63 @@ def cache_where() -> str:
     return f"{root} ({why})"
 
 # %% ../nbs/99_cli.ipynb #480c2862
+def _top(t, n: int = 3) -> str: return ", ".join(f"{float(x):.3g}" for x in t[:n])
+
 def summary(result: dict) -> str:
-    "One line per configuration of a sweep: P, the top three eigenvalues of H, the outlier count, the final loss."
+    "One line per configuration of a sweep of Spectra: P, the top three eigenvalues of H, the outlier count, the final loss."
     lines = [f"{'configuration':>18} | {'P':>8} | {'top 3 eigenvalues of H':>30} | outliers | loss"]
     for key, f in result.items():
-        top = ", ".join(f"{float(x):.3g}" for x in f.H[:3])
         count = f.count_H if f.count_H is not None else "no gap"
-        lines.append(f"{str(key):>18} | {f.P:>8,} | {top:>30} | {str(count):>8} | {f.loss:.2g}")
+        lines.append(f"{str(key):>18} | {f.P:>8,} | {_top(f.H):>30} | {str(count):>8} | {f.loss:.2g}")
     return "\n".join(lines)
+
+def draws_table(result: dict) -> str:
+    "C -> Spectra of independent draws: the outliers counted in each draw and the median top eigenvalue."
+    lines = [f"{'C':>4} | {'P':>8} | {'draws':>5} | {'outliers counted, per draw':>40} | median top"]
+    for C, fs in result.items():
+        counts = " ".join("-" if f.count_H is None else str(f.count_H) for f in fs)
+        top = float(torch.stack([f.H[0] for f in fs]).median())
+        lines.append(f"{C:>4} | {fs[0].P:>8,} | {len(fs):>5} | {counts:>40} | {top:.3g}")
+    return "\n".join(lines)
+
+def runs_table(result: dict) -> str:
+    "Key -> a run's result (or a list over seeds) with its top eigenvalues: the top three (mean over seeds) and the losses."
+    lines = [f"{'configuration':>22} | {'runs':>4} | {'top 3 eigenvalues of H':>30} | loss | test acc"]
+    for key, rs in result.items():
+        rs = rs if isinstance(rs, list) else [rs]
+        top = torch.stack([r["top"][:3].double() for r in rs]).mean(0)
+        loss, acc = (sum(r.get(k, float("nan")) for r in rs) / len(rs) for k in ("loss", "test_acc"))
+        lines.append(f"{str(key):>22} | {len(rs):>4} | {_top(top):>30} | {loss:.2g} | {acc:.3f}")
+    return "\n".join(lines)
+
+def map_table(result: dict) -> str:
+    "The class-structure map: per run and snapshot, top-C(G) over top-C(G1) (median over k), the overlap, accuracy."
+    lines = [f"{'run':>20} | {'step':>6} | {'G/G1':>7} | {'G/G012':>7} | overlap | acc"]
+    for r in class_scale.map_rows(result):
+        lines.append(f"{r['run']:>20} | {r['step']:>6,} | {r['G/G1']:>7.3g} | {r['G/G012']:>7.3g} | "
+                     f"{r['overlap']:>7.2f} | {r['acc']:.3f}")
+    return "\n".join(lines)
+
+EXPERIMENTS = {
+    "class_sweep": Experiment(bulk.class_sweep, "outliers against the number of classes (Sagun 2017 Table 1)", summary),
+    "class_draws": Experiment(bulk.class_draws, "the class sweep over independent draws of data and initialisation",
+                              draws_table),
+    "width_sweep": Experiment(bulk.width_sweep, "the bulk against the width (Sagun 2017 Fig. 3)", summary),
+    "fmnist_width_sweep": Experiment(bulk.fmnist_width_sweep, "the bulk against width and depth on Fashion-MNIST (Lanczos "
+                                     "and SLQ)", runs_table),
+    "spread_sweep": Experiment(bulk.spread_sweep, "the outliers against the blobs' spread (Sagun 2016 Fig. 7)", summary),
+    "spread_sweep_small_init": Experiment(bulk.spread_sweep_small_init, "the spread sweep from the authors' N(0, 0.1^2) "
+                                          "initialisation", summary),
+    "batch_comparison": Experiment(bulk.batch_comparison, "small- against large-batch solutions (Sagun 2017 Fig. 4)",
+                                   summary),
+    "fmnist_batch_comparison": Experiment(bulk.fmnist_batch_comparison, "small- against large-batch convnets on "
+                                          "Fashion-MNIST, over seeds", runs_table),
+    "class_map": Experiment(class_scale.class_map, "top-C(G) against its class-mean part over sizes, depths, widths "
+                            "(Papyan 2019)", map_table),
+    "training_spectra": Experiment(bulk.training_spectra, "the spectrum along training (one size)", summary),
+    "fmnist_step_sizes": Experiment(bulk.fmnist_step_sizes, "the top eigenvalue against the step size on Fashion-MNIST "
+                                    "(one size)", runs_table),
+}
 
 # %% ../nbs/99_cli.ipynb #2a483687
 def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv[1:])
@@ -53,15 +110,17 @@ def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv
     r = sub.add_parser("run", help="run one experiment (read back if cached)")
     r.add_argument("name", choices=sorted(EXPERIMENTS))
     r.add_argument("--scale", choices=sorted(bulk.SCALES),
-                   help=f"book (the default) or paper; not for {', '.join(ONE_SIZE)}, which has one size")
+                   help="book (the default) or paper; not for "
+                   f"{', '.join(n for n, e in EXPERIMENTS.items() if not e.scaled)}, which have one size")
     r.add_argument("--cache", help="the cache folder (default: $HESSIAN_NB_CACHE if set, else .cache/hessian_nb at the root of "
                    "the project's checkout when run inside one, else ~/.cache/hessian_nb; here: "
                    f"{cache_where().replace('%', '%%')})")  # argparse %-formats help texts
     a = p.parse_args(argv)
     if a.command == "list":
-        for name, (_, what) in EXPERIMENTS.items(): print(f"{name:18} {what}")
+        for name, e in EXPERIMENTS.items(): print(f"{name:24} {e.what}")
         print(f"cache: {cache_where()}"); return 0
-    if a.name in ONE_SIZE and a.scale is not None:  # refused, not ignored: the run would not be the size asked for
+    e = EXPERIMENTS[a.name]
+    if not e.scaled and a.scale is not None:  # refused, not ignored: the run would not be the size asked for
         r.error(f"{a.name} has one size only and takes no --scale: drop --scale {a.scale}.")
     if a.cache is not None and not a.cache.strip():  # an empty value would silently mean "the default folder"
         r.error("--cache is empty: give a folder, or leave --cache out for the default.")
@@ -70,10 +129,10 @@ def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv
     except CacheNotWritable as e: r.error(str(e).removeprefix(f"[Errno {e.errno}] ").replace(
         "set HESSIAN_NB_CACHE to", "give --cache"))
     if a.cache: os.environ["HESSIAN_NB_CACHE"] = folder  # this process only: the caller's shell is untouched
-    fn, scale, t = EXPERIMENTS[a.name][0], a.scale or "book", time.time()
-    result = fn() if a.name in ONE_SIZE else fn(scale)
-    print(summary(result))
-    size = "its one size" if a.name in ONE_SIZE else f"scale {scale!r}"
+    scale, t = a.scale or "book", time.time()
+    result = e.run(scale) if e.scaled else e.run()
+    print(e.table(result))
+    size = f"scale {scale!r}" if e.scaled else "its one size"
     print(f"{a.name} at {size}: {time.time() - t:.0f} s, cached under {cache_root()}")
     return 0
 

@@ -13,7 +13,7 @@ from torch import nn
 from .core import Objective
 from .data import Data
 from .spectrum import lanczos
-from .train import TrainConfig, cached, load_state, make_data, make_model, run, run_at, train
+from .train import FMNIST_CNN, TrainConfig, cached, load_state, make_data, make_model, run, run_at, train
 
 # %% auto #0
 __all__ = ['flat_params', 'check_interpolable', 'line_losses', 'interpolate', 'barrier', 'two_phase', 'check_batches',
@@ -249,17 +249,8 @@ def fmnist_two_phase(large: int = 256, # phase 1 batch size
                      steps: int = 200, # steps in each phase
                      lr: float = 0.1, seed: int = 0, # seeds the initialisation and minibatch order (the data are fixed)
                      n_per_class: int = 100) -> dict:
-    "Large batch, then small batch, on Fashion-MNIST with the bulk chapter's convnet: both models, history and data, cached."
-    from hessian_nb.bulk import fmnist_cnn
-    from hessian_nb.data import fashion_mnist
-    log_every = max(1, steps // 20)
-    cfg = TrainConfig(lr=lr, batch_size=large, max_steps=steps, grad_tol=0, seed=seed, dtype="float32", log_every=log_every)
-    data = fashion_mnist(n_per_class, n_test_per_class=100, image=True)
-    def compute():
-        res = two_phase(fmnist_cnn(seed=seed), data, small_batch=small, large_batch=large, lr=lr, steps=steps,
-                        loss=cfg.loss, seed=seed, log_every=log_every)
-        return {"large": res["large"].state_dict(), "small": res["small"].state_dict(), "history": res["history"]}
-    res = cached("fmnist_two_phase", {"train": dataclasses.asdict(cfg), "small": small, "n_per_class": n_per_class}, compute)
-    models = {k: fmnist_cnn(seed=seed) for k in ("large", "small")}
-    for k, m in models.items(): load_state(m, res[k], f"the cached {k}-batch phase"); m.eval()
-    return {**models, "history": res["history"], "switch": steps, "data": data}
+    "Large batch, then small batch, on Fashion-MNIST with the bulk chapter's convnet (`two_phase_run`): models, history, data."
+    data = {"name": "fashion_mnist", "n_per_class": n_per_class, "n_test_per_class": 100, "image": True}  # one subset
+    cfg = TrainConfig(data=data, model=FMNIST_CNN, lr=lr, batch_size=large, max_steps=steps, grad_tol=0, seed=seed,
+                      dtype="float32", log_every=max(1, steps // 20))
+    return two_phase_run(cfg, small)

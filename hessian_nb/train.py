@@ -29,14 +29,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .core import LOSSES, finish_bar, quiet, realization, shift_seed
-from .data import Data, blobs, digits, two_blobs
+from .data import Data, blobs, digits, fashion_mnist, two_blobs
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'DATASETS', 'CACHE_VERSION', 'mlp', 'num_params', 'cnn', 'TrainConfig', 'make_data', 'make_model',
-           'CorruptCheckpoint', 'atomic_save', 'safe_load', 'load_checkpoint', 'load_state', 'batch_indices',
-           'evaluate', 'Run', 'check_resume', 'train', 'save_state', 'fit', 'one_thread', 'cache_root',
-           'CacheNotWritable', 'check_writable', 'run_lock', 'last_good_checkpoint', 'run', 'run_at', 'cached',
-           'plot_history']
+__all__ = ['ACTIVATIONS', 'FMNIST_CNN', 'DATASETS', 'CACHE_VERSION', 'mlp', 'num_params', 'cnn', 'TrainConfig', 'make_data',
+           'make_model', 'normal_init_', 'CorruptCheckpoint', 'atomic_save', 'safe_load', 'load_checkpoint',
+           'load_state', 'batch_indices', 'evaluate', 'Run', 'check_resume', 'train', 'save_state', 'fit', 'one_thread',
+           'cache_root', 'CacheNotWritable', 'check_writable', 'run_lock', 'last_good_checkpoint', 'run', 'run_at',
+           'cached', 'plot_history']
 
 # %% ../nbs/02_train.ipynb #ece0e5c5
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -77,8 +77,11 @@ def cnn(channels: tuple[int, int] = (8, 16), # output channels of the two convol
                              nn.Conv2d(c1, c2, 3, padding=1, dtype=f32), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                              nn.Linear((image_size // 4) ** 2 * c2, hidden, dtype=f32), nn.ReLU(), nn.Linear(hidden, num_classes, dtype=f32)).to(dtype)
 
+# Sagun et al.'s (2017) convnet shape for 1 x 28 x 28 images, as a TrainConfig model
+FMNIST_CNN = {"arch": "cnn", "channels": [6, 12], "hidden": 32, "image_size": 28}
+
 # %% ../nbs/02_train.ipynb #f6a8b620
-DATASETS = {"blobs": blobs, "two_blobs": two_blobs, "digits": digits}
+DATASETS = {"blobs": blobs, "two_blobs": two_blobs, "digits": digits, "fashion_mnist": fashion_mnist}
 CACHE_VERSION = 4 # part of every run's key: bump it when data generation or training arithmetic changes
 _DTYPES = ("float32", "float64", "float16", "bfloat16") # TrainConfig.dtype: torch's floating dtypes, by name
 
@@ -88,7 +91,7 @@ class TrainConfig:
     data: dict|None = None # {"name": "blobs" | "two_blobs" | "digits", **arguments}; None: your own Data, given to train()
     model: dict|None = None # {"arch": "mlp", "hidden": [30, 30], "activation": "relu"} or {"arch": "cnn", ...}; None: your own model
     loss: str = "ce" # "ce" or "mse" (half squared error against one-hot targets)
-    lr: float = 0.1 # constant learning rate
+    lr: float = 0.1 # learning rate (times lr_gamma at each of lr_milestones)
     batch_size: int|None = None # None: full-batch gradient descent; else minibatch SGD
     max_steps: int = 10_000 # step budget
     grad_tol: float = 1e-4 # stop when the full-batch gradient norm is at most this (0: never)
@@ -96,6 +99,10 @@ class TrainConfig:
     dtype: str = "float64" # "float32" or "float64"
     log_every: int = 10 # steps between logged (full-batch) metrics; 0: log nothing (for timing)
     checkpoints: tuple = () # steps at which to save the state
+    momentum: float = 0.0 # heavy ball, as torch.optim.SGD: b <- momentum b + g; theta <- theta - lr b
+    weight_decay: float = 0.0 # L2 penalty, as torch.optim.SGD: g <- g + weight_decay theta
+    lr_milestones: tuple = () # steps at which the learning rate is multiplied by lr_gamma
+    lr_gamma: float = 0.1 # the factor at each milestone
 
     def __post_init__(self):
         "Refuse, as the configuration is made, a setting that would crash or misbehave later, naming the field and the fix."
@@ -110,18 +117,35 @@ class TrainConfig:
         check("grad_tol", real(tol) and tol >= 0, "a finite number >= 0 (0: never stop on the gradient norm)")
         check("log_every", whole(every) and every >= 0, "an integer >= 0 (0: log nothing)")
         check("seed", whole(self.seed), "an integer")
+        check("momentum", real(self.momentum) and 0 <= self.momentum < 1, "a number in [0, 1) (0: plain SGD)")
+        check("weight_decay", real(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0 (0: none)")
+        check("lr_gamma", real(self.lr_gamma) and self.lr_gamma > 0, "a finite number > 0 (0.1: divide by 10)")
+        ms = self.lr_milestones
+        check("lr_milestones", isinstance(ms, (tuple, list)) and all(whole(m) and m >= 1 for m in ms)
+              and list(ms) == sorted(set(ms)), "increasing steps >= 1, e.g. (100, 150)")
+        object.__setattr__(self, "lr_milestones", tuple(int(m) for m in ms))
         if self.dtype not in _DTYPES:
             fix = f"; pass the string {str(self.dtype).removeprefix('torch.')!r}" if isinstance(self.dtype, torch.dtype) else ""
             raise ValueError(f"TrainConfig: dtype must be one of {', '.join(map(repr, _DTYPES))}, got {self.dtype!r}{fix}.")
-        for name in ("lr", "batch_size", "max_steps", "grad_tol", "log_every", "seed"):  # numpy numbers: the cache key is JSON
+        for name in ("lr", "batch_size", "max_steps", "grad_tol", "log_every", "seed", "momentum", "weight_decay", "lr_gamma"):  # numpy numbers: the cache key is JSON
             v = getattr(self, name)  # Python ints and floats are kept as given, so existing keys do not change
             if v is not None and not isinstance(v, (int, float)):
                 object.__setattr__(self, name, int(v) if isinstance(v, numbers.Integral) else float(v))
 
+    def spec(self) -> dict:
+        "The configuration as a dict, without the later fields at their defaults: what checkpoints record and keys hash."
+        return {k: v for k, v in asdict(self).items() if k not in _LATER or v != _LATER[k]}
+
     def key(self) -> str:
         "A short hash of the whole configuration and the realization (seed offset, CPU kernels): the run's name in the cache."
-        return hashlib.sha256(json.dumps([CACHE_VERSION, realization(), asdict(self)], sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps([CACHE_VERSION, realization(), self.spec()], sort_keys=True).encode()).hexdigest()[:16]
 
+    def lr_at(self, step: int) -> float:
+        "The learning rate of the update made at `step` (0-based)."
+        return self.lr * self.lr_gamma ** sum(step >= m for m in self.lr_milestones)
+
+# fields added after runs were cached: at these values they stay out of a run's record and key, so those runs keep their names
+_LATER = {"momentum": 0.0, "weight_decay": 0.0, "lr_milestones": (), "lr_gamma": 0.1}
 _STOPPING = ("max_steps", "grad_tol", "checkpoints") # when a run stops and what it saves, not where it goes: a resumed run may change these
 
 # %% ../nbs/02_train.ipynb #22bcfae2
@@ -137,12 +161,20 @@ def make_model(cfg: TrainConfig, data: Data) -> nn.Module:
     "The freshly initialised model a configuration names, sized for `data`."
     if cfg.model is None: raise ValueError("this TrainConfig names no model (model=None): pass your model to train(cfg, data, model), or use fit().")
     spec, dtype = dict(cfg.model), getattr(torch, cfg.dtype)
-    arch = spec.pop("arch", None)
+    arch, std = spec.pop("arch", None), spec.pop("init_std", None)
     if arch == "mlp":
         widths = [math.prod(data.X.shape[1:]), *spec.pop("hidden", []), data.num_classes]
-        return mlp(widths, seed=cfg.seed, dtype=dtype, **spec)
-    if arch == "cnn": return cnn(num_classes=data.num_classes, seed=cfg.seed, dtype=dtype, **spec)
-    raise ValueError(f"model arch {arch!r} is not 'mlp' or 'cnn'.")
+        model = mlp(widths, seed=cfg.seed, dtype=dtype, **spec)
+    elif arch == "cnn": model = cnn(num_classes=data.num_classes, seed=cfg.seed, dtype=dtype, **spec)
+    else: raise ValueError(f"model arch {arch!r} is not 'mlp' or 'cnn'.")
+    return model if std is None else normal_init_(model, std, cfg.seed)
+
+def normal_init_(model: nn.Module, std: float = 0.1, seed: int = 0) -> nn.Module:
+    "Redraw every parameter (weights and biases) from N(0, std^2), as Sagun et al.'s code initialises; in place, seeded."
+    g = torch.Generator().manual_seed(shift_seed(seed))
+    with torch.no_grad():
+        for p in model.parameters(): p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype) * std)
+    return model
 
 # %% ../nbs/02_train.ipynb #29ce3ad4
 class CorruptCheckpoint(ValueError):
@@ -258,7 +290,8 @@ def check_resume(ck: dict, # a checkpoint, from load_checkpoint
     if not isinstance(ck, dict) or not {"state", "step", "history", "config"} <= set(ck):
         raise TypeError("resume must be a checkpoint read with load_checkpoint(path) (keys state, step, history, config).")
     mine, theirs = asdict(cfg), ck["config"] if isinstance(ck["config"], dict) else {}
-    diff = [k for k in mine if k not in _STOPPING and json.dumps(theirs.get(k), sort_keys=True) != json.dumps(mine[k], sort_keys=True)]
+    same = lambda k: json.dumps(theirs.get(k, _LATER.get(k)), sort_keys=True) == json.dumps(mine[k], sort_keys=True)
+    diff = [k for k in mine if k not in _STOPPING and not same(k)]
     if diff: raise ValueError(f"resume: the checkpoint comes from another run: it differs in {', '.join(diff)} "
                               f"(checkpoint {({k: theirs.get(k) for k in diff})}); only {', '.join(_STOPPING)} may change.")
     if ck.get("cache_version", CACHE_VERSION) != CACHE_VERSION:
@@ -267,6 +300,16 @@ def check_resume(ck: dict, # a checkpoint, from load_checkpoint
         raise ValueError(f"resume: the checkpoint's step {ck['step']} is outside 0..max_steps={cfg.max_steps} or behind its history.")
 
 # %% ../nbs/02_train.ipynb #7ae39ead
+def _momentum_buffers(cfg: TrainConfig, params: list, resume: dict|None) -> list|None:
+    "The momentum buffers (None without momentum): zeros at the start, the checkpoint's when resuming."
+    if not cfg.momentum: return None
+    if resume is None: return [torch.zeros_like(p) for p in params]
+    saved = resume.get("momentum")
+    if saved is None or [tuple(b.shape) for b in saved] != [tuple(p.shape) for p in params]:
+        raise ValueError("resume: this run uses momentum, but the checkpoint holds no momentum buffers that fit the model: "
+                         "resume from a checkpoint this run wrote.")
+    return [b.to(p.dtype).clone() for b, p in zip(saved, params)]
+
 def train(cfg: TrainConfig, # what to run; its data and model fields are ignored for the `data` and `model` given
           data: Data|None = None, # default: make_data(cfg)
           model: nn.Module|None = None, # default: make_model(cfg, data); trained in place
@@ -275,7 +318,7 @@ def train(cfg: TrainConfig, # what to run; its data and model fields are ignored
           autosave: str|os.PathLike|None = None, # a file rewritten with the latest state every autosave_s seconds
           autosave_s: float = 60.0, # seconds between autosaves
           progress: bool|None = None) -> Run: # a progress bar (default: unless quiet())
-    "Train `cfg` with full-batch GD or minibatch SGD at a constant step, logging metrics and saving checkpoints."
+    "Train `cfg` with full-batch GD or minibatch SGD (momentum, weight decay, a stepped learning rate), logging and checkpointing."
     data = data if data is not None else make_data(cfg)
     model = model if model is not None else make_model(cfg, data)
     if cfg.checkpoints and checkpoint_dir is None: raise ValueError("cfg.checkpoints needs a checkpoint_dir to write to.")
@@ -283,6 +326,7 @@ def train(cfg: TrainConfig, # what to run; its data and model fields are ignored
     if resume is not None: check_resume(resume, cfg); load_state(model, resume["state"], "the resume checkpoint")
     step, history = (0, []) if resume is None else (int(resume["step"]), list(resume["history"]))
     params, f = [p for p in model.parameters() if p.requires_grad], LOSSES[cfg.loss]
+    buf = _momentum_buffers(cfg, params, resume)
     if data.X.is_floating_point() and data.X.dtype != params[0].dtype:
         raise TypeError(f"the data are {data.X.dtype} and the model {params[0].dtype}: use data.to({params[0].dtype}).")
     Y = _targets(cfg.loss, data.y, data.num_classes, params[0].dtype)
@@ -299,21 +343,27 @@ def train(cfg: TrainConfig, # what to run; its data and model fields are ignored
         grads = torch.autograd.grad(L, params)
         if idx is None and torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) <= cfg.grad_tol:
             converged = True; log(); break
-        with torch.no_grad(): torch._foreach_add_(params, grads, alpha=-cfg.lr)
+        with torch.no_grad():  # torch.optim.SGD's update (dampening 0): g + wd theta into the buffer, theta - lr b
+            if cfg.weight_decay: grads = torch._foreach_add(grads, params, alpha=cfg.weight_decay)
+            if buf is not None: torch._foreach_mul_(buf, cfg.momentum); torch._foreach_add_(buf, grads); grads = buf
+            torch._foreach_add_(params, grads, alpha=-cfg.lr_at(step))
         step += 1; bar.update()
         if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.max_steps):
             log(); converged = history[-1]["grad_norm"] <= cfg.grad_tol
-        if step in cfg.checkpoints: save_state(model, step, history, cfg, Path(checkpoint_dir) / f"step_{step:07d}.pt")
+        if step in cfg.checkpoints:
+            save_state(model, step, history, cfg, Path(checkpoint_dir) / f"step_{step:07d}.pt", momentum=buf)
         if autosave is not None and time.monotonic() - saved >= autosave_s:
-            save_state(model, step, history, cfg, autosave); saved = time.monotonic()
+            save_state(model, step, history, cfg, autosave, momentum=buf); saved = time.monotonic()
     finish_bar(bar, "converged" if converged else "")
     return Run(model.eval(), data, cfg, history, step, converged, resumed_from=None if resume is None else int(resume["step"]))
 
 # %% ../nbs/02_train.ipynb #84954c4c
-def save_state(model: nn.Module, step: int, history: list, cfg: TrainConfig, path: str|os.PathLike, converged: bool = False):
+def save_state(model: nn.Module, step: int, history: list, cfg: TrainConfig, path: str|os.PathLike, converged: bool = False,
+               momentum: list|None = None): # the momentum buffers, one per trainable parameter (with cfg.momentum)
     "Save a checkpoint of `model` at `step` (atomically)."
-    atomic_save({"state": model.state_dict(), "step": step, "history": history, "config": asdict(cfg),
-                 "converged": converged, "key": cfg.key(), "cache_version": CACHE_VERSION}, path)
+    atomic_save({"state": model.state_dict(), "step": step, "history": history, "config": cfg.spec(),
+                 "converged": converged, "key": cfg.key(), "cache_version": CACHE_VERSION}
+                | ({} if momentum is None else {"momentum": [b.clone() for b in momentum]}), path)
 
 # %% ../nbs/02_train.ipynb #0f8cca41
 def fit(model: nn.Module, # your network, trained in place
@@ -396,7 +446,7 @@ def _read_final(cfg: TrainConfig, folder: Path, data: Data) -> Run|None:
     if not final.exists(): return None
     try:
         ck = load_checkpoint(final)
-        if json.dumps(ck["config"], sort_keys=True) != json.dumps(asdict(cfg), sort_keys=True):
+        if json.dumps(ck["config"], sort_keys=True) != json.dumps(cfg.spec(), sort_keys=True):
             raise CorruptCheckpoint(f"{final} holds another configuration (a hash collision or a hand-edited cache).")
         model = load_state(make_model(cfg, data), ck["state"], final)
         return Run(model.eval(), data, cfg, ck["history"], ck["step"], ck["converged"], from_cache=True)
@@ -413,7 +463,7 @@ def last_good_checkpoint(cfg: TrainConfig, # the run
         try:
             ck = load_checkpoint(p)
             if p.name.startswith("step_") and ck["step"] != int(p.stem[5:]): continue  # renamed by hand
-            if json.dumps(ck["config"], sort_keys=True) != json.dumps(asdict(cfg), sort_keys=True): continue
+            if json.dumps(ck["config"], sort_keys=True) != json.dumps(cfg.spec(), sort_keys=True): continue
             check_resume(ck, cfg)
             data = data if data is not None else make_data(cfg)
             load_state(make_model(cfg, data), ck["state"], p)
@@ -440,7 +490,7 @@ def run(cfg: TrainConfig, # a configuration naming its data and model (registere
             r = train(cfg, data, model, checkpoint_dir=folder, resume=last_good_checkpoint(cfg, folder),
                       autosave=folder / "last.pt", autosave_s=autosave_s, progress=progress)
         save_state(r.model, r.step, r.history, cfg, folder / "final.pt", r.converged)
-        (folder / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        (folder / "config.json").write_text(json.dumps(cfg.spec(), indent=1))
         (folder / "last.pt").unlink(missing_ok=True)
     return r
 
@@ -461,7 +511,7 @@ def run_at(cfg: TrainConfig, step: int) -> nn.Module:
         for later in [path.parent / "final.pt", path.parent / "last.pt", *path.parent.glob("step_*.pt")]:
             if not later.name.startswith("step_") or later.name >= path.name: later.unlink(missing_ok=True)
         run(cfg); ck = load_checkpoint(path)
-    if ck["step"] != step or json.dumps(ck["config"], sort_keys=True) != json.dumps(asdict(cfg), sort_keys=True):
+    if ck["step"] != step or json.dumps(ck["config"], sort_keys=True) != json.dumps(cfg.spec(), sort_keys=True):
         raise CorruptCheckpoint(f"{path} records step {ck['step']} of another configuration or step, not step {step} of this "
                                 "run: the cache was edited by hand. Delete the run's folder and train again.")
     return load_state(make_model(cfg, make_data(cfg)), ck["state"], path).eval()

@@ -138,8 +138,9 @@ class SpectrumExplorer:
         self.axis = W.ToggleButtons(options=list(AXES), value="relative", description="axis")
         self.progress = W.IntProgress(min=0, max=2, description="computing")
         self.status, self.plot, self.facts, self.top = W.HTML(), W.Output(), None, 0.0
+        self.log = W.Output()  # the training's own progress bar, inside the widget (not in the log console)
         self.widget = W.VBox([W.HBox(list(self.sliders.values())), self.axis, self.progress,
-                              self.status, self.plot])
+                              self.log, self.status, self.plot])
         for s in [*self.sliders.values(), self.axis]: s.observe(self.update, names="value")
         self.update()
 
@@ -149,7 +150,10 @@ class SpectrumExplorer:
         from IPython.display import clear_output
         pos = {k: s.value for k, s in self.sliders.items()}
         self.progress.value, self.progress.bar_style = 1, "info"  # training or reading the cache
-        self.facts = f = explorer_facts(**pos)
+        with self.log:
+            clear_output(wait=True)
+            self.facts = f = explorer_facts(**pos)
+            clear_output()
         self.progress.value, self.progress.bar_style = 2, "success"
         self.top = max(self.top, float(f.H[0]))  # the absolute axis only widens: sizes compare
         counted = "no clear gap" if f.count_H is None else f"{f.count_H} outliers counted"

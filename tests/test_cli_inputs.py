@@ -69,7 +69,7 @@ def test_options_that_do_not_apply_are_refused(capsys):
 
 @pytest.mark.parametrize("scale", ["paper", "book"])
 def test_one_size_experiment_refuses_a_scale(capsys, monkeypatch, scale):
-    monkeypatch.setitem(cli.EXPERIMENTS, "training_spectra", (lambda: pytest.fail("it ran"), "stub"))
+    monkeypatch.setitem(cli.EXPERIMENTS, "training_spectra", cli.Experiment(lambda: pytest.fail("it ran"), "stub", str))
     code, msg = refused(capsys, "run", "training_spectra", "--scale", scale)
     assert code == 2 and "training_spectra has one size only and takes no --scale" in msg, msg
     assert f"drop --scale {scale}" in msg
@@ -79,8 +79,10 @@ def test_one_size_experiment_runs_without_a_scale_and_the_others_get_book(capsys
     class Facts:  # what summary() reads of a spectrum
         H, P, count_H, loss = torch.tensor([3.0, 2.0, 1.0]), 10, 1, 0.5
     calls = []
-    monkeypatch.setitem(cli.EXPERIMENTS, "training_spectra", (lambda: calls.append(()) or {0: Facts()}, "stub"))
-    monkeypatch.setitem(cli.EXPERIMENTS, "class_sweep", (lambda scale: calls.append(scale) or {2: Facts()}, "stub"))
+    monkeypatch.setitem(cli.EXPERIMENTS, "training_spectra",
+                        cli.Experiment(lambda: calls.append(()) or {0: Facts()}, "stub", cli.summary))
+    monkeypatch.setitem(cli.EXPERIMENTS, "class_sweep",
+                        cli.Experiment(lambda scale: calls.append(scale) or {2: Facts()}, "stub", cli.summary))
     monkeypatch.setenv("HESSIAN_NB_CACHE", str(tmp_path))
     assert cli.main(["run", "training_spectra"]) == 0 and cli.main(["run", "class_sweep"]) == 0
     assert calls == [(), "book"]
@@ -222,3 +224,21 @@ def test_fashion_mnist_arguments_are_checked_before_the_files_are_looked_for(tmp
 def test_fashion_mnist_valid_counts_still_work(fake_fashion):
     d = fashion_mnist(n_per_class=np.int64(2), n_test_per_class=0, root=fake_fashion, image=np.bool_(True))
     assert d.class_counts().tolist() == [2] * 10 and d.X.shape == (20, 1, 28, 28) and len(d.X_test) == 0
+
+
+def test_every_table_prints_its_kind_of_result():
+    class Facts:  # what the tables read of a spectrum
+        def __init__(self, top, count): self.H, self.P, self.count_H, self.loss = torch.tensor(top), 10, count, 0.5
+    draws = cli.draws_table({2: [Facts([3.0, 2.0, 0.1], 2), Facts([5.0, 1.0, 0.1], None)]})
+    assert draws.splitlines()[1].split("|")[3].strip() == "2 -" and draws.splitlines()[1].endswith("| 3")  # torch: the lower median
+    runs = cli.runs_table({"small": [{"top": torch.tensor([4.0, 2.0, 1.0]), "loss": 0.1, "test_acc": 0.8},
+                                     {"top": torch.tensor([2.0, 2.0, 1.0]), "loss": 0.3, "test_acc": 0.6}],
+                           0.0: {"top": torch.tensor([1.0, 0.5, 0.2]), "loss": 2.3}})  # no test set: nan, no error
+    small, init = runs.splitlines()[1:]
+    assert "|    2 |" in small and "3, 2, 1" in small and "| 0.2 | 0.700" in small, small
+    assert init.endswith("| 2.3 | nan"), init
+    f = {"step": 30, "G": torch.tensor([4.0, 2.0]), "G1": torch.tensor([2.0, 1.0]), "G012": torch.tensor([4.0, 2.0]),
+         "overlap": 0.5, "tightness": 0.1, "tightness_logit": 0.2, "tr_G": 2.0, "tr_G3_same": 0.1, "tr_G3": 0.5,
+         "heavy_G": 0.3, "loss": 0.1, "acc": 0.9, "test_acc": 0.8, **{f"tr_G{k}": 0.5 for k in range(4)}}
+    line = cli.map_table({"30 per class": [f]}).splitlines()[1]
+    assert [x.strip() for x in line.split("|")] == ["30 per class", "30", "2", "1", "0.50", "0.900"], line
