@@ -468,7 +468,7 @@ class Objective:
             idx = torch.randperm(self.N_local, generator=torch.Generator().manual_seed(0))[:256]
             self._check_loss_mixed(self.X[idx.to(self.X.device)], self.y[idx.to(self.y.device)])
         self._versions = self._data_versions()
-        self._theta_version, self._state = self._theta._version, _state_versions(model)
+        self._theta_version, self._state, self._settings = self._theta._version, _state_versions(model), _settings(model)
 
 # %% ../nbs/00_core.ipynb #625ffd0a
 @patch
@@ -764,6 +764,37 @@ def _check_forward(self: Objective, Xb: torch.Tensor, yb: torch.Tensor, z: torch
         raise ValueError(f"parameter(s) {cut} have no path to the loss: forward detaches them, runs them under no_grad, or never "
                          "uses them, so their curvature would silently be zero. Remove the detach/no_grad, or freeze them "
                          "with requires_grad_(False) so they are not part of theta.")
+    _check_derivative(self, Xb, z)
+
+def _check_derivative(self: Objective, Xb: torch.Tensor, z: torch.Tensor):
+    """What autograd gives must be the derivative of the forward: the gradient of a fixed random combination of the
+    logits, against a central difference along one direction (that gradient's own, plus a random one). A forward that
+    detaches part of a parameter's path (normalising statistics under .detach() or no_grad), or a custom autograd
+    Function whose backward is not its derivative, fails it."""
+    th = self._theta
+    if th.dtype not in (torch.float32, torch.float64): return
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(z.shape, generator=gen, dtype=torch.float64).to(z) / len(Xb)
+    f = lambda t: (self.forward(t, Xb) * w).sum()
+    with torch.enable_grad():
+        t = th.detach().requires_grad_()
+        g, = torch.autograd.grad(f(t), t, allow_unused=True)
+    gn = 0.0 if g is None else float(g.norm())
+    if not math.isfinite(gn) or gn == 0: return
+    r = torch.randn(th.shape, generator=gen, dtype=torch.float64).to(th)
+    v = g / gn + r / r.norm()
+    v = v / v.norm()
+    eps = torch.finfo(th.dtype).eps
+    h = eps ** (1 / 3) * max(1.0, float(th.abs().max()))
+    with torch.no_grad(): fd = (float(f(th + h * v)) - float(f(th - h * v))) / (2 * h)
+    d = float(g @ v)
+    tol = (1e-4 if th.dtype == torch.float64 else 3e-2) * gn + 10 * eps * float((z * w).abs().sum()) / h
+    if abs(d - fd) > tol:
+        raise ValueError(f"the gradient autograd computes is not the derivative of the model's forward: along a test "
+                         f"direction it gives {d:.6g}, a central difference {fd:.6g}. The forward detaches part of a "
+                         "parameter's path (.detach() or no_grad on something computed from the parameters, such as "
+                         "normalising statistics), or a custom autograd Function's backward is not its derivative, so "
+                         "the curvature would belong to another function. Compute those quantities with gradients.")
 
 def _check_coupling(self: Objective, Xb: torch.Tensor):
     """A sample's logits must not depend on the other samples of its batch: the batch against its two halves (in float64
@@ -794,6 +825,9 @@ def _targets(self: Objective, y: torch.Tensor) -> torch.Tensor:
     if C < 2 and isinstance(self.loss_fn, CrossEntropy):
         raise ValueError("the model has C = 1 output, and softmax cross-entropy of one logit is identically 0: use two "
                          "outputs (one per class), or loss='mse' for one regression output.")
+    if C < 2 and isinstance(self.loss_fn, SquaredError) and not y.is_floating_point() and y.ndim == 1:
+        raise ValueError("loss='mse' with one output and integer targets: as labels they all name the one class, so every "
+                         "target would be 1. For regression pass float targets of shape (N, 1): y.float()[:, None].")
     if not y.is_floating_point() and isinstance(self.loss_fn, (CrossEntropy, SquaredError)) and y.ndim == 1:
         if len(y) and (y.min() < 0 or y.max() >= C):
             raise ValueError(f"labels must lie in 0..{C - 1} for a model with C = {C} outputs; found values from "
@@ -834,11 +868,27 @@ def check_fresh(self: Objective):
         raise RuntimeError("the model's buffers or frozen parameters changed after the Objective was built (BatchNorm "
                            "running statistics updated in train mode, a frozen layer edited), so cached curvature would "
                            "mix two models: build a new Objective.")
+    if (now := _settings(self.model)) != self._settings:
+        name, was, is_ = next((k, self._settings.get(k), now.get(k)) for k in {**self._settings, **now}
+                              if self._settings.get(k) != now.get(k))
+        raise RuntimeError(f"the model changed after the Objective was built: its setting {name} went from {was!r} to "
+                           f"{is_!r}, so cached curvature would mix two models. Build a new Objective after changing it.")
 
 def _state_versions(model: nn.Module) -> list:
     "What identifies a model's buffers and frozen parameters now: each tensor and its in-place version counter."
     frozen = [p for p in model.parameters() if not p.requires_grad]
     return [(id(t), t._version) for t in [*model.buffers(), *frozen]]
+
+_PLAIN = (bool, int, float, str, type(None))
+
+def _settings(model: nn.Module) -> dict:
+    "The model's plain settings ('module.name' -> value): numbers, strings, flags and tuples of them, such as a temperature."
+    out = {}
+    for path, m in model.named_modules():
+        for k, v in vars(m).items():
+            plain = isinstance(v, _PLAIN) or isinstance(v, tuple) and all(isinstance(x, _PLAIN) for x in v)
+            if plain and not k.startswith("_") and k != "training": out[f"{path}.{k}" if path else k] = v
+    return out
 
 # %% ../nbs/00_core.ipynb #9d62eca2
 def toy_problem(arch: str = "mlp", # "mlp" (4-6-3, tanh) or "cnn" (conv 3x3, ReLU, max-pool, linear) on 6x6 images
@@ -1254,6 +1304,9 @@ def to_scipy(self: Operator):
     np_dt = {torch.float32: np.float32, torch.float64: np.float64}.get(self.dtype, np.float64)
     def mm(X):
         X = np.asarray(X).reshape(self.P, -1)
+        if np.iscomplexobj(X):
+            raise TypeError(f"{self.name} is a real operator and was given a complex vector: apply it to the real and "
+                            "imaginary parts separately (A @ x.real + 1j * (A @ x.imag)).")
         return (self @ torch.as_tensor(X, dtype=self.dtype, device=self.device)).cpu().numpy()
     return LinearOperator((self.P, self.P), matvec=lambda x: mm(x)[:, 0], matmat=mm, rmatvec=lambda x: mm(x)[:, 0],
                           dtype=np_dt)

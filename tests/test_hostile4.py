@@ -103,3 +103,75 @@ def test_ignore_index_labels_are_explained():
     y = Y.clone(); y[:4] = -100
     with pytest.raises(ValueError, match=r"-100 is PyTorch's ignore_index.*keep = y != -100"):
         Objective(mlp(), X, y)
+
+
+class Tempered(nn.Module):
+    def __init__(self):
+        super().__init__(); torch.manual_seed(0)
+        self.n, self.T = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double(), 1.0
+
+    def forward(self, x): return self.n(x) / self.T
+
+
+@pytest.mark.parametrize("batch_size", [None, 5])
+def test_a_model_setting_changed_after_construction_is_refused(batch_size):
+    "A temperature set after the Objective was built: H used the cached graph of the old model, loss() the new one."
+    m = Tempered()
+    obj = Objective(m, X, Y, batch_size=batch_size)
+    v = torch.ones(obj.num_params, dtype=D)
+    obj.H @ v
+    m.T = 3.0
+    for compute in (lambda: obj.H @ v, obj.loss, obj.grad):
+        with pytest.raises(RuntimeError, match="its setting T went from 1.0 to 3.0"):
+            compute()
+    m.T = 1.0  # set back: the same model again
+    torch.testing.assert_close(obj.H @ v, Objective(Tempered(), X, Y).H @ v)
+
+
+class Standardised(nn.Module):
+    "Weight standardisation with detached statistics: part of the weight's path is cut."
+    def __init__(self, detach_stats=True):
+        super().__init__(); torch.manual_seed(0)
+        self.a, self.b, self.detach_stats = nn.Linear(4, 6).double(), nn.Linear(6, 3).double(), detach_stats
+
+    def forward(self, x):
+        W = self.a.weight
+        mu, sd = (W.mean().detach(), W.std().detach()) if self.detach_stats else (W.mean(), W.std())
+        return self.b(torch.tanh(torch.nn.functional.linear(x, (W - mu) / sd, self.a.bias)))
+
+
+class NoGradScale(nn.Module):
+    def __init__(self):
+        super().__init__(); torch.manual_seed(0)
+        self.a, self.b = nn.Linear(4, 6).double(), nn.Linear(6, 3).double()
+
+    def forward(self, x):
+        with torch.no_grad(): c = self.b.weight.norm()
+        return self.b(torch.tanh(self.a(x))) / c
+
+
+@pytest.mark.parametrize("model", [Standardised, NoGradScale])
+def test_a_forward_that_detaches_part_of_a_path_is_refused(model):
+    with pytest.raises(ValueError, match="not the derivative of the model's forward"):
+        Objective(model(), X, Y)
+
+
+def test_the_derivative_check_passes_what_it_should():
+    Objective(Standardised(detach_stats=False), X, Y)  # the same statistics with gradients
+    torch.manual_seed(0)
+    relu = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(12, 3))
+    Objective(relu, torch.randn(20, 1, 4, 4), torch.arange(20) % 3)  # float32, kinks and ties
+
+
+def test_one_output_with_integer_targets_under_squared_error_is_refused():
+    m = nn.Sequential(nn.Linear(4, 1)).double()
+    with pytest.raises(ValueError, match=r"one output and integer targets.*y.float\(\)\[:, None\]"):
+        Objective(m, X, torch.zeros(12, dtype=torch.long), loss="mse")
+    Objective(m, X, torch.zeros(12, 1, dtype=D), loss="mse")  # float targets: regression
+
+
+def test_to_scipy_refuses_a_complex_vector():
+    op = as_op(M).to_scipy()
+    with pytest.raises(TypeError, match="complex vector"):
+        op.matvec(np.ones(6) + 1j)
+    np.testing.assert_allclose(op.matvec(np.ones(6)), (M @ torch.ones(6, dtype=D)).numpy())
