@@ -125,7 +125,8 @@ class Loss:
     ("A mean loss of the logits (N, C) and targets, with each sample's gradient, "
      "Hessian and Hessian factor in its logits.")
     # convex: whether the Hessian in the logits is PSD (None: checked when factored)
-    name, convex = "custom", None
+    # mean: a mean over samples by construction (False: the Objective checks a batch against its halves)
+    name, convex, mean = "custom", None, False
     def __init__(
         self,
         fn: Callable|None = None, # (logits, y) -> mean loss; derivatives by autodiff
@@ -135,6 +136,20 @@ class Loss:
     def __call__(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.fn(z, y)
     def __repr__(self): return f"{type(self).__name__}({self.name!r})"
+    def check_y(self, y: torch.Tensor) -> torch.Tensor:
+        "The targets as given (N, ...), checked for what this loss takes; a custom loss takes any."
+        return y
+    def targets(self, y: torch.Tensor, C: int, dtype: torch.dtype) -> torch.Tensor:
+        "The targets this loss is called with, for a model of C outputs: a custom loss gets them as given."
+        return y
+
+def _check_labels(y: torch.Tensor, C: int):
+    "Integer labels must name one of the C outputs."
+    if len(y) and (y.min() < 0 or y.max() >= C):
+        raise ValueError(f"labels must lie in 0..{C - 1} for a model with C = {C} outputs; found values from "
+                         f"{int(y.min())} to {int(y.max())}. Relabel the classes or widen the output layer." + (
+                         " (-100 is PyTorch's ignore_index: the mean here is over every sample, so drop the "
+                         "ignored ones first: keep = y != -100; X[keep], y[keep].)" if bool((y == -100).any()) else ""))
 
 # %% ../nbs/00_core.ipynb #8d1d8ea6
 def _one(fn: Callable) -> Callable:
@@ -169,8 +184,19 @@ def factor(self: Loss, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/00_core.ipynb #658b2d4b
 class CrossEntropy(Loss):
     "Softmax cross-entropy with integer labels: closed-form derivatives in the logits."
-    name, convex = "ce", True
+    name, convex, mean = "ce", True, True
     def __call__(self, z, y): return ce(z, y)
+    def check_y(self, y):
+        if y.is_floating_point() or y.ndim != 1 or y.dtype == torch.bool:
+            raise ValueError(f"loss='ce' needs integer class labels of shape (N,), got {y.dtype} of shape {tuple(y.shape)}. "
+                             "For one-hot targets pass y.argmax(1); for regression targets use loss='mse'.")
+        return y.long()
+    def targets(self, y, C, dtype):
+        if C < 2:
+            raise ValueError("the model has C = 1 output, and softmax cross-entropy of one logit is identically 0: use two "
+                             "outputs (one per class), or loss='mse' for one regression output.")
+        _check_labels(y, C)
+        return y
     def grad(self, z, y):
         return torch.softmax(z, -1) - F.one_hot(y, z.shape[1]).to(z.dtype)
     def hessian(self, z, y):
@@ -185,8 +211,21 @@ class CrossEntropy(Loss):
 class SquaredError(Loss):
     ("Half the squared error summed over outputs: gradient z - y, Hessian and factor "
      "the identity.")
-    name, convex = "mse", True
+    name, convex, mean = "mse", True, True
     def __call__(self, z, y): return mse(z, y)
+    def targets(self, y, C, dtype):
+        "Float targets (N, C) as given; integer labels (N,) one-hot."
+        if not y.is_floating_point() and y.ndim == 1:
+            if C < 2:
+                raise ValueError("loss='mse' with one output and integer targets: as labels they all name the one class, "
+                                 "so every target would be 1. For regression pass float targets of shape (N, 1): "
+                                 "y.float()[:, None].")
+            _check_labels(y, C)
+            y = F.one_hot(y.long(), C).to(dtype)
+        if tuple(y.shape) != (len(y), C):
+            raise ValueError(f"loss='mse' needs targets of shape (N, C) = ({len(y)}, {C}) or integer labels of shape (N,), "
+                             f"got {tuple(y.shape)}.")
+        return y
     def grad(self, z, y): return z - y
     def hessian(self, z, y):
         return torch.eye(z.shape[1], dtype=z.dtype, device=z.device).expand(
@@ -221,11 +260,7 @@ def check_data(X, y, loss: str|Callable|Loss, dtype: torch.dtype, device: torch.
                          "along the first dimension (one label or target per sample).")
     if len(X) == 0: raise ValueError("X and y are empty: the loss is a mean over samples and needs at least one.")
     X = check_finite("X", X.to(dtype) if X.is_floating_point() else X, "Remove or impute the bad samples.")
-    if isinstance(as_loss(loss), CrossEntropy):
-        if y.is_floating_point() or y.ndim != 1 or y.dtype == torch.bool:
-            raise ValueError(f"loss='ce' needs integer class labels of shape (N,), got {y.dtype} of shape {tuple(y.shape)}. "
-                             "For one-hot targets pass y.argmax(1); for regression targets use loss='mse'.")
-        y = y.long()
+    y = as_loss(loss).check_y(y)
     if y.is_floating_point(): y = check_finite("y", y.to(dtype), "Remove or impute the bad targets.")
     return X, y
 
@@ -716,7 +751,7 @@ def _inspect_outputs(self: Objective):
 @patch
 def _check_loss_mixed(self: Objective, X: torch.Tensor, y: torch.Tensor):
     "The mean check of `_check_loss` again, on samples drawn across the data (a first batch of one class can hide a weighted loss)."
-    if isinstance(self.loss_fn, (CrossEntropy, SquaredError)) or len(X) < 2: return
+    if self.loss_fn.mean or len(X) < 2: return
     with torch.no_grad(): z = self.forward(self._theta, X)
     self._check_loss(z, y)
 
@@ -736,7 +771,7 @@ def _check_loss(self: Objective, z: torch.Tensor, yb: torch.Tensor):
                          "as a tensor (reduction='mean', or .mean() at the end).")
     check_finite("the loss at the model's parameters", out, "Check the data, the initialisation and the loss.")
     n = len(z)
-    if n >= 2 and not isinstance(self.loss_fn, (CrossEntropy, SquaredError)):
+    if n >= 2 and not self.loss_fn.mean:
         with torch.no_grad(): a, b = self.loss_fn(z[:n // 2], yb[:n // 2]), self.loss_fn(z[n // 2:], yb[n // 2:])
         mean = (a * (n // 2) + b * (n - n // 2)) / n
         if not torch.isclose(out.reshape(()), mean.reshape(()), rtol=1e-4, atol=1e-6 * float(mean.abs()) + 1e-12):
@@ -820,25 +855,8 @@ def _check_coupling(self: Objective, Xb: torch.Tensor):
 # %% ../nbs/00_core.ipynb #1afccdbc
 @patch
 def _targets(self: Objective, y: torch.Tensor) -> torch.Tensor:
-    "Labels or targets checked against the C outputs (labels in 0..C-1, (n, C) targets for 'mse'); labels one-hot for 'mse'."
-    C = self.num_classes
-    if C < 2 and isinstance(self.loss_fn, CrossEntropy):
-        raise ValueError("the model has C = 1 output, and softmax cross-entropy of one logit is identically 0: use two "
-                         "outputs (one per class), or loss='mse' for one regression output.")
-    if C < 2 and isinstance(self.loss_fn, SquaredError) and not y.is_floating_point() and y.ndim == 1:
-        raise ValueError("loss='mse' with one output and integer targets: as labels they all name the one class, so every "
-                         "target would be 1. For regression pass float targets of shape (N, 1): y.float()[:, None].")
-    if not y.is_floating_point() and isinstance(self.loss_fn, (CrossEntropy, SquaredError)) and y.ndim == 1:
-        if len(y) and (y.min() < 0 or y.max() >= C):
-            raise ValueError(f"labels must lie in 0..{C - 1} for a model with C = {C} outputs; found values from "
-                             f"{int(y.min())} to {int(y.max())}. Relabel the classes or widen the output layer." + (
-                             " (-100 is PyTorch's ignore_index: the mean here is over every sample, so drop the "
-                             "ignored ones first: keep = y != -100; X[keep], y[keep].)" if bool((y == -100).any()) else ""))
-        if isinstance(self.loss_fn, SquaredError): y = F.one_hot(y.long(), C).to(self._theta.dtype)
-    if isinstance(self.loss_fn, SquaredError) and tuple(y.shape) != (len(y), C):
-        raise ValueError(f"loss='mse' needs targets of shape (N, C) = ({len(y)}, {C}) or integer labels of shape (N,), "
-                         f"got {tuple(y.shape)}.")
-    return y
+    "The targets the loss is called with, checked against the model's C outputs (`Loss.targets`)."
+    return self.loss_fn.targets(y, self.num_classes, self._theta.dtype)
 
 @patch
 def _check_targets(self: Objective, yb: torch.Tensor) -> torch.Tensor:

@@ -245,7 +245,7 @@ def batch_indices(step: int, n: int, batch_size: int|None, seed: int) -> torch.T
 
 # %% ../nbs/02_train.ipynb #4e015977
 def _targets(loss: str, y: torch.Tensor, C: int, dtype) -> torch.Tensor:
-    return nn.functional.one_hot(y, C).to(dtype) if loss == "mse" else y
+    return LOSSES[loss].targets(y, C, dtype)  # one-hot for "mse", the labels for "ce"
 
 def evaluate(model: nn.Module, data: Data, loss: str = "ce") -> dict:
     "Full-batch train loss, accuracy and gradient norm, and test loss and accuracy (when `data` has a test set)."
