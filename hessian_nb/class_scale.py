@@ -10,28 +10,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .class_structure import class_means, class_split, subspace_overlap
-from .core import FactorOp, Objective, shift_seed
+from .class_structure import class_means, class_pieces, class_split, subspace_overlap
+from .core import CrossEntropy, FactorOp, Objective, shift_seed
 from .data import Data, digits
 from .gauss_newton import ggn, ggn_factor, ggn_op
 from .spectrum import count_outliers, lanczos
 from .train import FMNIST_CNN, TrainConfig, cached, evaluate, mlp, run, run_at
 
 # %% auto #0
-__all__ = ['class_pieces', 'within_class', 'class_facts', 'map_config', 'map_run', 'map_point', 'map_points', 'class_map',
-           'map_rows', 'plot_class_map', 'count_point', 'embedding_along', 'plot_embedding']
-
-# %% ../nbs/06b_class_structure_at_scale.ipynb #9d72fa9a
-def class_pieces(dcc: torch.Tensor, # (C, C, P) class-pair means delta_{c,c'}
-                 w: torch.Tensor) -> tuple: # (C,) class shares
-    "Factors A0, A1 (P, C), A2 (P, C(C-1)) of G0, G1, G2 and the means delta_c (C, P)."
-    C = len(w)
-    off = ~torch.eye(C, dtype=torch.bool, device=dcc.device)
-    dc = (dcc * off[:, :, None]).sum(1) / (C - 1)
-    A0 = dcc.diagonal(dim1=0, dim2=1) * w.sqrt()
-    A1 = (dc * ((C - 1) * w).sqrt()[:, None]).T
-    A2 = ((dcc - dc[:, None, :])[off] * w.repeat_interleave(C - 1).sqrt()[:, None]).T
-    return A0, A1, A2, dc
+__all__ = ['within_class', 'class_facts', 'penultimate', 'collapse_facts', 'ProfileCE', 'control_loss', 'control_facts',
+           'map_config', 'map_run', 'map_point', 'map_points', 'class_map', 'map_rows', 'plot_class_map', 'count_point',
+           'embedding_along', 'plot_embedding']
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #0819bf43
 def within_class(model: nn.Module, data: Data, # the network and its training data
@@ -81,6 +70,73 @@ def class_facts(model: nn.Module, data: Data, # a network and its training data
             "tightness_logit": float(spread_l.mean() / torch.pdist(dl).mean()),
             **{f"tr_G{k}": float(a.pow(2).sum()) for k, a in enumerate((A0, A1, A2))},
             **within_class(model, data, dcc), **evaluate(model, data)}
+
+# %% ../nbs/06b_class_structure_at_scale.ipynb #9878aa7f
+def penultimate(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
+    "The features the model's last nn.Linear layer reads, (N, d), for inputs X."
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not last: raise ValueError("the model has no nn.Linear layer, so it has no penultimate features (the input of the last one).")
+    got = []
+    hook = last[-1].register_forward_pre_hook(lambda m, inp: got.append(inp[0].detach()))
+    try:
+        with torch.no_grad(): model(X)
+    finally: hook.remove()
+    return got[-1].reshape(len(X), -1)
+
+def collapse_facts(model: nn.Module, data: Data) -> dict:
+    "NC1 of the penultimate features; the wrong-class probability: its mean, its spread in decades, its top class's share."
+    H, y, C = penultimate(model, data.X).double(), data.y, data.num_classes
+    mu = torch.stack([H[y == c].mean(0) for c in range(C)])        # class means of the features
+    W, B = H - mu[y], mu - H.mean(0)
+    nc1 = float(torch.trace((W.T @ W / len(H)) @ torch.linalg.pinv(B.T @ B / C, hermitian=True)) / C)
+    with torch.no_grad(): z = model(data.X).double()
+    zw = z.masked_fill(F.one_hot(y, C).bool(), float("-inf"))     # the wrong classes' logits
+    log_wrong = torch.logsumexp(zw, 1) - torch.logsumexp(z, 1)      # log(1 - p_{i,y_i})
+    return {"nc1": nc1, "wrong_mass": float(log_wrong.exp().mean()),
+            "wrong_decades": float((log_wrong.max() - log_wrong.min()) / math.log(10)),
+            "top_wrong_share": float((zw.max(1).values - torch.logsumexp(zw, 1)).exp().mean())}
+
+# %% ../nbs/06b_class_structure_at_scale.ipynb #aa08adb7
+class ProfileCE(CrossEntropy):
+    "Cross-entropy (its value and gradient) with its curvature in the logits taken at fixed-profile probabilities."
+    PROFILES = ("symmetric", "even", "class_mean")
+    def __init__(self, profile: str, # "symmetric", "even" or "class_mean"
+                 eps: float|None = None, # "symmetric": the wrong mass of every sample
+                 class_logits: torch.Tensor|None = None): # "class_mean": (C, C) mean logits of each class
+        if profile not in self.PROFILES: raise ValueError(f"profile {profile!r}: choose one of {self.PROFILES}.")
+        if (profile == "symmetric") != (eps is not None) or (profile == "class_mean") != (class_logits is not None):
+            raise ValueError("'symmetric' takes eps=, 'class_mean' takes class_logits=, 'even' neither: use control_loss.")
+        self.profile, self.eps, self.class_logits, self.name = profile, eps, class_logits, f"ce at {profile} probabilities"
+    def probabilities(self, z, y):
+        "The profile's probabilities (N, C) for logits z and labels y."
+        C, true = z.shape[1], F.one_hot(y, z.shape[1]).bool()
+        if self.profile == "class_mean": return torch.softmax(self.class_logits.to(z)[y], -1)
+        wrong = torch.full((len(z),), self.eps, dtype=z.dtype, device=z.device) if self.profile == "symmetric" \
+            else 1 - torch.softmax(z, -1)[true]
+        return torch.where(true, (1 - wrong)[:, None], (wrong / (C - 1))[:, None])
+    def hessian(self, z, y):
+        p = self.probabilities(z, y)
+        return torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    def factor(self, z, y):
+        p = self.probabilities(z, y)
+        return (torch.eye(z.shape[1], dtype=z.dtype, device=z.device) - p[:, :, None]) * p.sqrt()[:, None, :]
+
+def control_loss(model: nn.Module, data: Data, profile: str) -> ProfileCE:
+    "A ProfileCE with its constants taken from the whole training set: the mean wrong mass, or each class's mean logits."
+    with torch.no_grad(): z = model(data.X).double()
+    if profile == "symmetric": return ProfileCE(profile, eps=collapse_facts(model, data)["wrong_mass"])
+    if profile == "class_mean":
+        return ProfileCE(profile, class_logits=torch.stack([z[data.y == c].mean(0) for c in range(data.num_classes)]))
+    return ProfileCE(profile)
+
+def control_facts(model: nn.Module, data: Data, profile: str, tol: float = 1e-4) -> dict:
+    "Top-C(G) over top-C(G1) (median over k <= C, and the largest) and their overlap, at the profile's probabilities."
+    obj = Objective(model, data.X, data.y, loss=control_loss(model, data, profile))
+    C = obj.num_classes
+    top = lanczos(ggn_op(obj), k=C, tol=tol, vectors=True, verify=False)
+    e1, Q1 = FactorOp(class_pieces(*class_means(obj))[1]).eigh(C)
+    r = top.values.double() / e1.double()
+    return {"G/G1": float(r.median()), "G/G1 max": float(r.max()), "overlap": subspace_overlap(top.vectors, Q1)}
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #2709fb62
 def map_config(point: dict) -> TrainConfig:

@@ -16,7 +16,7 @@ from .core import FactorOp
 from .gauss_newton import ggn_factor
 
 # %% auto #0
-__all__ = ['class_labels', 'ClassSplit', 'class_split', 'class_means', 'averaged_top_space', 'subspace_overlap',
+__all__ = ['class_labels', 'ClassSplit', 'class_pieces', 'class_split', 'class_means', 'averaged_top_space', 'subspace_overlap',
            'hierarchy_facts', 'plot_hierarchy', 'plot_class_means', 'theorem_8_1', 'logistic_ggn']
 
 # %% ../nbs/06_class_structure.ipynb #21fe9e63
@@ -70,6 +70,18 @@ class ClassSplit:
         "The nonzero eigenvalues (descending) of a sum of pieces, from its Gram matrix."
         return self.op(*parts).eigh(vectors=False)
 
+# %% ../nbs/06_class_structure.ipynb #9d72fa9a
+def class_pieces(dcc: torch.Tensor, # (C, C, P) class-pair means delta_{c,c'}
+                 w: torch.Tensor) -> tuple: # (C,) class shares
+    "Factors A0, A1 (P, C), A2 (P, C(C-1)) of G0, G1, G2 and the means delta_c (C, P)."
+    C = len(w)
+    off = ~torch.eye(C, dtype=torch.bool, device=dcc.device)
+    dc = (dcc * off[:, :, None]).sum(1) / (C - 1)
+    A0 = dcc.diagonal(dim1=0, dim2=1) * w.sqrt()
+    A1 = (dc * ((C - 1) * w).sqrt()[:, None]).T
+    A2 = ((dcc - dc[:, None, :])[off] * w.repeat_interleave(C - 1).sqrt()[:, None]).T
+    return A0, A1, A2, dc
+
 # %% ../nbs/06_class_structure.ipynb #e5c66f10
 def class_split(obj: Objective) -> ClassSplit:
     "The logit derivatives delta_{i,c,c'} (GGN factor columns) by class and logit."
@@ -87,12 +99,7 @@ def class_split(obj: Objective) -> ClassSplit:
     onehot = torch.nn.functional.one_hot(y, C).to(V.dtype)    # (N, C)
     # (C, C', P): delta_{c,c'} = mean over i in c
     dcc = torch.einsum("pnk,nc->ckp", D, onehot) / n[:, None, None]
-    off = ~torch.eye(C, dtype=torch.bool, device=V.device)
-    dc = (dcc * off[:, :, None]).sum(1) / (C - 1)             # (C, P): over c' != c
-    A0 = (dcc.diagonal(dim1=0, dim2=1) * w.sqrt())            # (P, C)
-    A1 = (dc * ((C - 1) * w).sqrt()[:, None]).T               # (P, C)
-    nu = (dcc - dc[:, None, :])[off]                          # (C(C-1), P)
-    A2 = (nu * w.repeat_interleave(C - 1).sqrt()[:, None]).T  # (P, C(C-1))
+    A0, A1, A2, dc = class_pieces(dcc, w)
     A3 = (D - dcc[y].permute(2, 0, 1)) * (w / n)[y].sqrt()[None, :, None]  # (P, N, C)
     return ClassSplit(A0, A1, A2, A3.reshape(obj.num_params, -1), dcc, dc, w,
                       obj.max_dense_bytes)
@@ -121,12 +128,7 @@ def class_means(obj: Objective) -> tuple[torch.Tensor, torch.Tensor]:
 def averaged_top_space(source: ClassSplit|Objective, # a split, or an Objective
                        k: int|None = None) -> tuple[torch.Tensor, torch.Tensor]:
     "The top eigenpairs of G1 from its C x C Gram matrix: values, vectors (P, k)."
-    if isinstance(source, Objective):
-        dcc, w = class_means(source)
-        C = len(w)
-        dc = (dcc.sum(1) - dcc.diagonal(dim1=0, dim2=1).T) / (C - 1)
-        A1 = (dc * ((C - 1) * w).sqrt()[:, None]).T
-    else: A1 = source.A1
+    A1 = class_pieces(*class_means(source))[1] if isinstance(source, Objective) else source.A1
     return FactorOp(A1, "G1").eigh(k)
 
 def subspace_overlap(Q1: torch.Tensor, Q2: torch.Tensor) -> float:

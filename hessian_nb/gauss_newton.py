@@ -11,7 +11,7 @@ import torch
 from torch.func import jacrev, jvp, vjp, vmap
 
 from .core import (CrossEntropy, FactorOp, HessianOp, Loss, Objective, Operator, SquaredError, as_loss,
-                             check_finite, check_dense_size, all_reduce_sum, reduce_sum)
+                             check_finite, check_dense_size, all_reduce_sum, fail_together, reduce_sum)
 
 # %% auto #0
 __all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor', 'PerSampleError', 'jacobians', 'ggn', 'GGNOp',
@@ -20,6 +20,21 @@ __all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor',
 
 # %% ../nbs/03_gauss_newton.ipynb #c4662b85
 CLOSED_FORMS = ("ce", "mse")
+
+def _in_logits(L: Loss, what: str, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    ("`L.grad`, `L.hessian` or `L.factor` (`what`) at logits z and targets y; a custom loss that torch.func.vmap cannot "
+     "differentiate one sample at a time gets an error naming the cause and the fix.")
+    try: return getattr(L, what)(z, y)
+    except (RuntimeError, NotImplementedError) as e:
+        autodiff = {"grad": ("grad",), "hessian": ("hessian",), "factor": ("factor", "hessian")}[what]
+        if any(getattr(type(L), m) is not getattr(Loss, m) for m in autodiff): raise  # a closed form: not vmap's
+        raise RuntimeError(
+            f"the custom loss {L.name!r} cannot be differentiated one sample at a time: G and R take each sample's "
+            f"{'gradient' if what == 'grad' else 'Hessian'} in its logits with torch.func.vmap over samples, and vmap "
+            f"failed on this loss ({type(e).__name__}: {str(e)[:160]}). Data-dependent steps in the loss do this: "
+            "F.one_hot(y, C) (write (y[:, None] == torch.arange(C, device=y.device)).to(z.dtype) instead), .item(), "
+            "or an `if` on a tensor's value. Or pass a subclass of hessian_nb.core.Loss with closed-form grad and "
+            "hessian. The Hessian obj.H does not need this.") from e
 
 def _check_logits(z, y, loss):
     "Clear errors for logits that are not (N, C), labels or targets that do not match them, or an unknown loss name."
@@ -45,14 +60,14 @@ def logit_grads(z: torch.Tensor, # logits (N, C)
                 loss: str|Callable|Loss = "ce", # "ce", "mse", a Loss, or a callable(logits, y) -> mean loss (autodiff)
                ) -> torch.Tensor:
     "Each sample's loss gradient in its own logits, (N, C): row i is $\\partial \\ell_i / \\partial z_i$."
-    return _check_logits(z, y, loss).grad(z, y)
+    return _in_logits(_check_logits(z, y, loss), "grad", z, y)
 
 def loss_hessian(z: torch.Tensor, # logits (N, C)
                  y: torch.Tensor, # labels (N,) for "ce", targets (N, C) for "mse"
                  loss: str|Callable|Loss = "ce", # "ce", "mse", a Loss, or a callable(logits, y) -> mean loss (autodiff)
                 ) -> torch.Tensor:
     "Each sample's loss Hessian in its own logits, (N, C, C): diag(p) - p p^T for cross-entropy, I for squared error."
-    return _check_logits(z, y, loss).hessian(z, y)
+    return _in_logits(_check_logits(z, y, loss), "hessian", z, y)
 
 # %% ../nbs/03_gauss_newton.ipynb #b9943431
 def loss_hessian_factor(z: torch.Tensor, # logits (N, C)
@@ -60,7 +75,7 @@ def loss_hessian_factor(z: torch.Tensor, # logits (N, C)
                         loss: str|Callable|Loss = "ce", # "ce", "mse", a Loss, or a callable (factored by eigendecomposition)
                        ) -> torch.Tensor:
     "Square roots S (N, C, C) of the output Hessians, S_i S_i^T = the loss Hessian of sample i in its logits."
-    return _check_logits(z, y, loss).factor(z, y)
+    return _in_logits(_check_logits(z, y, loss), "factor", z, y)
 
 # %% ../nbs/03_gauss_newton.ipynb #75440149
 def _slices(obj: Objective, per_sample: int, n: int|None = None) -> list[slice]:
@@ -74,8 +89,10 @@ def _chunks(obj: Objective, per_sample: int):
         for s in _slices(obj, per_sample, len(Xb)): yield Xb[s], yb[s]
 
 def _per_sample(obj: Objective, what: str):
-    "Refuse per-sample results where samples are split over processes or come in a new order each pass."
-    obj.require_unsharded(what)
+    ("Refuse per-sample results where samples are split over processes (raised on every process together: the others, "
+     "at the same call or at another collective of this protocol, raise it too) or come in a new order each pass.")
+    try: obj.require_unsharded(what)
+    except RuntimeError as e: fail_together(obj.group, e)
     if obj.X is None: obj.batches.require_order(what)  # by behaviour: one pass of the data, no model
 
 # %% ../nbs/03_gauss_newton.ipynb #5f739b2d
@@ -98,9 +115,9 @@ class PerSampleError(RuntimeError):
 def jacobians(obj: Objective) -> torch.Tensor:
     ("The per-sample output Jacobians $J_i = \\partial f_i / \\partial \\theta$, "
      "stacked (N, C, P).")
+    _per_sample(obj, "jacobians(obj)")
     obj.check_dense((obj.N, obj.num_classes, obj.num_params), "stack of Jacobians",
                     "Use ggn_op(obj) @ V, or fewer samples")
-    _per_sample(obj, "jacobians(obj)")
     obj.check_fresh()
     return torch.cat([_jac(obj, Xs)
                       for Xs, _ in _chunks(obj, obj.num_classes * obj.num_params)])
@@ -118,7 +135,7 @@ def ggn(obj: Objective) -> torch.Tensor:
         for Xs, ys in _chunks(obj, 2 * obj.num_classes * P):
             J = _jac(obj, Xs)
             with torch.no_grad():
-                Hz = obj.loss_fn.hessian(obj.forward(obj.theta, Xs), ys)
+                Hz = _in_logits(obj.loss_fn, "hessian", obj.forward(obj.theta, Xs), ys)
             G.addmm_(J.reshape(-1, P).T, (Hz @ J).reshape(-1, P), alpha=1 / obj.N)
         G.copy_((G + G.T) / 2)
     try:
@@ -131,26 +148,43 @@ def ggn(obj: Objective) -> torch.Tensor:
     return check_finite("the Gauss-Newton matrix", G)
 
 # %% ../nbs/03_gauss_newton.ipynb #9431a020
-def _jvps(f, theta, z, pull, rows):
-    "J t for each row t of `rows` (k, P): forward mode, or reverse mode twice."
-    try: return vmap(lambda t: jvp(f, (theta,), (t,))[1])(rows)
-    except NotImplementedError:  # e.g. weight_norm: J t as the vjp of u -> J^T u
+def _reverse_only(model) -> bool:
+    ("Whether J v must come from reverse mode: an nn.Embedding with padding_idx, whose backward drops the padding row's "
+     "gradient while its forward-mode derivative keeps it, so that G follows the gradient PyTorch defines (as H and ggn "
+     "do). (nn.EmbeddingBag leaves padding out of its forward too, so both modes agree; its backward has no derivative.)")
+    return any(isinstance(m, torch.nn.Embedding) and m.padding_idx is not None
+               for m in getattr(model, "modules", lambda: ())())
+
+def _jvps(f, theta, z, pull, rows, reverse: bool = False):
+    ("J t for each row t of `rows` (k, P): forward mode, or (`reverse`, or where forward mode is missing) reverse "
+     "mode twice.")
+    if not reverse:
+        try: return vmap(lambda t: jvp(f, (theta,), (t,))[1])(rows)
+        except NotImplementedError: pass  # e.g. weight_norm
+    # J t as the vjp of the linear map u -> J^T u: the transpose of the backward itself
+    try:
         _, pull2 = vjp(lambda u: pull(u)[0], torch.zeros_like(z))
         return vmap(lambda t: pull2(t)[0])(rows)
+    except NotImplementedError as e:  # e.g. nn.EmbeddingBag: neither mode has J v
+        raise RuntimeError(
+            f"G's products need J v, and PyTorch has neither a forward-mode derivative nor a derivative of the backward "
+            f"for an operation of this model ({str(e)[:160]}). ggn(obj) and ggn_op(obj).eigh() need only the backward "
+            "(Jacobians sample by sample): use them, or replace the operation by its plain-PyTorch form.") from e
 
 def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
     ("G V for a checked block V (P, k): forward mode (J v), the output Hessian, "
      "reverse mode (J^T u), blocks of k; one all-reduce.")
     obj.check_fresh()
     rows, k, theta = V.T, obj.block_size(), obj.theta
+    reverse = _reverse_only(obj.model)
     out = torch.zeros_like(rows)
     def work():
         for Xb, yb, w in obj.batches:
             f = lambda th: obj.forward(th, Xb)
             z, pull = vjp(f, theta)
-            Hz = obj.loss_fn.hessian(z.detach(), yb) * (w / len(Xb))
+            Hz = _in_logits(obj.loss_fn, "hessian", z.detach(), yb) * (w / len(Xb))
             for i in range(0, len(rows), k):
-                Jv = _jvps(f, theta, z, pull, rows[i:i + k])  # (k, b, C)
+                Jv = _jvps(f, theta, z, pull, rows[i:i + k], reverse)  # (k, b, C)
                 out[i:i + k] += vmap(pull)(torch.einsum("bcd,kbd->kbc", Hz, Jv))[0]
     reduce_sum(out, obj.group, work, (theta, V),
                "the G product's point or block")
@@ -164,6 +198,15 @@ class GGNOp(Operator):
         super().__init__(obj.num_params, obj.theta.dtype, obj.theta.device, "G",
                          obj.max_dense_bytes)
         self.obj = obj
+    # G = J^T Hz J is symmetric only if J v (forward mode) and J^T u (reverse mode) are one Jacobian's: checked (two
+    # products) before an eigensolver trusts it, as H is
+    symmetric = None
+    asymmetry_fix = (
+        "G = J^T (output Hessian) J is symmetric, so the model's forward-mode derivative (J v) and its backward (J^T u) "
+        "disagree: an operation whose backward is not the transpose of its forward derivative, such as "
+        "nn.Embedding(scale_grad_by_freq=True) (build it with scale_grad_by_freq=False), F.embedding(..., padding_idx=i) "
+        "called in forward (use an nn.Embedding(padding_idx=i) module: its products are then taken in reverse mode), or "
+        "a custom autograd.Function whose jvp and backward differ (make them agree).")
     def _matmat(self, V): return _ggn_block(self.obj, V)
     def dense(self, progress=None):
         check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
@@ -175,6 +218,12 @@ class GGNOp(Operator):
     def eigh(self, k: int|None = None, vectors: bool = True):
         ("The top `k` eigenvalues of G (descending) and, if `vectors`, its "
          "eigenvectors (P, k), from the N C x N C Gram matrix of its factor.")
+        obj, m = self.obj, self.obj.N * self.obj.num_classes
+        # refused on every process together when sharded, before any size (which may differ between shards)
+        _per_sample(obj, "ggn_op(obj).eigh() (the Gram route: one column per sample and output)")
+        fix = "Use lanczos(ggn_op(obj), k) for the top eigenvalues (products G @ V only), or fewer samples"
+        obj.check_dense((self.P, m), "Gauss-Newton factor", fix)
+        obj.check_dense((m, m), "Gram matrix V^T V of G's factor", fix)
         return self.factor().eigh(k, vectors)
 
 def ggn_op(obj: Objective) -> GGNOp:
@@ -190,14 +239,14 @@ def ggn_factor(obj: Objective) -> torch.Tensor:
     ("V of shape (P, N C) with $G = V V^\\top$: column (i, c') is "
      "$J_i^\\top s_{i,c'} / \\sqrt N$ for the output-Hessian factor $S_i$.")
     P = obj.num_params
+    _per_sample(obj, "the Gauss-Newton factor (one column per sample and output)")
     obj.check_dense((P, obj.N * obj.num_classes), "Gauss-Newton factor",
                     "Use ggn_op(obj) @ V, or fewer samples")
-    _per_sample(obj, "the Gauss-Newton factor (one column per sample and output)")
     obj.check_fresh()
     parts = []
     for Xs, ys in _chunks(obj, 2 * obj.num_classes * P):
         J = _jac(obj, Xs)
-        with torch.no_grad(): S = obj.loss_fn.factor(obj.forward(obj.theta, Xs), ys)
+        with torch.no_grad(): S = _in_logits(obj.loss_fn, "factor", obj.forward(obj.theta, Xs), ys)
         parts.append(torch.einsum("ncp,ncr->pnr", J, S).reshape(P, -1))
     return torch.cat(parts, 1) / math.sqrt(obj.N)
 
@@ -211,11 +260,16 @@ def gram_eigh(obj: Objective, # the objective whose Gauss-Newton matrix is wante
     return GGNOp(obj).eigh(k, vectors)
 
 # %% ../nbs/03_gauss_newton.ipynb #74a9412d
+def _dot(z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    ("mean_i g_i . z_i, where a logit masked to -inf (a class never allowed: softmax 0, gradient exactly 0) adds 0, "
+     "not -inf * 0 = NaN.")
+    return (torch.where(z.isinf() & (g == 0), 0.0, z) * g).sum(-1).mean()
+
 class LinearLogits(Loss):
     ("The loss mean_i g_i . z_i, linear in the logits (targets g are the fixed logit "
      "gradients): its Hessian is the residual.")
     name, convex = "residual", True
-    def __call__(self, z, g): return (z * g).sum(-1).mean()
+    def __call__(self, z, g): return _dot(z, g)
     def grad(self, z, g): return g
     def hessian(self, z, g):
         return torch.zeros(*z.shape, z.shape[1], dtype=z.dtype, device=z.device)
@@ -232,8 +286,8 @@ class StreamedResidual(Loss):
         if not isinstance(self.base, SquaredError): return y
         return torch.nn.functional.one_hot(y, z.shape[1]).to(z.dtype)
     def __call__(self, z, y):
-        return (z * self.base.grad(z.detach(), self._y(z, y))).sum(-1).mean()
-    def grad(self, z, y): return self.base.grad(z.detach(), self._y(z, y))
+        return _dot(z, self.grad(z, y))
+    def grad(self, z, y): return _in_logits(self.base, "grad", z.detach(), self._y(z, y))
     def hessian(self, z, y):
         return torch.zeros(*z.shape, z.shape[1], dtype=z.dtype, device=z.device)
     def factor(self, z, y): return self.hessian(z, y)
@@ -247,7 +301,7 @@ def residual_op(obj: Objective) -> HessianOp:
             op = HessianOp(obj.with_loss(StreamedResidual(obj.loss_fn)))
         else:
             with torch.no_grad():
-                g = torch.cat([obj.loss_fn.grad(obj.forward(obj.theta, Xb), yb)
+                g = torch.cat([_in_logits(obj.loss_fn, "grad", obj.forward(obj.theta, Xb), yb)
                                for Xb, yb, _ in obj.batches])
             op = HessianOp(obj.with_loss(LinearLogits(), g))
         op.name = "R"

@@ -5,14 +5,16 @@
 # %% ../nbs/04_spectrum.ipynb #6080355e
 from __future__ import annotations
 import math
+import operator
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from .core import (Objective, Operator, as_op, check_finite, fail_together, finish_bar,
-                             quiet, shift_seed)
+from .core import (Objective, Operator, _header, as_op, check_finite, finish_bar, quiet,
+                             shift_seed)
 
 # %% auto #0
 __all__ = ['Eigs', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density', 'wasserstein1', 'spectral_w1', 'plot_density',
@@ -66,13 +68,19 @@ class Eigs:
                 f"{'converged' if self.converged else 'NOT converged'}, max residual {float(self.residuals.max()):.1e})")
 
 def _unit(op: Operator, q: torch.Tensor) -> float:
-    "A power of 2 near the size of A q (max |entry| x sqrt P), from one product: Lanczos runs on A / s. 1 if A q = 0."
-    m = float((op @ q).abs().max())
-    return 2.0 ** round(math.log2(m * math.sqrt(op.P))) if m > 0 else 1.0
+    "A power of 2 near the size of A q, from one product: Lanczos runs on A / s. 1 if A q = 0."
+    return _size(op @ q)
 
-def _step(op: Operator, Q: torch.Tensor, j: int, s: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, float]:
-    "One step on A / s from basis vector j: (Q^T A q_j over q_0..q_j, A q_j orthogonalised against them twice, its norm)."
-    w = (op @ Q[j]) / s
+def _size(Aq: torch.Tensor) -> float:
+    "A power of 2 near |A q| (max |entry| x sqrt P), within float64's normal range: exact to divide by. 1 if A q = 0."
+    m = float(Aq.abs().max())
+    return 2.0 ** min(1023, max(-1022, round(math.log2(m) + 0.5 * math.log2(len(Aq))))) if m > 0 else 1.0
+
+def _step(op: Operator, Q: torch.Tensor, j: int, s: float = 1.0,
+          Aq: torch.Tensor|None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One step on A / s from basis vector j: (Q^T A q_j over q_0..q_j, A q_j orthogonalised against them twice, its norm).
+    `Aq`: the product A q_j if it is already known."""
+    w = (op @ Q[j] if Aq is None else Aq) / s
     c = torch.zeros(j + 1, dtype=torch.float64)
     for _ in range(2):  # full reorthogonalisation (twice is enough); the coefficients are column j of Q^T A Q
         h = Q[:j + 1] @ w
@@ -150,6 +158,39 @@ def _seed_arg(seed, who: str):
         raise TypeError(f"{who}: seed={seed!r} must be an integer: the random start vectors are drawn from it, so that "
                         "a run repeats. Pass seed=0, 1, 2, ... (another seed: another independent run).")
 
+def _plain(v):
+    "An argument as processes compare it: an integer or float of any type as Python's (np.int64(3) is 3), else itself."
+    if isinstance(v, float): return float(v)
+    if isinstance(v, (bool, str)) or v is None: return v
+    try: return operator.index(v)
+    except Exception: return v
+
+def _signature(op: Operator) -> str:
+    "What processes compare of an operator: its kind, name, size and dtype; a linear combination's exact coefficients."
+    terms = getattr(op, "terms", None)
+    if terms: return " + ".join(f"{float(c)!r} * {_signature(A)}" for c, A in terms)
+    return f"{type(op).__name__} {op.name} (P = {op.P:,}, {str(op.dtype).removeprefix('torch.')})"
+
+def _same_call(op: Operator, err: Exception|None, who: str, **args):
+    """Raise `err` (a bad argument), or go on. Sharded (op.group set), one header before any product carries every process's
+    error flag and a checksum of each argument and of the operator, so that a bad argument on any process, or processes
+    making different calls (another k, probes, steps, seed or operator: other collectives to come), raise on every process
+    at once, with the same message, instead of hanging or each returning its own numbers."""
+    if op.group is None:
+        if err is not None: raise err
+        return
+    args = {n: _plain(v) for n, v in args.items()} | {"operator": _signature(op)}
+    C = _header(op.group, err, f"the start of {who}", 0, [zlib.crc32(repr(v).encode()) for v in args.values()], same=False)
+    differ = [("the operator" if n == "operator" else n) for i, n in enumerate(args) if bool((C[:, i] != C[0, i]).any())]
+    if differ:  # every process holds every row: all take this branch, and its one collective, together
+        import torch.distributed as dist
+        calls = [None] * C.shape[0]
+        mine = f"{who}({', '.join(f'{n}={v!r}' for n, v in args.items() if n != 'operator')}) on {args['operator']}"
+        dist.all_gather_object(calls, mine, group=op.group)
+        raise RuntimeError(f"the processes disagree in their call of {who}: they differ in {', '.join(differ)}. "
+                           + "; ".join(f"Process {r} called {c}" for r, c in enumerate(calls)) + ". A sharded operator "
+                           "needs the same call on every process: the same arguments and seed, on the same operator.")
+
 def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / curvlinops linear operator
             k: int = 10, # how many eigenpairs
             which: str = "top", # "top": the largest (algebraic) eigenvalues; "bottom": the smallest
@@ -161,9 +202,13 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
             check_every: int|None = None, # test convergence every this many steps (default: every step up to 50, then rarer)
             progress: bool|None = None) -> Eigs:
     "Extreme eigenpairs of a symmetric operator: Lanczos with full reorthogonalisation, residual stop and a verification restart."
-    op, sgn = _operator(A, "lanczos"), 1 if which == "top" else -1
-    try: _lanczos_args(op, k, which, max_iter); tol = _tolerance(tol, op, "lanczos"); _seed_arg(seed, "lanczos")
-    except (TypeError, ValueError) as e: fail_together(op.group, e)  # sharded: raised on every process
+    op, sgn, err = _operator(A, "lanczos"), 1 if which == "top" else -1, None
+    asked = dict(k=k, which=which, tol=tol, max_iter=max_iter, seed=seed, vectors=vectors, verify=verify, check_every=check_every)
+    try:
+        _lanczos_args(op, k, which, max_iter); tol = _tolerance(tol, op, "lanczos"); _seed_arg(seed, "lanczos")
+        if check_every is not None: _positive_int("check_every", check_every)
+    except (TypeError, ValueError) as e: err = e
+    _same_call(op, err, "lanczos", **asked)  # sharded: an error, or processes that disagree, raised on every process
     start = op.products
     verify_tol = max(tol, 1e-2)  # the fresh block's extreme only has to be placed below the k-th value
     op.check_symmetric()
@@ -200,8 +245,10 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
                 if r <= tol * scale and past > r + tol * scale:  # the answer lacked an eigenvalue: take it in, look again
                     if conv: accepted, paused, restart = (j + 1, float(theta[idx[-1]])), (j, w / b, b), True
                     else: accepted, resume = None, True
+                # nothing beyond the k-th value by more than tol, once the block has run as long as the first took to
+                # place its extreme, or has closed: an invariant subspace (every fresh block of a low-rank A), exact
                 done = (accepted is not None and past + r <= tol * scale and r <= verify_tol * scale
-                        and j + 1 - blocks[-1] >= (reach or 1))  # nothing beyond the k-th value by more than tol
+                        and (closed or j + 1 - blocks[-1] >= (reach or 1)))
         if done or j + 1 == m:
             n = accepted[0] if done and accepted else j + 1  # nothing new: the verified answer (blocks past it only checked)
             done = done or j + 1 == op.P; break  # blocks spanning the whole space: exact
@@ -260,7 +307,7 @@ class Quadrature:
     nodes: torch.Tensor # (probes, steps) Ritz values, float64
     weights: torch.Tensor # (probes, steps), each row sums to 1
     P: int # the operator's dimension
-    products: int # products with A used
+    products: int # products with A used (the symmetry check included)
 
     def __repr__(self): return f"Quadrature({self.nodes.shape[0]} probes x {self.nodes.shape[1]} nodes, P={self.P:,}, {self.products} products)"
 
@@ -270,15 +317,18 @@ def slq(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / curvli
         seed: int = 0,
         progress: bool|None = None) -> Quadrature:
     "Stochastic Lanczos quadrature: a few Lanczos runs whose Ritz values and weights approximate the spectral distribution."
-    op = _operator(A, "slq")
-    bad = any(isinstance(x, bool) or not isinstance(x, int) for x in (probes, steps))
-    if bad or probes < 1 or not 1 <= steps <= op.P:
-        fail_together(op.group, ValueError(f"slq needs integers probes >= 1 and steps in 1..P = {op.P:,}; got "
-                                           f"probes={probes!r}, steps={steps!r}."))
-    try: _seed_arg(seed, "slq")
-    except TypeError as e: fail_together(op.group, e)
+    op, err = _operator(A, "slq"), None
+    start = op.products  # the symmetry check's products count too
+    try:
+        bad = any(isinstance(x, bool) or not isinstance(x, int) for x in (probes, steps))
+        if bad or probes < 1 or not 1 <= steps <= op.P:
+            raise ValueError(f"slq needs integers probes >= 1 and steps in 1..P = {op.P:,}; got probes={probes!r}, "
+                             f"steps={steps!r}.")
+        _seed_arg(seed, "slq")
+    except (TypeError, ValueError) as e: err = e
+    _same_call(op, err, "slq", probes=probes, steps=steps, seed=seed)  # sharded: raised on every process
     op.check_symmetric()
-    start, g = op.products, torch.Generator(op.device).manual_seed(shift_seed(seed))
+    g = torch.Generator(op.device).manual_seed(shift_seed(seed))
     nodes, weights = torch.zeros(probes, steps, dtype=torch.float64), torch.zeros(probes, steps, dtype=torch.float64)
     for p in tqdm(range(probes), desc="SLQ probes", disable=quiet() if progress is None else not progress):
         v = torch.randint(0, 2, (op.P,), generator=g, device=op.device).to(op.dtype) * 2 - 1  # Rademacher: |v|^2 = P exactly
@@ -287,16 +337,19 @@ def slq(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / curvli
     return Quadrature(nodes, weights, op.P, op.products - start)
 
 def _lanczos_run(op: Operator, q: torch.Tensor, steps: int):
-    "Ritz values and squared first components after `steps` Lanczos steps from the unit vector q (full reorthogonalisation)."
+    """Ritz values and squared first components after `steps` Lanczos steps from the unit vector q (full reorthogonalisation),
+    run on A / s with s a power of 2 near |A q| (read off the first product), so that no norm underflows or overflows."""
     Q = torch.empty(steps, op.P, dtype=op.dtype, device=op.device)
     Q[0], alpha, beta = q, [], []
+    Aq = op @ q
+    s = _size(Aq)
     for j in range(steps):
-        c, w, b = _step(op, Q, j)
+        c, w, b = _step(op, Q, j, s, Aq if j == 0 else None)
         alpha.append(float(c[j]))
         if j + 1 == steps or b <= max(1e-12, 50 * torch.finfo(op.dtype).eps) * max(abs(a) for a in alpha): break  # the Krylov space is exhausted: the quadrature is exact
         beta.append(b); Q[j + 1] = w / b
     theta, S = torch.linalg.eigh(_tridiagonal(alpha, beta))
-    return theta, S[0] ** 2
+    return theta * s, S[0] ** 2
 
 # %% ../nbs/04_spectrum.ipynb #d114d883
 def density(q: Quadrature, # from `slq`
@@ -307,6 +360,9 @@ def density(q: Quadrature, # from `slq`
            ) -> torch.Tensor:
     "The spectral density smoothed by a Gaussian: sum of weight x N(grid; node, sigma^2), averaged over probes."
     if sigma is not None and not sigma > 0: raise ValueError(f"sigma={sigma!r}: the Gaussian width must be positive.")
+    if isinstance(sign, bool) or sign not in (1, -1):
+        raise ValueError(f"sign={sign!r}: use sign=1 (the positive eigenvalues) or sign=-1 (the negative ones), with log=True.")
+    if log not in (True, False): raise ValueError(f"log={log!r}: use log=True (the density of log10|lambda|) or log=False.")
     x, w = q.nodes.reshape(-1), q.weights.reshape(-1) / q.nodes.shape[0]
     if log:
         keep = (x * sign) > 0
@@ -362,17 +418,19 @@ def plot_density(q: Quadrature, # from slq
 
 # %% ../nbs/04_spectrum.ipynb #a799af78
 def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy operator
-            products: int = 60, # the budget: a third each to sketch, project, probe
+            products: int = 60, # the budget: a third each to sketch, project, probe (+ 2 if symmetry is checked)
             seed: int = 0,
            ) -> tuple[float, float]:
-    "Hutch++: the trace of a sketched top subspace, plus Hutchinson on the rest."
-    op = _operator(A, "hutchpp")
-    if isinstance(products, bool) or not isinstance(products, int) or products < 6:
-        bad = ValueError("hutchpp needs an integer budget of at least 6 products, "
-                         f"got {products!r}.")
-        fail_together(op.group, bad)
-    try: _seed_arg(seed, "hutchpp")
-    except TypeError as e: fail_together(op.group, e)
+    """Hutch++: the trace of a sketched top subspace, plus Hutchinson on the rest; returns (estimate, standard error).
+    It spends products - products % 3 products, plus the 2 of the symmetry check on an operator not yet known to be
+    symmetric (`obj.H`, a new operator each time it is asked for; `as_op(fn)`, a foreign operator, until checked once)."""
+    op, err = _operator(A, "hutchpp"), None
+    try:
+        if isinstance(products, bool) or not isinstance(products, int) or products < 6:
+            raise ValueError(f"hutchpp needs an integer budget of at least 6 products, got {products!r}.")
+        _seed_arg(seed, "hutchpp")
+    except (TypeError, ValueError) as e: err = e
+    _same_call(op, err, "hutchpp", products=products, seed=seed)  # sharded: raised on every process
     op.check_symmetric()
     m = products // 3
     g = torch.Generator(op.device).manual_seed(shift_seed(seed))

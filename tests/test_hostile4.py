@@ -175,3 +175,19 @@ def test_to_scipy_refuses_a_complex_vector():
     with pytest.raises(TypeError, match="complex vector"):
         op.matvec(np.ones(6) + 1j)
     np.testing.assert_allclose(op.matvec(np.ones(6)), (M @ torch.ones(6, dtype=D)).numpy())
+
+
+def test_the_derivative_check_leaves_out_a_padding_row_and_refuses_frequency_scaled_gradients():
+    "PyTorch holds nn.Embedding's padding row constant by definition; scale_grad_by_freq's 'gradient' is no derivative."
+    ids = torch.randint(0, 10, (12, 4), generator=torch.Generator().manual_seed(1))
+    ids[:, 0] = 0  # padding tokens in every sample
+    Objective(Bag(padding_idx=0), ids, Y)
+    with pytest.raises(ValueError, match="not the derivative of the model's forward"):
+        Objective(Bag(scale_grad_by_freq=True), ids, Y)
+
+
+def test_a_factor_operator_s_gram_matrix_respects_the_dense_limit():
+    V = torch.randn(50, 40, generator=G, dtype=D)
+    with pytest.raises(MemoryError, match=r"40 x 40 Gram matrix V\^T V.*lanczos"):
+        FactorOp(V, max_dense_bytes=40 * 40 * 8 - 1).eigh()
+    FactorOp(V, max_dense_bytes=40 * 40 * 8).eigh(3)

@@ -1,7 +1,7 @@
 """Behaviour that no other test pinned down: each test states what the library must do, and fails on a small change to
 the code that used to survive every test (a looser convexity tolerance, one reorthogonalisation pass instead of two,
 Hutch++ spending a quarter of its budget on the sketch, the edge gap counted among its own reference gaps, and the
-survivors of a later round). Two known Lanczos defects are held as strict xfails at the end.
+survivors of a later round).
 
 To check that a test kills a mutation, mutate a copy of the package, never the package: the checkout shadows PYTHONPATH
 under `python -m pytest` (the current directory comes first), so run `PYTHONPATH=/tmp/copy python -P -m pytest ...`."""
@@ -213,12 +213,9 @@ def test_a_verification_block_runs_until_it_has_placed_its_extreme():
             torch.testing.assert_close(e.values, torch.ones(2, dtype=DT), rtol=0, atol=1e-6)
     assert converged >= 8, converged  # so the test cannot pass by never converging (10 of 12 converge today)
 
-# Known defects, held as strict xfails: when the library is fixed these XPASS and fail, so remove the marker then ---------
 
-@pytest.mark.xfail(strict=True, reason="k past the rank (eigenvalue 0 of multiplicity P - r among the wanted): every "
-                                       "verification block closes after one step, never runs as long as `reach`, and the "
-                                       "run restarts until max_iter: right values but 'NOT converged', 171 products for k = 5")
 def test_lanczos_asked_for_more_pairs_than_the_rank():
+    "k past the rank (the eigenvalue 0, of multiplicity P - r, among the wanted): converged at once, every fresh block closed."
     U = torch.randn(200, 3, dtype=DT, generator=torch.Generator().manual_seed(0))
     A = U @ U.T
     e = lanczos(as_op((A + A.T) / 2), k=5)
