@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .core import Objective, all_reduce_sum, reduce_sum, shift_seed
+from .core import Objective, all_reduce_sum, func_vjp, reduce_sum, shift_seed
 from torch.func import vjp, vmap
 
 from .core import FactorOp
@@ -22,7 +22,7 @@ __all__ = ['class_labels', 'ClassSplit', 'class_pieces', 'class_split', 'class_m
 # %% ../nbs/06_class_structure.ipynb #21fe9e63
 def _labels(obj: Objective, y: torch.Tensor) -> torch.Tensor:
     "The integer class of each sample of a batch: the labels for cross-entropy, the one-hot targets' argmax for squared error."
-    if y.is_floating_point():
+    if y.is_floating_point() or y.ndim == 2:
         onehot = y.ndim == 2 and bool(((y == 0) | (y == 1)).all()) and bool((y.sum(1) == 1).all())
         if not onehot:
             raise ValueError("the class structure needs a class per sample: integer labels, or one-hot targets for 'mse'; "
@@ -117,7 +117,7 @@ def class_means(obj: Objective) -> tuple[torch.Tensor, torch.Tensor]:
             for c in torch.unique(lab).tolist():
                 idx = torch.nonzero(lab == c).flatten()
                 Xc, yc = Xb[idx], yb[idx]
-                z, pull = vjp(lambda th: obj.forward(th, Xc), obj.theta)
+                z, pull = func_vjp(lambda th: obj.forward(th, Xc), obj.theta)
                 S = obj.loss_fn.factor(z.detach(), yc)        # (n, C, C'): factors
                 sums[c] += vmap(pull)(S.permute(2, 0, 1))[0]  # (C', P): sum J_i^T s_ic'
     # every process's sums and counts in one collective, with its error flag and point

@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 __all__ = ['LOSSES', 'HEADER', 'quiet', 'finish_bar', 'format_bytes', 'seed_offset', 'shift_seed', 'realization',
            'realization_label', 'claim', 'check_finite', 'check_eval_mode', 'check_modules', 'ce', 'mse', 'Loss',
            'CrossEntropy', 'SquaredError', 'as_loss', 'check_data', 'check_parameters', 'process_group_info',
-           'all_reduce_sum', 'fail_together', 'checksum', 'reduce_sum', 'Objective', 'toy_problem', 'check_vectors',
-           'check_dense_size', 'plot_fd_error', 'plot_hessian', 'Operator', 'DenseOp', 'FunctionOp', 'as_op', 'SumOp',
-           'FactorOp', 'HessianOp']
+           'all_reduce_sum', 'fail_together', 'checksum', 'reduce_sum', 'Objective', 'func_vjp', 'toy_problem',
+           'check_vectors', 'check_dense_size', 'plot_fd_error', 'plot_hessian', 'Operator', 'DenseOp', 'FunctionOp',
+           'as_op', 'SumOp', 'FactorOp', 'HessianOp']
 
 # %% ../nbs/00_core.ipynb #d0b14497
 def quiet() -> bool:
@@ -681,6 +681,15 @@ def unflatten(self: Objective, theta: torch.Tensor) -> dict[str, torch.Tensor]:
     return {n: c.view(s)
             for n, c, s in zip(self._names, theta.split(self._numels), self._shapes)}
 
+def func_vjp(f: Callable, theta: torch.Tensor):
+    "torch.func.vjp, with a clear error where the model's forward uses saved-tensor hooks (torch.utils.checkpoint)."
+    try: return torch.func.vjp(f, theta)
+    except RuntimeError as e:
+        if "saved tensor hooks" not in str(e): raise
+        raise RuntimeError("the model's forward uses saved-tensor hooks (torch.utils.checkpoint), which torch.func (used for "
+                           "G, R and the class means) cannot run through: build the Objective on the same model without "
+                           "checkpointing (the same numbers, more memory). H and its products work as they are.") from e
+
 def _differentiable_attention() -> contextlib.ExitStack:
     ("Attention through the math kernel, whose backward can be differentiated again "
      "(the fused kernels' cannot); MHA fast path off.")
@@ -787,8 +796,11 @@ def _check_forward(self: Objective, Xb: torch.Tensor, yb: torch.Tensor, z: torch
     "A forward pass that is random (dropout, noise) or that cuts parameters off the loss gives wrong curvature: refuse it."
     with torch.no_grad(): z2 = self.forward(self._theta, Xb)
     if not torch.equal(z, z2):
+        training = [n or type(m).__name__ for n, m in self.model.named_modules() if m.training]
+        hint = (f" Modules left in training mode ({', '.join(training[:3])}) may update themselves on every call (spectral_norm's "
+                "power iteration): call model.eval()." if training else "")
         raise ValueError("two forward passes at the same parameters gave different logits: the model is random in eval mode "
-                         "(F.dropout(training=True), torch.randn, ...). Make its forward deterministic.")
+                         "(F.dropout(training=True), torch.randn, ...). Make its forward deterministic." + hint)
     # a first batch of one sample says nothing about coupling: tensors check their first 64 samples
     _check_coupling(self, Xb if len(Xb) >= 2 or self.X is None else self.X[:64])
     with torch.enable_grad():
@@ -797,7 +809,8 @@ def _check_forward(self: Objective, Xb: torch.Tensor, yb: torch.Tensor, z: torch
         grads = torch.autograd.grad(out, list(leaves.values()), allow_unused=True) if out.requires_grad else [None] * len(leaves)
     cut = [n for n, g in zip(leaves, grads) if g is None]
     if cut:
-        raise ValueError(f"parameter(s) {cut} have no path to the loss: forward detaches them, runs them under no_grad, or never "
+        raise ValueError(f"parameter(s) {cut} have no path to the loss: forward detaches them, runs them under no_grad "
+                         "(torch.utils.checkpoint(use_reentrant=True) hides them the same way: drop the checkpointing), or never "
                          "uses them, so their curvature would silently be zero. Remove the detach/no_grad, or freeze them "
                          "with requires_grad_(False) so they are not part of theta.")
     _check_derivative(self, Xb, z)
@@ -1302,6 +1315,9 @@ def as_op(A, # a square tensor, an Operator, a scipy LinearOperator, a curvlinop
         raise TypeError("an Objective is a loss, not an operator: pass obj.H (its Hessian), or ggn_op(obj) / residual_op(obj).")
     if torch.is_tensor(A):
         if A.ndim != 2 or A.shape[0] != A.shape[1]: raise ValueError(f"a matrix operand must be square (P, P), got shape {tuple(A.shape)}.")
+        if A.shape[0] == 0: raise ValueError("the matrix is 0 x 0: an operator needs a dimension P >= 1.")
+        if A.layout != torch.strided:  # a torch sparse matrix: products without densifying; eigensolvers check symmetry
+            return FunctionOp(lambda V: A @ V, A.shape[0], A.dtype, A.device, name or "a sparse matrix")
         if not A.is_floating_point(): raise TypeError(f"a matrix operand must be real floating point, got {A.dtype}: pass A.double().")
         check_finite("the matrix", A)
         if not torch.allclose(A, A.T, rtol=1e-10, atol=1e-12 * float(A.abs().max())):
@@ -1427,6 +1443,13 @@ class FactorOp(Operator):
                             f"{self.name} + {other.name}",
                             min(self.max_dense_bytes, other.max_dense_bytes))
         return super().__add__(other)
+    def __mul__(self, c):
+        # c V V^T = (sqrt(c) V)(sqrt(c) V)^T for c >= 0: still a factor operator, with its eigh
+        if isinstance(c, torch.Tensor) and c.numel() == 1: c = float(c)
+        if isinstance(c, (int, float)) and not isinstance(c, bool) and c >= 0:
+            return FactorOp(math.sqrt(c) * self.V, f"{c:g}*{self.name}", self.max_dense_bytes)
+        return super().__mul__(c)
+    __rmul__ = __mul__
 
 # %% ../nbs/00_core.ipynb #0ef0ecc9
 @patch
@@ -1447,9 +1470,10 @@ def eigh(self: FactorOp,
                          "columns; the other eigenvalues of V V^T are 0), or None.")
     check_dense_size((m, m), self.dtype, self.max_dense_bytes, f"Gram matrix V^T V of {self.name}",
                      "Use lanczos on the operator for its top eigenpairs")
-    G = check_finite("the factor's Gram matrix V^T V", self.V.T @ self.V,
-                     "V holds NaN or inf.")
-    w, U = torch.linalg.eigh(G)
+    check_finite("the factor V", self.V, "Remove the NaN or inf entries.")
+    s = float(self.V.abs().max()) if self.V.numel() else 0.0
+    s = 2.0 ** math.floor(math.log2(s)) if s > 0 else 1.0  # V / s: entries below 2, a Gram matrix that cannot overflow
+    w, U = torch.linalg.eigh((self.V / s).T @ (self.V / s))
     w, U = w.flip(0).clamp_min(0), U.flip(1)
     # numerically zero: below m eps |V|^2, as matrix_rank counts (never an eigenvector)
     rank = int((w > m * torch.finfo(w.dtype).eps * float(w[0])).sum()) if m else 0
@@ -1459,9 +1483,12 @@ def eigh(self: FactorOp,
                          "eigenvalue 0 are not determined by V. Ask for k <= "
                          f"{rank}, or vectors=False.")
     w[rank:] = 0  # rounding, not curvature
+    if rank and not math.isfinite(float(w[0]) * s * s):
+        raise OverflowError(f"the eigenvalues of {self.name} exceed {str(self.dtype).removeprefix('torch.')}'s range (entries "
+                            f"of V up to {float(self.V.abs().max()):.1e}): scale V down by c (the eigenvalues scale by 1/c^2).")
     w, U = w[:k], U[:, :k]
-    if not vectors: return w
-    return w, (self.V @ U) / w.sqrt()
+    if not vectors: return w * s**2
+    return w * s**2, ((self.V / s) @ U) / w.sqrt()
 
 # %% ../nbs/00_core.ipynb #db97a8b2
 class HessianOp(Operator):

@@ -11,7 +11,7 @@ import torch
 from torch.func import jacrev, jvp, vjp, vmap
 
 from .core import (CrossEntropy, FactorOp, HessianOp, Loss, Objective, Operator, SquaredError, as_loss,
-                             check_finite, check_dense_size, all_reduce_sum, fail_together, reduce_sum)
+                             check_finite, check_dense_size, all_reduce_sum, fail_together, func_vjp, reduce_sum)
 
 # %% auto #0
 __all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor', 'PerSampleError', 'jacobians', 'ggn', 'GGNOp',
@@ -181,7 +181,7 @@ def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
     def work():
         for Xb, yb, w in obj.batches:
             f = lambda th: obj.forward(th, Xb)
-            z, pull = vjp(f, theta)
+            z, pull = func_vjp(f, theta)
             Hz = _in_logits(obj.loss_fn, "hessian", z.detach(), yb) * (w / len(Xb))
             for i in range(0, len(rows), k):
                 Jv = _jvps(f, theta, z, pull, rows[i:i + k], reverse)  # (k, b, C)

@@ -154,9 +154,9 @@ def _tolerance(tol: float|None, op: Operator, who: str) -> float:
 
 def _seed_arg(seed, who: str):
     "Refuse a seed that is not an integer (None, 1.5, True): the start vectors are drawn from it."
-    if isinstance(seed, (bool, float)) or not hasattr(seed, "__index__"):
-        raise TypeError(f"{who}: seed={seed!r} must be an integer: the random start vectors are drawn from it, so that "
-                        "a run repeats. Pass seed=0, 1, 2, ... (another seed: another independent run).")
+    if isinstance(seed, (bool, float)) or not hasattr(seed, "__index__") or not -2**62 <= int(seed) < 2**62:
+        raise TypeError(f"{who}: seed={seed!r} must be an integer between -2**62 and 2**62: the random start vectors are "
+                        "drawn from it, so that a run repeats. Pass seed=0, 1, 2, ... (another seed: another independent run).")
 
 def _plain(v):
     "An argument as processes compare it: an integer or float of any type as Python's (np.int64(3) is 3), else itself."

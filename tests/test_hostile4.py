@@ -191,3 +191,56 @@ def test_a_factor_operator_s_gram_matrix_respects_the_dense_limit():
     with pytest.raises(MemoryError, match=r"40 x 40 Gram matrix V\^T V.*lanczos"):
         FactorOp(V, max_dense_bytes=40 * 40 * 8 - 1).eigh()
     FactorOp(V, max_dense_bytes=40 * 40 * 8).eigh(3)
+
+
+def test_torch_sparse_and_empty_matrices():
+    S = M.to_sparse()
+    torch.testing.assert_close(as_op(S) @ torch.eye(6, dtype=D), M)
+    torch.testing.assert_close(lanczos(as_op(S), k=2).values, torch.linalg.eigvalsh(M).flip(0)[:2])
+    with pytest.raises(ValueError, match="0 x 0"):
+        as_op(torch.zeros(0, 0, dtype=D))
+
+
+def test_factor_operators_of_huge_entries_and_scaled_ones_keep_eigh():
+    V = torch.randn(30, 4, generator=G, dtype=D)
+    w = FactorOp(V).eigh(vectors=False)
+    torch.testing.assert_close(FactorOp(V * 2.0**300).eigh(vectors=False), w * 2.0**600)  # exact scaling: powers of two
+    with pytest.raises(OverflowError, match="exceed float64's range"):
+        FactorOp(V * 1e200).eigh()  # the eigenvalues themselves are past 1e308
+    torch.testing.assert_close((2 * FactorOp(V)).eigh(vectors=False), 2 * w)
+    torch.testing.assert_close((FactorOp(V) / 4).eigh(vectors=False), w / 4)
+    assert not hasattr(-1 * FactorOp(V), "eigh")  # -V V^T has no factor: a sum, for lanczos
+
+
+def test_integer_one_hot_targets_have_classes():
+    from hessian_nb.class_structure import class_means
+    m = mlp()
+    a, b = class_means(Objective(m, X, torch.nn.functional.one_hot(Y, 3), "mse")), class_means(Objective(m, X, Y, "mse"))
+    torch.testing.assert_close(a[0], b[0])
+
+
+def test_checkpointed_models_say_what_torch_func_cannot_do():
+    from torch.utils.checkpoint import checkpoint
+    from hessian_nb.gauss_newton import ggn_op
+
+    class CK(nn.Module):
+        def __init__(self, reentrant):
+            super().__init__(); torch.manual_seed(0)
+            self.a, self.b, self.r = nn.Sequential(nn.Linear(4, 6), nn.Tanh()).double(), nn.Linear(6, 3).double(), reentrant
+
+        def forward(self, x): return self.b(checkpoint(self.a, x, use_reentrant=self.r))
+    obj = Objective(CK(False), X, Y)
+    torch.testing.assert_close(obj.H @ torch.ones(obj.num_params, dtype=D),
+                               Objective(nn.Sequential(CK(False).a, CK(False).b), X, Y).H @ torch.ones(obj.num_params, dtype=D))
+    with pytest.raises(RuntimeError, match=r"torch.utils.checkpoint.*without checkpointing"):
+        ggn_op(obj) @ torch.ones(obj.num_params, dtype=D)
+    with pytest.raises(ValueError, match=r"use_reentrant=True"):
+        Objective(CK(True), X, Y)
+
+
+def test_a_layer_updating_itself_in_training_mode_is_named():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.utils.parametrizations.spectral_norm(nn.Linear(4, 6)), nn.Tanh(), nn.Linear(6, 3)).double()
+    with pytest.raises(ValueError, match=r"training mode.*spectral_norm.*model.eval\(\)"):
+        Objective(m, X, Y)
+    Objective(m.eval(), X, Y)
