@@ -191,7 +191,8 @@ class InterpolationExplorer:
         self.slider = W.FloatSlider(value=start, min=lo, max=hi, step=0.05, description="alpha",
                                     continuous_update=False)
         self.status, self.plot, self.sharpness = W.HTML(), W.Output(), None
-        self.widget = W.VBox([self.slider, self.status, self.plot])
+        self.log = W.Output()  # Lanczos's progress bar, inside the widget (not in the log console)
+        self.widget = W.VBox([self.slider, self.log, self.status, self.plot])
         self.slider.observe(self.update, names="value")
         self.update()
 
@@ -201,7 +202,10 @@ class InterpolationExplorer:
         from IPython.display import clear_output
         from hessian_nb.interpolation import interpolate, sharpness_along
         a = float(self.slider.value)
-        self.sharpness = float(sharpness_along(*self.models, self.data, [a], self.loss)[0])
+        with self.log:
+            clear_output(wait=True)
+            self.sharpness = float(sharpness_along(*self.models, self.data, [a], self.loss)[0])
+            clear_output()
         at = interpolate(*self.models, self.data, torch.tensor([a]), self.loss)
         self.status.value = (f"alpha = {a:.2f}: training loss {float(at['train_loss'][0]):.4g}, "
                              f"test accuracy {float(at['test_acc'][0]):.3f}, "

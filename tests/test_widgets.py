@@ -43,3 +43,27 @@ def test_interpolation_explorer_follows_its_slider():
 def test_frames_player_is_offline():
     html = frames_player(["a", "b"], lambda ax, t: ax.set_title(t))
     assert "https://" not in html and "http://" not in html and html.count("data:image/png;base64") == 2
+
+
+def test_the_explorers_work_shows_inside_the_widget(tmp_path, monkeypatch):
+    "Training and Lanczos run inside the widget's own output area, so their progress bars show there, not in the log."
+    import dataclasses
+    import ipywidgets
+    import hessian_nb.widgets as w
+    monkeypatch.setenv("HESSIAN_NB_CACHE", str(tmp_path))
+    inside = []
+    monkeypatch.setattr(ipywidgets.Output, "__enter__", lambda self: inside.append(self) or self)
+    monkeypatch.setattr(ipywidgets.Output, "__exit__", lambda self, *a: inside.remove(self))
+    seen = []
+    real_facts, real_sharp = w.explorer_facts, None
+    monkeypatch.setattr(w, "explorer_facts", lambda **p: seen.append(list(inside)) or real_facts(**p))
+    ex = SpectrumExplorer(grid={"classes": (2,), "width": (5,), "spread": (1.0,)},
+                          start={"classes": 2, "width": 5, "spread": 1.0})
+    assert seen == [[ex.log]] and ex.log in ex.widget.children
+    import hessian_nb.interpolation as interp
+    real_sharp = interp.sharpness_along
+    monkeypatch.setattr(interp, "sharpness_along", lambda *a, **k: seen.append(list(inside)) or real_sharp(*a, **k))
+    model, X, _ = toy_problem("mlp", n=30)
+    ix = InterpolationExplorer(model, toy_problem("mlp", n=30, seed=1)[0], from_tensors(X, torch.arange(30) % 3, num_classes=3),
+                               alphas=torch.linspace(0, 1, 3), start=0.0)
+    assert seen[-1] == [ix.log] and ix.log in ix.widget.children
