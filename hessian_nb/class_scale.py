@@ -73,14 +73,15 @@ def class_facts(model: nn.Module, data: Data, # a network and its training data
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #9878aa7f
 def penultimate(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
-    "The features the model's last nn.Linear layer reads, (N, d), for inputs X."
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not last: raise ValueError("the model has no nn.Linear layer, so it has no penultimate features (the input of the last one).")
+    "The features the last nn.Linear layer to run in the forward reads, (N, d), for inputs X."
     got = []
-    hook = last[-1].register_forward_pre_hook(lambda m, inp: got.append(inp[0].detach()))
+    hooks = [m.register_forward_pre_hook(lambda m, inp: got.append(inp[0].detach()))
+             for m in model.modules() if isinstance(m, nn.Linear)]
     try:
         with torch.no_grad(): model(X)
-    finally: hook.remove()
+    finally:
+        for h in hooks: h.remove()
+    if not got: raise ValueError("no nn.Linear layer runs in the model's forward, so it has no penultimate features (the input of the last one).")
     return got[-1].reshape(len(X), -1)
 
 def collapse_facts(model: nn.Module, data: Data) -> dict:
@@ -106,6 +107,9 @@ class ProfileCE(CrossEntropy):
         if profile not in self.PROFILES: raise ValueError(f"profile {profile!r}: choose one of {self.PROFILES}.")
         if (profile == "symmetric") != (eps is not None) or (profile == "class_mean") != (class_logits is not None):
             raise ValueError("'symmetric' takes eps=, 'class_mean' takes class_logits=, 'even' neither: use control_loss.")
+        if eps is not None and not 0 <= eps < 1: raise ValueError(f"eps={eps!r}: a wrong-class mass must lie in [0, 1).")
+        if class_logits is not None and (class_logits.ndim != 2 or class_logits.shape[0] != class_logits.shape[1]):
+            raise ValueError(f"class_logits has shape {tuple(class_logits.shape)}: it must be (C, C), the mean logits of each class.")
         self.profile, self.eps, self.class_logits, self.name = profile, eps, class_logits, f"ce at {profile} probabilities"
     def probabilities(self, z, y):
         "The profile's probabilities (N, C) for logits z and labels y."

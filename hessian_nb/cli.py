@@ -130,7 +130,10 @@ def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv
         "set HESSIAN_NB_CACHE to", "give --cache"))
     if a.cache: os.environ["HESSIAN_NB_CACHE"] = folder  # this process only: the caller's shell is untouched
     scale, t = a.scale or "book", time.time()
-    result = e.run(scale) if e.scaled else e.run()
+    try: result = e.run(scale) if e.scaled else e.run()
+    except (ValueError, FileNotFoundError) as err:  # a setting or a file the run needs: one line, as argparse says it
+        print(f"hessian-nb run: error: {err}", file=sys.stderr)
+        return 1
     print(e.table(result))
     size = f"scale {scale!r}" if e.scaled else "its one size"
     print(f"{a.name} at {size}: {time.time() - t:.0f} s, cached under {cache_root()}")

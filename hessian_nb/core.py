@@ -504,7 +504,8 @@ class Objective:
             idx = torch.randperm(self.N_local, generator=torch.Generator().manual_seed(0))[:256]
             self._check_loss_mixed(self.X[idx.to(self.X.device)], self.y[idx.to(self.y.device)])
         self._versions = self._data_versions()
-        self._theta_version, self._state, self._settings = self._theta._version, _state_versions(model), _settings(model)
+        self._theta_version, self._state = self._theta._version, _state_versions(model)
+        self._settings = _settings(model, self._volatile)
 
 # %% ../nbs/00_core.ipynb #625ffd0a
 @patch
@@ -728,7 +729,7 @@ def _set_batches(self: Objective, batch_size: int|None):
 @patch
 def _inspect_outputs(self: Objective):
     Xb, yb = self._first
-    acts = []
+    before, acts = _settings(self.model), []
     hooks = [m.register_forward_hook(lambda m, i, o: acts.append(o.numel() if torch.is_tensor(o) else 0))
              for m in self.model.modules() if not list(m.children())]
     version = self._theta._version
@@ -756,6 +757,9 @@ def _inspect_outputs(self: Objective):
     yb = self._check_targets(yb)
     self._check_loss(z, yb)
     self._check_forward(Xb, yb, z)
+    # what the forward passes above changed (a call counter, the last batch's size) is its own state, not a setting
+    after = _settings(self.model)
+    self._volatile = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
 
 # %% ../nbs/00_core.ipynb #5f4fec2f
 @patch
@@ -825,7 +829,7 @@ def _check_derivative(self: Objective, Xb: torch.Tensor):
     th = self._theta
     if th.dtype not in (torch.float32, torch.float64): return
     keep = _defined_rows(self)  # rows PyTorch defines as constant (an embedding's padding row) stay out of the test
-    forward = self.forward
+    forward, th32, keep32 = self.forward, th, keep
     if th.dtype == torch.float32:
         import copy
         try: m64 = copy.deepcopy(self.model).double()
@@ -836,7 +840,10 @@ def _check_derivative(self: Objective, Xb: torch.Tensor):
                     return functional_call(m64, dict(zip(self._names, _split(t, self._shapes, self._numels))),
                                            (X.double() if X.is_floating_point() else X,))
             th, keep = th.double(), keep.double()
-    gap = _derivative_gap(forward, th, Xb, keep)
+    try: gap = _derivative_gap(forward, th, Xb, keep)
+    except Exception:  # the copy's forward makes float32 tensors of its own (h0 = torch.zeros(...)): check it as it is
+        if forward is self.forward: raise
+        gap = _derivative_gap(self.forward, th32, Xb, keep32)
     if gap is None: return
     raise ValueError(f"the gradient autograd computes is not the derivative of the model's forward: along a test "
                      f"direction it gives {gap[0]:.6g}, a central difference {gap[1]:.6g}. The forward detaches part of a "
@@ -939,7 +946,7 @@ def check_fresh(self: Objective):
         raise RuntimeError("the model's buffers or frozen parameters changed after the Objective was built (BatchNorm "
                            "running statistics updated in train mode, a frozen layer edited), so cached curvature would "
                            "mix two models: build a new Objective.")
-    if (now := _settings(self.model)) != self._settings:
+    if (now := _settings(self.model, self._volatile)) != self._settings:
         name, was, is_ = next((k, self._settings.get(k), now.get(k)) for k in {**self._settings, **now}
                               if self._settings.get(k) != now.get(k))
         raise RuntimeError(f"the model changed after the Objective was built: its setting {name} went from {was!r} to "
@@ -952,13 +959,14 @@ def _state_versions(model: nn.Module) -> list:
 
 _PLAIN = (bool, int, float, str, type(None))
 
-def _settings(model: nn.Module) -> dict:
+def _settings(model: nn.Module, volatile: set = frozenset()) -> dict:
     "The model's plain settings ('module.name' -> value): numbers, strings, flags and tuples of them, such as a temperature."
     out = {}
     for path, m in model.named_modules():
         for k, v in vars(m).items():
             plain = isinstance(v, _PLAIN) or isinstance(v, tuple) and all(isinstance(x, _PLAIN) for x in v)
-            if plain and not k.startswith("_") and k != "training": out[f"{path}.{k}" if path else k] = v
+            name = f"{path}.{k}" if path else k
+            if plain and not k.startswith("_") and k != "training" and name not in volatile: out[name] = v
     return out
 
 # %% ../nbs/00_core.ipynb #9d62eca2

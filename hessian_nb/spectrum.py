@@ -137,8 +137,9 @@ def _block_extreme(H: torch.Tensor, start: int, b: float, sgn: int) -> tuple[flo
 # %% ../nbs/04_spectrum.ipynb #c2c96f01
 def _true_residuals(op: Operator, V: torch.Tensor, values: torch.Tensor, scale: float) -> torch.Tensor:
     "Measured |A v - lambda v| / |A| for the returned pairs: one block product."
-    AV = op @ V
-    return ((AV - V * values.to(V.dtype)).norm(dim=0).double() / max(scale, torch.finfo(torch.float64).tiny)).cpu()
+    R = ((op @ V) - V * values.to(V.dtype)).double()
+    s = float(R.abs().max()) or 1.0  # the norm of R / s: no overflow in its squares
+    return ((R / s).norm(dim=0) * s / max(scale, torch.finfo(torch.float64).tiny)).cpu()
 
 # %% ../nbs/04_spectrum.ipynb #00c1401f
 def _tolerance(tol: float|None, op: Operator, who: str) -> float:
@@ -442,7 +443,8 @@ def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy oper
     G = rademacher(m)
     G -= Q @ (Q.T @ G)                            # Hutchinson on what remains
     z = (G * (op @ G)).sum(0).double()
-    return top + float(z.mean()), float(z.std() / math.sqrt(m))
+    s = float(z.abs().max()) or 1.0  # the spread of z / s: no overflow in its squares
+    return top + float(z.mean()), float((z / s).std()) * s / math.sqrt(m)
 
 # %% ../nbs/04_spectrum.ipynb #ff107906
 @dataclass
