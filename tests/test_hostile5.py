@@ -102,3 +102,14 @@ def test_the_command_line_reports_a_bad_setting_in_one_line(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip() == ("hessian-nb run: error: HESSIAN_NB_SEED_OFFSET='x' is not a whole number >= 0: set it "
                                 "to 0, 1, 2, ... or unset it.")
+
+
+def test_a_tuple_setting_is_watched_and_boolean_labels_refused():
+    m = Counting()
+    m.window = (3, 3)
+    obj = Objective(m, X, Y)
+    m.window = (4, 4)
+    with pytest.raises(RuntimeError, match=r"setting window went from \(3, 3\) to \(4, 4\)"):
+        obj.loss()
+    with pytest.raises(ValueError, match="needs integer class labels"):
+        Objective(Counting(), X, (Y > 0))
