@@ -113,3 +113,22 @@ def test_a_tuple_setting_is_watched_and_boolean_labels_refused():
         obj.loss()
     with pytest.raises(ValueError, match="needs integer class labels"):
         Objective(Counting(), X, (Y > 0))
+
+
+def test_collapse_diagnostics_and_profiles_against_their_definitions():
+    "NC1 = tr(S_W S_B^+) / C of the penultimate features; the symmetric profile spreads eps over the C - 1 other classes."
+    from hessian_nb.class_scale import map_config
+    C, Xf = 3, torch.randn(30, 4, generator=G, dtype=D)
+    yf = torch.arange(30) % C
+    lin = nn.Sequential(nn.Identity(), nn.Linear(4, C)).double()
+    mus = torch.stack([Xf[yf == c].mean(0) for c in range(C)])
+    SW = sum(torch.outer(x - mus[c], x - mus[c]) for x, c in zip(Xf, yf)) / 30
+    SB = sum(torch.outer(m - Xf.mean(0), m - Xf.mean(0)) for m in mus) / C
+    nc1 = collapse_facts(lin, Data(Xf, yf, None, None, C))["nc1"]
+    assert nc1 == pytest.approx(float(torch.trace(SW @ torch.linalg.pinv(SB)) / C), rel=1e-9)
+    p = ProfileCE("symmetric", eps=0.3).probabilities(torch.zeros(2, 4, dtype=D), torch.tensor([0, 2]))
+    torch.testing.assert_close(p, torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1]], dtype=D))
+    point = dict(data="digits", n_per_class=5, model={"arch": "mlp", "hidden": [4]}, lr=0.1, batch_size=10, steps=20,
+                 snapshots=[20], seed=0)
+    assert map_config({**point, "weight_decay": 5e-3}).weight_decay == 5e-3  # and so in the run's key
+    assert map_config({**point, "weight_decay": 5e-3}).key() != map_config(point).key()
