@@ -132,3 +132,21 @@ def test_collapse_diagnostics_and_profiles_against_their_definitions():
                  snapshots=[20], seed=0)
     assert map_config({**point, "weight_decay": 5e-3}).weight_decay == 5e-3  # and so in the run's key
     assert map_config({**point, "weight_decay": 5e-3}).key() != map_config(point).key()
+
+
+class Slight(nn.Module):
+    "A forward whose value ignores eps but whose gradient does not: (t.detach() - t) is 0, its gradient -1."
+    def __init__(self, eps):
+        super().__init__(); torch.manual_seed(0)
+        self.a, self.b, self.eps = nn.Linear(4, 6).double(), nn.Linear(6, 3).double(), eps
+
+    def forward(self, x):
+        t = self.a.weight.sum()
+        return self.b(torch.tanh(self.a(x) * (1 + self.eps * (t.detach() - t))))
+
+
+def test_the_derivative_check_sees_a_gap_of_a_few_parts_in_ten_thousand():
+    "eps = 0.01 moves the gradient along the test direction by 2e-4 of its norm: refused in float64; eps = 0 is fine."
+    Objective(Slight(0.0), X, Y)
+    with pytest.raises(ValueError, match="not the derivative of the model's forward"):
+        Objective(Slight(0.01), X, Y)
