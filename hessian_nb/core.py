@@ -726,6 +726,10 @@ def _set_batches(self: Objective, batch_size: int|None):
                     for i in range(0, n, b)]
 
 # %% ../nbs/00_core.ipynb #b0a5a2ff
+_WRITES_THETA = ("the model's forward writes its own parameters in place (nn.Embedding(max_norm=...) renormalises the rows "
+                 "it reads on every call), so the loss is not a function of theta: use max_norm=None and renormalise the "
+                 "weight once, outside the model, before building the Objective.")
+
 @patch
 def _inspect_outputs(self: Objective):
     Xb, yb = self._first
@@ -743,9 +747,7 @@ def _inspect_outputs(self: Objective):
     finally:
         for h in hooks: h.remove()
     if self._theta._version != version:
-        raise ValueError("the model's forward writes its own parameters in place (nn.Embedding(max_norm=...) renormalises "
-                         "the rows it reads on every call), so the loss is not a function of theta: use max_norm=None "
-                         "and renormalise the weight once, outside the model, before building the Objective.")
+        raise ValueError(_WRITES_THETA)
     if not torch.is_tensor(z):
         raise TypeError(f"the model returned a {type(z).__name__}, not a tensor of logits: wrap it so that forward returns "
                         "the logits alone, e.g. nn.Sequential(model, SelectFirst()) or a lambda module taking out[0].")
@@ -831,15 +833,8 @@ def _check_derivative(self: Objective, Xb: torch.Tensor):
     keep = _defined_rows(self)  # rows PyTorch defines as constant (an embedding's padding row) stay out of the test
     forward, th32, keep32 = self.forward, th, keep
     if th.dtype == torch.float32:
-        import copy
-        try: m64 = copy.deepcopy(self.model).double()
-        except Exception: m64 = None
-        if m64 is not None:
-            def forward(t, X):
-                with _differentiable_attention():
-                    return functional_call(m64, dict(zip(self._names, _split(t, self._shapes, self._numels))),
-                                           (X.double() if X.is_floating_point() else X,))
-            th, keep = th.double(), keep.double()
+        try: forward, th, keep = _float64_forward(self), th.double(), keep.double()
+        except Exception: pass  # a model that cannot be copied is checked as it is
     try: gap = _derivative_gap(forward, th, Xb, keep)
     except Exception:  # the copy's forward makes float32 tensors of its own (h0 = torch.zeros(...)): check it as it is
         if forward is self.forward: raise
@@ -852,9 +847,15 @@ def _check_derivative(self: Objective, Xb: torch.Tensor):
                      "(nn.Embedding(scale_grad_by_freq=True)), so the curvature would belong to another function. "
                      "Compute those quantities with gradients.")
 
-def _split(t: torch.Tensor, shapes: list, numels: list) -> list:
-    "A flat vector cut into tensors of the given shapes."
-    return [p.reshape(s) for p, s in zip(t.split(numels), shapes)]
+def _float64_forward(self: Objective) -> Callable:
+    "The forward of a float64 copy of the model, at theta cast to float64: for checks the model's own rounding would blur."
+    import copy
+    m64 = copy.deepcopy(self.model).double()
+    def forward(th, X):
+        with _differentiable_attention():
+            return functional_call(m64, {n: p.double() for n, p in self.unflatten(th).items()},
+                                   (X.double() if X.is_floating_point() else X,))
+    return forward
 
 def _derivative_gap(forward: Callable, th: torch.Tensor, Xb: torch.Tensor, keep: torch.Tensor) -> tuple|None:
     "None if autograd's gradient of a random combination of the logits matches a central difference; else (autograd, difference)."
@@ -896,12 +897,7 @@ def _check_coupling(self: Objective, Xb: torch.Tensor):
     for a half-precision model, whose rounding would hide it). A batch of one sample says nothing: no check."""
     n = len(Xb)
     if n < 2: return
-    forward = self.forward
-    if self._theta.dtype in (torch.float16, torch.bfloat16):
-        import copy
-        m64, names = copy.deepcopy(self.model).double(), self._names
-        forward = lambda th, X: functional_call(m64, dict(zip(names, (p.double() for p in self.unflatten(th).values()))),
-                                                (X.double() if X.is_floating_point() else X,))
+    forward = _float64_forward(self) if self._theta.dtype in (torch.float16, torch.bfloat16) else self.forward
     with torch.no_grad():
         z = forward(self._theta, Xb)
         zz = torch.cat([forward(self._theta, Xb[:n // 2]), forward(self._theta, Xb[n // 2:])])
@@ -939,9 +935,7 @@ def check_fresh(self: Objective):
                            "new data: build a new Objective (pass a copy, X.clone(), if you keep editing the data).")
     check_eval_mode(self.model)
     if self._theta._version != self._theta_version:
-        raise RuntimeError("the model's forward changed its own parameters in place (nn.Embedding(max_norm=...) "
-                           "renormalises its rows on every call), so theta is not a point any more: use max_norm=None "
-                           "and renormalise outside the model.")
+        raise RuntimeError(_WRITES_THETA)
     if _state_versions(self.model) != self._state:
         raise RuntimeError("the model's buffers or frozen parameters changed after the Objective was built (BatchNorm "
                            "running statistics updated in train mode, a frozen layer edited), so cached curvature would "

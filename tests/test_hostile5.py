@@ -150,3 +150,22 @@ def test_the_derivative_check_sees_a_gap_of_a_few_parts_in_ten_thousand():
     Objective(Slight(0.0), X, Y)
     with pytest.raises(ValueError, match="not the derivative of the model's forward"):
         Objective(Slight(0.01), X, Y)
+
+
+class LateWriter(nn.Module):
+    "A forward that starts writing its own weight in place only after its first few calls (past the construction checks)."
+    def __init__(self):
+        super().__init__(); torch.manual_seed(0)
+        self.n, self.calls = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double(), 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls > 40:
+            with torch.no_grad(): self.n[0].weight.mul_(0.5)
+        return self.n(x)
+
+
+def test_a_forward_that_writes_theta_later_is_refused_at_the_next_computation():
+    obj = Objective(LateWriter(), X, Y)
+    with pytest.raises(RuntimeError, match="writes its own parameters in place"):
+        for _ in range(50): obj.loss()
