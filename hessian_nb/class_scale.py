@@ -84,6 +84,11 @@ def penultimate(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
     if not got: raise ValueError("no nn.Linear layer runs in the model's forward, so it has no penultimate features (the input of the last one).")
     return got[-1].reshape(len(X), -1)
 
+def _wrong_classes(z: torch.Tensor, y: torch.Tensor) -> tuple:
+    "The wrong classes' logits (the true class at -inf) and each sample's log wrong-class probability, log(1 - p_{i,y_i})."
+    zw = z.masked_fill(F.one_hot(y, z.shape[1]).bool(), float("-inf"))
+    return zw, torch.logsumexp(zw, 1) - torch.logsumexp(z, 1)
+
 def collapse_facts(model: nn.Module, data: Data) -> dict:
     "NC1 of the penultimate features; the wrong-class probability: its mean, its spread in decades, its top class's share."
     H, y, C = penultimate(model, data.X).double(), data.y, data.num_classes
@@ -91,8 +96,7 @@ def collapse_facts(model: nn.Module, data: Data) -> dict:
     W, B = H - mu[y], mu - H.mean(0)
     nc1 = float(torch.trace((W.T @ W / len(H)) @ torch.linalg.pinv(B.T @ B / C, hermitian=True)) / C)
     with torch.no_grad(): z = model(data.X).double()
-    zw = z.masked_fill(F.one_hot(y, C).bool(), float("-inf"))     # the wrong classes' logits
-    log_wrong = torch.logsumexp(zw, 1) - torch.logsumexp(z, 1)      # log(1 - p_{i,y_i})
+    zw, log_wrong = _wrong_classes(z, y)
     return {"nc1": nc1, "wrong_mass": float(log_wrong.exp().mean()),
             "wrong_decades": float((log_wrong.max() - log_wrong.min()) / math.log(10)),
             "top_wrong_share": float((zw.max(1).values - torch.logsumexp(zw, 1)).exp().mean())}
@@ -128,7 +132,7 @@ class ProfileCE(CrossEntropy):
 def control_loss(model: nn.Module, data: Data, profile: str) -> ProfileCE:
     "A ProfileCE with its constants taken from the whole training set: the mean wrong mass, or each class's mean logits."
     with torch.no_grad(): z = model(data.X).double()
-    if profile == "symmetric": return ProfileCE(profile, eps=collapse_facts(model, data)["wrong_mass"])
+    if profile == "symmetric": return ProfileCE(profile, eps=float(_wrong_classes(z, data.y)[1].exp().mean()))
     if profile == "class_mean":
         return ProfileCE(profile, class_logits=torch.stack([z[data.y == c].mean(0) for c in range(data.num_classes)]))
     return ProfileCE(profile)
