@@ -18,9 +18,10 @@ from .spectrum import count_outliers, lanczos
 from .train import FMNIST_CNN, TrainConfig, cached, evaluate, mlp, run, run_at
 
 # %% auto #0
-__all__ = ['within_class', 'class_facts', 'penultimate', 'collapse_facts', 'ProfileCE', 'control_loss', 'control_facts',
-           'map_config', 'map_run', 'map_point', 'map_points', 'class_map', 'map_rows', 'plot_class_map', 'count_point',
-           'embedding_along', 'plot_embedding']
+__all__ = ['REGIME', 'REGIME_RULE', 'REGIME_SCALES', 'within_class', 'class_facts', 'penultimate', 'collapse_facts', 'ProfileCE',
+           'control_loss', 'control_facts', 'map_config', 'map_run', 'map_point', 'map_control', 'map_points',
+           'class_map', 'map_rows', 'plot_class_map', 'regime_config', 'regime_stage', 'papyan_regime', 'regime_rows',
+           'regime_verdict', 'plot_regime', 'count_point', 'embedding_along', 'plot_embedding']
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #0819bf43
 def within_class(model: nn.Module, data: Data, # the network and its training data
@@ -176,6 +177,13 @@ def map_point(point: dict) -> list[dict]:
         return [{"step": step, **class_facts(model, data)} for step, model in snaps.items()]
     return cached("class_map", {"run": map_config(point).key()}, compute)
 
+# %% ../nbs/06b_class_structure_at_scale.ipynb #af26cbf5
+def map_control(point: dict, profile: str = "symmetric") -> dict:
+    "control_facts at the end of one map run, under `profile`, cached under the run's key."
+    cfg = map_config(point)
+    return cached("class_map_control", {"run": cfg.key(), "profile": profile},
+                  lambda: control_facts(run_at(cfg, cfg.checkpoints[-1]), run(cfg).data, profile))
+
 # %% ../nbs/06b_class_structure_at_scale.ipynb #3556b5cd
 def map_points(scale: str = "book") -> dict:
     "The map's runs: label -> point (see map_point); 'book' (changes made at 30 images per class) fits minutes on two cores, 'paper' (at 100) goes to 1,000 per class."
@@ -233,6 +241,102 @@ def plot_class_map(rows: list[dict], axes=None):
     axes[0].set(yscale="log", ylabel=r"$\lambda_k(G)/\lambda_k(\cdot)$, median over $k \leq C$")
     axes[1].set(ylabel=r"share of tr $G$ at the end", ylim=(0, 1))
     axes[1].legend(frameon=False, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), handlelength=1, columnspacing=0.8)
+    return axes
+
+# %% ../nbs/06b_class_structure_at_scale.ipynb #0cbe9aba
+REGIME = {"width": 8, "n_per_class": 100, "epochs": 200, "lr": 0.05}  # the recipe's free choices (see the text)
+REGIME_RULE = {"G/G1": 1.5, "overlap": 0.9}  # at most / at least, median over k <= C, at the end of training
+
+def regime_config(seed: int = 0, width: int = 8, # the first convolution's channels (VGG11: 64)
+                  n_per_class: int = 100, epochs: int = 200, lr: float = 0.05) -> TrainConfig:
+    ("Papyan's recipe as a registered run: Fashion-MNIST padded to 32 x 32 and normalised (100 test images per class), "
+     "VGG11 with BatchNorm at `width`, float32, SGD with momentum 0.9, weight decay 5e-4, batch 128, the learning rate "
+     "divided by 10 at 1/3 and 2/3 of `epochs`; checkpoints there and at the end.")
+    steps = epochs * math.ceil(10 * n_per_class / 128)
+    marks = (steps // 3, 2 * steps // 3)
+    data = {"name": "fashion_mnist", "n_per_class": n_per_class, "n_test_per_class": 100, "image": True, "pad": 2,
+            "normalize": True, "seed": seed}
+    return TrainConfig(data=data, model={"arch": "vgg", "width": width}, lr=lr, batch_size=128, max_steps=steps,
+                       grad_tol=0, momentum=0.9, weight_decay=5e-4, lr_milestones=marks, checkpoints=(*marks, steps),
+                       seed=seed, dtype="float32", log_every=max(1, steps // 20))
+
+# %% ../nbs/06b_class_structure_at_scale.ipynb #5f129d47
+def regime_stage(cfg: TrainConfig, step: int, # a run and one of its checkpoints
+                 profiles: tuple = ("symmetric",)) -> dict:
+    "class_facts and collapse_facts at checkpoint `step` of run `cfg`, and control_facts under each profile; each cached."
+    key = {"run": cfg.key(), "step": step}
+    model = lambda: run_at(cfg, step)
+    facts = cached("regime_facts", key, lambda: {**class_facts(model(), run(cfg).data), **collapse_facts(model(), run(cfg).data)})
+    control = {p: cached("regime_control", key | {"profile": p}, lambda: control_facts(model(), run(cfg).data, p))
+               for p in profiles}
+    return {"step": step, **facts, "control": control}
+
+# runs as (width, seed, stages measured); every run with all three controls at the paper's scale
+REGIME_SCALES = {"book": {"runs": [(8, 0, "end")], "profiles": ("symmetric",)},
+                 "paper": {"runs": [(8, 0, "all"), (8, 1, "all"), (8, 2, "all"), (16, 0, "end")],
+                           "profiles": ProfileCE.PROFILES}}
+
+def papyan_regime(scale: str = "book") -> dict:
+    ("'width w, seed s' -> [regime_stage at each measured checkpoint]; 'book': width 8, one seed, the end of training, the "
+     "symmetric control (about five minutes on two cores); 'paper': three seeds at 1/3, 2/3 and the end and a run at "
+     "twice the width at the end, with the three controls (about an hour).")
+    if scale not in REGIME_SCALES: raise ValueError(f"scale={scale!r}: choose one of {list(REGIME_SCALES)}.")
+    s, out = REGIME_SCALES[scale], {}
+    for width, seed, stages in s["runs"]:
+        cfg = regime_config(seed, **(REGIME | {"width": width}))
+        steps = cfg.checkpoints if stages == "all" else cfg.checkpoints[-1:]
+        out[f"width {width}, seed {seed}"] = [regime_stage(cfg, step, s["profiles"]) for step in steps]
+    return out
+
+# %% ../nbs/06b_class_structure_at_scale.ipynb #dc04c5b5
+def regime_rows(result: dict) -> list[dict]:
+    "One row per (run, step) of papyan_regime: G/G1 and the overlap, trace shares, collapse numbers, each control's pair."
+    rows = []
+    for label, stages in result.items():
+        width, seed = (int(x.split()[-1]) for x in label.split(", "))
+        for f in stages:
+            r1 = f["G"].double() / f["G1"].double()
+            rows.append({"run": label, "width": width, "seed": seed, "step": f["step"], "G/G1": float(r1.median()), "G/G1 max": float(r1.max()),
+                         "overlap": f["overlap"], **{f"share G{k}": f[f"tr_G{k}"] / f["tr_G"] for k in range(4)},
+                         "heaviest 5%": f["heavy_G"], "nc1": f["nc1"], "wrong decades": f["wrong_decades"],
+                         "top wrong share": f["top_wrong_share"], "wrong mass": f["wrong_mass"], "acc": f["acc"],
+                         "test_acc": f["test_acc"],
+                         **{f"{p} {k}": c[k] for p, c in f["control"].items() for k in ("G/G1", "overlap")}})
+    return rows
+
+def regime_verdict(rows: list[dict], rule: dict = REGIME_RULE, width: int = REGIME["width"]) -> dict:
+    "The rule applied to the last stage of each seed at the recipe's width: does the claim stand, and under the symmetric control?"
+    end = {r["seed"]: r for r in rows if r.get("width", width) == width}  # the last stage of each seed
+    meets = lambda r, pre: r[f"{pre}G/G1"] <= rule["G/G1"] and r[f"{pre}overlap"] >= rule["overlap"]
+    held = [s for s, r in end.items() if meets(r, "")]
+    control = [s for s, r in end.items() if "symmetric G/G1" in r and meets(r, "symmetric ")]
+    return {"seeds": list(end), "held": held, "stands": 2 * len(held) > len(end),
+            "control held": control, "control stands": 2 * len(control) > len(end)}
+
+# %% ../nbs/06b_class_structure_at_scale.ipynb #320dd5e5
+def plot_regime(rows: list[dict], # regime_rows
+                map_end: list[float]|None = None, # the map's end-of-training G/G1, drawn as a grey band
+                axes=None):
+    ("Left: G/G1 (median over k <= C) along training, per seed, trained probabilities (solid) and symmetric control "
+     "(dashed), Papyan's claim hollow at 1; right: the collapse numbers, NC1 and the wrong-class probability's spread.")
+    import matplotlib.pyplot as plt
+    axes = axes if axes is not None else plt.subplots(1, 2, figsize=(7, 3.4))[1]
+    steps = sorted({r["step"] for r in rows})
+    for i, run in enumerate(dict.fromkeys(r["run"] for r in rows)):
+        rs = [r for r in rows if r["run"] == run]
+        x = [steps.index(r["step"]) for r in rs]
+        axes[0].plot(x, [r["G/G1"] for r in rs], "o-", color=f"C{i}", label=run)
+        if "symmetric G/G1" in rs[0]:
+            axes[0].plot(x, [r["symmetric G/G1"] for r in rs], "s--", color=f"C{i}", ms=4, label="symmetric control" if i == 0 else None)
+        axes[1].plot(x, [r["nc1"] for r in rs], "o-", color=f"C{i}", label="NC1" if i == 0 else None)
+        axes[1].plot(x, [r["wrong decades"] for r in rs], "^:", color=f"C{i}", label="wrong-class decades" if i == 0 else None)
+    axes[0].plot([len(steps) - 1], [1.0], "D", mfc="none", color="k", ms=8, label="Papyan: about 1")
+    if map_end: axes[0].axhspan(min(map_end), max(map_end), color="0.85", zorder=0, label="the map, end of training")
+    axes[0].axhline(REGIME_RULE["G/G1"], color="0.5", lw=0.8, ls=":")
+    for ax in axes: ax.set_xticks(range(len(steps)), [f"step {s:,}" for s in steps]); ax.set_xlim(-0.4, len(steps) - 0.6)
+    axes[0].set(yscale="log", ylabel=r"$\lambda_k(G)/\lambda_k(G_1)$, median over $k \leq C$")
+    axes[1].set(yscale="log", ylabel="NC1; decades of $1 - p_{i,y_i}$")
+    for ax in axes: ax.legend(frameon=False, fontsize=7)
     return axes
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #1d7a76d5

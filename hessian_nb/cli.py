@@ -12,13 +12,17 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import json
+
 import torch
 
 from . import bulk, class_scale
+from .core import realization_label
 from .train import CacheNotWritable, cache_root, check_writable
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'Experiment', 'cache_where', 'summary', 'draws_table', 'runs_table', 'map_table', 'main']
+__all__ = ['EXPERIMENTS', 'Experiment', 'cache_where', 'summary', 'draws_table', 'runs_table', 'regime_table', 'map_table',
+           'main']
 
 # %% ../nbs/99_cli.ipynb #e3a82635
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class Experiment:
     run: Callable # run(scale) with scale "book" or "paper"; run() for an experiment of one size
     what: str # one line: what it measures, and which figure or table of the papers it answers
     table: Callable[[object], str] # its result -> the lines the shell prints
+    rows: Callable[[object], list]|None = None # its result -> a list of flat dicts (what --json writes); None: no rows
 
     @property
     def scaled(self) -> bool:
@@ -72,6 +77,20 @@ def runs_table(result: dict) -> str:
         lines.append(f"{str(key):>22} | {len(rs):>4} | {_top(top):>30} | {loss:.2g} | {acc:.3f}")
     return "\n".join(lines)
 
+def regime_table(result: dict) -> str:
+    "Papyan's regime: per seed and checkpoint, G/G1 and the overlap, under the symmetric control, NC1, the verdict."
+    rows = class_scale.regime_rows(result)
+    lines = [f"{'run':>17} | {'step':>6} | {'G/G1':>7} | overlap | {'sym G/G1':>8} | sym overlap | {'NC1':>6} | acc"]
+    for r in rows:
+        lines.append(f"{r['run']:>17} | {r['step']:>6,} | {r['G/G1']:>7.3g} | {r['overlap']:>7.2f} | "
+                     f"{r.get('symmetric G/G1', float('nan')):>8.3g} | {r.get('symmetric overlap', float('nan')):>11.2f} | "
+                     f"{r['nc1']:>6.3g} | {r['acc']:.3f}")
+    v = class_scale.regime_verdict(rows)
+    lines.append(f"at width {class_scale.REGIME['width']} the claim holds in {len(v['held'])} of {len(v['seeds'])} seeds "
+                 f"({'it stands' if v['stands'] else 'it does not stand'}); under the symmetric control in "
+                 f"{len(v['control held'])}")
+    return "\n".join(lines)
+
 def map_table(result: dict) -> str:
     "The class-structure map: per run and snapshot, top-C(G) over top-C(G1) (median over k), the overlap, accuracy."
     lines = [f"{'run':>20} | {'step':>6} | {'G/G1':>7} | {'G/G012':>7} | overlap | acc"]
@@ -95,7 +114,9 @@ EXPERIMENTS = {
     "fmnist_batch_comparison": Experiment(bulk.fmnist_batch_comparison, "small- against large-batch convnets on "
                                           "Fashion-MNIST, over seeds", runs_table),
     "class_map": Experiment(class_scale.class_map, "top-C(G) against its class-mean part over sizes, depths, widths "
-                            "(Papyan 2019)", map_table),
+                            "(Papyan 2019)", map_table, class_scale.map_rows),
+    "papyan_regime": Experiment(class_scale.papyan_regime, "top-C(G) against G1 in Papyan's regime: VGG11-bn (width 8), "
+                                "his recipe, collapse numbers and the control", regime_table, class_scale.regime_rows),
     "training_spectra": Experiment(bulk.training_spectra, "the spectrum along training (one size)", summary),
     "fmnist_step_sizes": Experiment(bulk.fmnist_step_sizes, "the top eigenvalue against the step size on Fashion-MNIST "
                                     "(one size)", runs_table),
@@ -112,6 +133,8 @@ def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv
     r.add_argument("--scale", choices=sorted(bulk.SCALES),
                    help="book (the default) or paper; not for "
                    f"{', '.join(n for n, e in EXPERIMENTS.items() if not e.scaled)}, which have one size")
+    r.add_argument("--json", metavar="FILE", help="also write the result's rows, the command and the realization to FILE "
+                   f"(for {', '.join(n for n, e in EXPERIMENTS.items() if e.rows)})")
     r.add_argument("--cache", help="the cache folder (default: $HESSIAN_NB_CACHE if set, else .cache/hessian_nb at the root of "
                    "the project's checkout when run inside one, else ~/.cache/hessian_nb; here: "
                    f"{cache_where().replace('%', '%%')})")  # argparse %-formats help texts
@@ -122,6 +145,8 @@ def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv
     e = EXPERIMENTS[a.name]
     if not e.scaled and a.scale is not None:  # refused, not ignored: the run would not be the size asked for
         r.error(f"{a.name} has one size only and takes no --scale: drop --scale {a.scale}.")
+    if a.json is not None and e.rows is None:  # refused before any work, not silently skipped after it
+        r.error(f"{a.name} has no rows to write: --json takes one of {', '.join(n for n, x in EXPERIMENTS.items() if x.rows)}.")
     if a.cache is not None and not a.cache.strip():  # an empty value would silently mean "the default folder"
         r.error("--cache is empty: give a folder, or leave --cache out for the default.")
     folder = os.path.abspath(a.cache) if a.cache else str(cache_root())
@@ -135,6 +160,11 @@ def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv
         print(f"hessian-nb run: error: {err}", file=sys.stderr)
         return 1
     print(e.table(result))
+    if a.json:
+        record = {"experiment": a.name, "scale": scale if e.scaled else None, "realization": realization_label(),
+                  "command": "hessian-nb run " + " ".join(argv if argv is not None else sys.argv[1:]),
+                  "seconds": round(time.time() - t), "rows": e.rows(result)}
+        with open(a.json, "w") as f: json.dump(record, f, indent=1)
     size = f"scale {scale!r}" if e.scaled else "its one size"
     print(f"{a.name} at {size}: {time.time() - t:.0f} s, cached under {cache_root()}")
     return 0

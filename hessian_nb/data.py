@@ -333,18 +333,24 @@ def fashion_mnist(n_per_class: int|None = None, # training images per class (Non
                   n_test_per_class: int|None = None, # test images per class (None: all 1,000)
                   image: bool = False, # True: shape (N, 1, 28, 28) for a CNN; False: (N, 784)
                   seed: int = 0, # seeds both subsets
-                  root: str|Path|None = None): # folder with the four files (default: $HESSIAN_NB_FASHION_MNIST, else Debian's)
+                  root: str|Path|None = None, # folder with the four files (default: $HESSIAN_NB_FASHION_MNIST, else Debian's)
+                  pad: int = 0, # black pixels added on each side (2: 32 x 32, as Papyan's nets take)
+                  normalize: bool = False): # True: (x - 0.5) / 0.5, in [-1, 1], after padding (Papyan's normalisation)
     "Fashion-MNIST from the Debian package or your copy (never downloaded), scaled to [0, 1], optionally balanced subsets."
     for name, value in (("n_per_class", n_per_class), ("n_test_per_class", n_test_per_class)):
         if value is not None: _whole("fashion_mnist", name, value)  # the range is checked against the files, in _per_class
-    _flag("fashion_mnist", "image", image); _whole("fashion_mnist", "seed", seed)
+    _flag("fashion_mnist", "image", image); _whole("fashion_mnist", "seed", seed); _flag("fashion_mnist", "normalize", normalize)
+    _whole("fashion_mnist", "pad", pad)
+    if pad < 0: raise ValueError(f"fashion_mnist: pad={pad} is negative: pass the number of pixels to add on each side (0: none).")
     arrays, out = fashion_mnist_arrays(root), []
     for split, n, what, lowest in (("train", n_per_class, "n_per_class", 1), ("test", n_test_per_class, "n_test_per_class", 0)):
         X, y = arrays[split]
         keep = _per_class(torch.from_numpy(y.astype(np.int64)), n, seed, what, lowest).numpy()
-        X = torch.from_numpy(X[keep]).float().div_(255)
+        X = torch.nn.functional.pad(torch.from_numpy(X[keep]).float().div_(255), (pad,) * 4)
+        X = X.sub_(0.5).div_(0.5) if normalize else X
         out += [X.unsqueeze(1) if image else X.flatten(1), torch.from_numpy(y[keep].astype(np.int64))]
     args = [f"n_per_class={n_per_class}"] + [f"n_test_per_class={n_test_per_class}"] * (n_test_per_class is not None)
+    args += [f"pad={pad}"] * (pad != 0) + ["normalize=True"] * normalize
     return Data(*out, 10, f"fashion_mnist({', '.join(args + [f'seed={seed}'] * (seed != 0))})")
 
 # %% ../nbs/01_data.ipynb #eafbfff9

@@ -15,8 +15,8 @@ from .core import (CrossEntropy, FactorOp, HessianOp, Loss, Objective, Operator,
 
 # %% auto #0
 __all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor', 'PerSampleError', 'jacobians', 'ggn', 'GGNOp',
-           'ggn_op', 'ggn_vp', 'ggn_factor', 'gram_eigh', 'LinearLogits', 'StreamedResidual', 'residual_op', 'residual',
-           'residual_vp', 'check_split', 'plot_spectra', 'plot_residual_ratio']
+           'ggn_op', 'ggn_vp', 'ggn_factor', 'ggn_diagonal', 'gram_eigh', 'LinearLogits', 'StreamedResidual',
+           'residual_op', 'residual', 'residual_vp', 'check_split', 'plot_spectra', 'plot_residual_ratio']
 
 # %% ../nbs/03_gauss_newton.ipynb #c4662b85
 CLOSED_FORMS = ("ce", "mse")
@@ -249,6 +249,18 @@ def ggn_factor(obj: Objective) -> torch.Tensor:
         with torch.no_grad(): S = _in_logits(obj.loss_fn, "factor", obj.forward(obj.theta, Xs), ys)
         parts.append(torch.einsum("ncp,ncr->pnr", J, S).reshape(P, -1))
     return torch.cat(parts, 1) / math.sqrt(obj.N)
+
+def ggn_diagonal(obj: Objective) -> torch.Tensor:
+    ("The diagonal of G exactly, (P,): the row sums of the squared factor, chunk by chunk of samples, so that the N C "
+     "columns are never held at once (the memory of `chunk_bytes`, not of the factor).")
+    _per_sample(obj, "the diagonal of G from per-sample factors")
+    obj.check_fresh()
+    d = torch.zeros(obj.num_params, dtype=obj.theta.dtype, device=obj.theta.device)
+    for Xs, ys in _chunks(obj, 2 * obj.num_classes * obj.num_params):
+        J = _jac(obj, Xs)
+        with torch.no_grad(): S = _in_logits(obj.loss_fn, "factor", obj.forward(obj.theta, Xs), ys)
+        d += torch.einsum("ncp,ncr->pnr", J, S).pow(2).sum((1, 2))
+    return d / obj.N
 
 # %% ../nbs/03_gauss_newton.ipynb #43ef499b
 def gram_eigh(obj: Objective, # the objective whose Gauss-Newton matrix is wanted

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .core import (Objective, Operator, _header, as_op, check_finite, finish_bar, quiet,
+from .core import (Objective, Operator, _header, as_op, check_finite, check_vectors, checksum, finish_bar, quiet,
                              shift_seed)
 
 # %% auto #0
@@ -201,22 +201,26 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
             vectors: bool = True, # also return the Ritz vectors (and measure their residuals: k more products)
             verify: bool = True, # restart in a fresh block to catch missing copies of repeated eigenvalues
             check_every: int|None = None, # test convergence every this many steps (default: every step up to 50, then rarer)
-            progress: bool|None = None) -> Eigs:
+            progress: bool|None = None,
+            start: torch.Tensor|None = None, # (P,) or (P, j): start from their sum (a warm start from earlier eigenvectors)
+           ) -> Eigs:
     "Extreme eigenpairs of a symmetric operator: Lanczos with full reorthogonalisation, residual stop and a verification restart."
     op, sgn, err = _operator(A, "lanczos"), 1 if which == "top" else -1, None
-    asked = dict(k=k, which=which, tol=tol, max_iter=max_iter, seed=seed, vectors=vectors, verify=verify, check_every=check_every)
+    asked = dict(k=k, which=which, tol=tol, max_iter=max_iter, seed=seed, vectors=vectors, verify=verify, check_every=check_every,
+                 start=None if start is None or not torch.is_tensor(start) else checksum(start))
     try:
         _lanczos_args(op, k, which, max_iter); tol = _tolerance(tol, op, "lanczos"); _seed_arg(seed, "lanczos")
         if check_every is not None: _positive_int("check_every", check_every)
+        if start is not None: q0 = _start_vector(op, start)
     except (TypeError, ValueError) as e: err = e
     _same_call(op, err, "lanczos", **asked)  # sharded: an error, or processes that disagree, raised on every process
-    start = op.products
+    first = op.products  # products before this call
     verify_tol = max(tol, 1e-2)  # the fresh block's extreme only has to be placed below the k-th value
     op.check_symmetric()
     m = min(op.P, max_iter or max(4 * k + 100, 3 * k + 150))
     g = torch.Generator(op.device).manual_seed(shift_seed(seed))
     Q, H = torch.empty(m, op.P, dtype=op.dtype, device=op.device), torch.zeros(m, m, dtype=torch.float64)
-    Q[0] = _fresh(op, Q, -1, g)
+    Q[0] = _fresh(op, Q, -1, g) if start is None else q0
     s = _unit(op, Q[0])  # the run works on A / s, s a power of 2 near |A|: no underflow or overflow in norms
     history, blocks, open_, scale, done = [], [0], {}, 0.0, False
     reach = None  # steps the first block took to place its extreme pair: each verification block runs at least as long
@@ -234,7 +238,7 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
             theta, S = torch.linalg.eigh(H[:j + 1, :j + 1])
             scale = max(scale, float(theta.abs().max()))
             idx, res = _wanted(theta, S, open_, k, sgn)
-            history.append((op.products - start, float(res.max()) / max(scale, 1e-300)))
+            history.append((op.products - first, float(res.max()) / max(scale, 1e-300)))
             conv = bool((res <= tol * scale).all())
             if accepted is None:  # converging the wanted pairs
                 if reach is None and float(res[0]) <= verify_tol * scale: reach = j + 1
@@ -262,9 +266,18 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
         if restart: blocks.append(j + 1)
         else: del open_[j]; H[j, j + 1] = H[j + 1, j] = b
     finish_bar(bar, "converged" if done else "")
-    return _finish(op, Q, H, {c: b for c, b in open_.items() if c < n}, n, j + 1, k, sgn, tol, scale, vectors, start, history, blocks, done, s)
+    return _finish(op, Q, H, {c: b for c, b in open_.items() if c < n}, n, j + 1, k, sgn, tol, scale, vectors, first, history, blocks, done, s)
 
 # %% ../nbs/04_spectrum.ipynb #4feaaf00
+def _start_vector(op: Operator, start) -> torch.Tensor:
+    "The unit sum of the columns of a warm start (P,) or (P, j), checked: the operator's size, dtype and device, finite, not 0."
+    V = check_vectors(start, op.P, op.dtype, op.device, "start")[0]
+    check_finite("start", V)
+    q = (V / V.norm(dim=0).clamp_min(1e-300)).sum(1)  # each column counts alike, whatever its norm
+    if not float(q.norm()) > 0:
+        raise ValueError("start sums to the zero vector: pass earlier eigenvectors (P, j), or leave start=None for a random one.")
+    return q / q.norm()
+
 def _lanczos_args(op: Operator, k, which: str, max_iter):
     "Clear errors for a bad k, which or max_iter."
     if which not in ("top", "bottom"): raise ValueError(f"which={which!r}: use 'top' (largest eigenvalues) or 'bottom' (smallest).")
@@ -347,7 +360,9 @@ def _lanczos_run(op: Operator, q: torch.Tensor, steps: int):
     for j in range(steps):
         c, w, b = _step(op, Q, j, s, Aq if j == 0 else None)
         alpha.append(float(c[j]))
-        if j + 1 == steps or b <= max(1e-12, 50 * torch.finfo(op.dtype).eps) * max(abs(a) for a in alpha): break  # the Krylov space is exhausted: the quadrature is exact
+        # the Krylov space is exhausted (b small against the tridiagonal's size: its alphas and betas, not the alphas alone,
+        # which are all 0 on a spectrum symmetric about 0): the quadrature is exact
+        if j + 1 == steps or b <= max(1e-12, 50 * torch.finfo(op.dtype).eps) * max([abs(a) for a in alpha] + beta): break
         beta.append(b); Q[j + 1] = w / b
     theta, S = torch.linalg.eigh(_tridiagonal(alpha, beta))
     return theta * s, S[0] ** 2

@@ -32,11 +32,11 @@ from .core import LOSSES, finish_bar, quiet, realization, shift_seed
 from .data import Data, blobs, digits, fashion_mnist, two_blobs
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'FMNIST_CNN', 'DATASETS', 'CACHE_VERSION', 'mlp', 'num_params', 'cnn', 'TrainConfig', 'make_data',
-           'make_model', 'normal_init_', 'CorruptCheckpoint', 'atomic_save', 'safe_load', 'load_checkpoint',
-           'load_state', 'batch_indices', 'evaluate', 'Run', 'check_resume', 'train', 'save_state', 'fit', 'one_thread',
-           'cache_root', 'CacheNotWritable', 'check_writable', 'run_lock', 'last_good_checkpoint', 'run', 'run_at',
-           'cached', 'plot_history']
+__all__ = ['ACTIVATIONS', 'FMNIST_CNN', 'VGG11', 'DATASETS', 'CACHE_VERSION', 'mlp', 'num_params', 'cnn', 'vgg', 'TrainConfig',
+           'make_data', 'make_model', 'normal_init_', 'CorruptCheckpoint', 'atomic_save', 'safe_load',
+           'load_checkpoint', 'load_state', 'batch_indices', 'evaluate', 'Run', 'check_resume', 'train', 'save_state',
+           'fit', 'one_thread', 'cache_root', 'CacheNotWritable', 'check_writable', 'run_lock', 'last_good_checkpoint',
+           'run', 'run_at', 'cached', 'plot_history']
 
 # %% ../nbs/02_train.ipynb #ece0e5c5
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -79,6 +79,32 @@ def cnn(channels: tuple[int, int] = (8, 16), # output channels of the two convol
 
 # Sagun et al.'s (2017) convnet shape for 1 x 28 x 28 images, as a TrainConfig model
 FMNIST_CNN = {"arch": "cnn", "channels": [6, 12], "hidden": 32, "image_size": 28}
+
+# %% ../nbs/02_train.ipynb #fa1733dc
+VGG11 = (1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M")  # VGG11's layout: channels in units of the first layer's, "M" a max-pool
+
+def vgg(width: int = 8, # channels of the first convolution (VGG11: 64); the others follow VGG11's 1:2:4:8 layout
+        num_classes: int = 10, # outputs
+        in_channels: int = 1, # input channels (1 for Fashion-MNIST)
+        image_size: int = 32, # the side of the square input images (a multiple of 32: five max-pools halve it)
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32) -> nn.Sequential:
+    """VGG11 with BatchNorm, the layout of Papyan's VGG11_bn at a chosen width: eight 3x3 convolutions each followed by
+    BatchNorm and ReLU, five max-pools, one linear layer on the last features (as VGG for 32 x 32 images is built)."""
+    whole = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    if not (whole(width) and whole(image_size)) or width < 1 or image_size < 32 or image_size % 32:
+        raise ValueError(f"vgg: width={width}, image_size={image_size}: the width must be >= 1 and the image side a multiple "
+                         "of 32 (the five max-pools halve it; pad Fashion-MNIST with fashion_mnist(pad=2)).")
+    layers, c = [], in_channels
+    with torch.random.fork_rng():
+        torch.manual_seed(shift_seed(seed))
+        f32 = torch.float32  # initialised in float32 whatever torch's default dtype, then cast
+        for v in VGG11:
+            if v == "M": layers.append(nn.MaxPool2d(2)); continue
+            layers += [nn.Conv2d(c, v * width, 3, padding=1, dtype=f32), nn.BatchNorm2d(v * width, dtype=f32), nn.ReLU()]
+            c = v * width
+        layers += [nn.Flatten(), nn.Linear((image_size // 32) ** 2 * c, num_classes, dtype=f32)]
+        return nn.Sequential(*layers).to(dtype)
 
 # %% ../nbs/02_train.ipynb #f6a8b620
 DATASETS = {"blobs": blobs, "two_blobs": two_blobs, "digits": digits, "fashion_mnist": fashion_mnist}
@@ -166,7 +192,10 @@ def make_model(cfg: TrainConfig, data: Data) -> nn.Module:
         widths = [math.prod(data.X.shape[1:]), *spec.pop("hidden", []), data.num_classes]
         model = mlp(widths, seed=cfg.seed, dtype=dtype, **spec)
     elif arch == "cnn": model = cnn(num_classes=data.num_classes, seed=cfg.seed, dtype=dtype, **spec)
-    else: raise ValueError(f"model arch {arch!r} is not 'mlp' or 'cnn'.")
+    elif arch == "vgg":
+        model = vgg(num_classes=data.num_classes, in_channels=data.X.shape[1], image_size=data.X.shape[-1], seed=cfg.seed,
+                    dtype=dtype, **spec)
+    else: raise ValueError(f"model arch {arch!r} is not 'mlp', 'cnn' or 'vgg'.")
     return model if std is None else normal_init_(model, std, cfg.seed)
 
 def normal_init_(model: nn.Module, std: float = 0.1, seed: int = 0) -> nn.Module:
@@ -248,7 +277,13 @@ def _targets(loss: str, y: torch.Tensor, C: int, dtype) -> torch.Tensor:
     return LOSSES[loss].targets(y, C, dtype)  # one-hot for "mse", the labels for "ce"
 
 def evaluate(model: nn.Module, data: Data, loss: str = "ce") -> dict:
-    "Full-batch train loss, accuracy and gradient norm, and test loss and accuracy (when `data` has a test set)."
+    """Full-batch train loss, accuracy and gradient norm, and test loss and accuracy (when `data` has a test set), in eval
+    mode (BatchNorm on its running statistics, which the evaluation leaves as they were), the model's mode restored after."""
+    was = model.training
+    try: return _evaluate(model.eval(), data, loss)
+    finally: model.train(was)
+
+def _evaluate(model: nn.Module, data: Data, loss: str) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     dt, f = params[0].dtype, LOSSES[loss]
     with torch.enable_grad():
@@ -317,7 +352,8 @@ def train(cfg: TrainConfig, # what to run; its data and model fields are ignored
           resume: dict|None = None, # a checkpoint of this run (from load_checkpoint) to continue from: see check_resume
           autosave: str|os.PathLike|None = None, # a file rewritten with the latest state every autosave_s seconds
           autosave_s: float = 60.0, # seconds between autosaves
-          progress: bool|None = None) -> Run: # a progress bar (default: unless quiet())
+          progress: bool|None = None, # a progress bar (default: unless quiet())
+          callback: Callable|None = None) -> Run: # callback(step, model) at the start and after every step (a Tracker)
     "Train `cfg` with full-batch GD or minibatch SGD (momentum, weight decay, a stepped learning rate), logging and checkpointing."
     data = data if data is not None else make_data(cfg)
     model = model if model is not None else make_model(cfg, data)
@@ -335,6 +371,8 @@ def train(cfg: TrainConfig, # what to run; its data and model fields are ignored
     converged = bool(history) and history[-1]["grad_norm"] <= cfg.grad_tol
     bar = tqdm(total=cfg.max_steps, initial=step, desc="training", disable=quiet() if progress is None else not progress)
     saved = time.monotonic()
+    model.train()  # BatchNorm on batch statistics while training (evaluate switches to eval mode and back)
+    if callback is not None and not converged: callback(step, model)
     while step < cfg.max_steps and not converged:
         idx = batch_indices(step, len(data.X), cfg.batch_size, cfg.seed)
         Xb, Yb = (data.X, Y) if idx is None else (data.X[idx], Y[idx])
@@ -348,6 +386,7 @@ def train(cfg: TrainConfig, # what to run; its data and model fields are ignored
             if buf is not None: torch._foreach_mul_(buf, cfg.momentum); torch._foreach_add_(buf, grads); grads = buf
             torch._foreach_add_(params, grads, alpha=-cfg.lr_at(step))
         step += 1; bar.update()
+        if callback is not None: callback(step, model)
         if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.max_steps):
             log(); converged = history[-1]["grad_norm"] <= cfg.grad_tol
         if step in cfg.checkpoints:

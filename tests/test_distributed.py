@@ -281,7 +281,7 @@ def test_a_process_failing_mid_lanczos_fails_all_at_once(tmp_path):
 def test_processes_with_other_random_blocks_refused(tmp_path):
     res = spawn("other_seed", tmp_path)
     for r in (0, 1):
-        assert res[r]["error"] and "the processes disagree" in res[r]["error"], res[r]
+        assert res[r]["error"] and "they differ in seed" in res[r]["error"], res[r]  # named: the seed, in the header
 
 
 @pytest.mark.parametrize("task, says", [("mixed_dtype", "dtype (bytes per parameter) is [8, 4]"),

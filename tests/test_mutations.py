@@ -274,3 +274,38 @@ def test_multi_hot_targets_are_not_classes():
     T[0, (int(y[0]) + 1) % 4] = 1.0
     with raises(ValueError, "no classes"):
         class_labels(Objective(model, X, T, loss="mse"))
+
+
+def test_class_means_refuses_an_empty_class():
+    "A class with no sample has no mean (0/0): class_means says which, rather than returning NaN."
+    from hessian_nb.class_structure import class_means
+    model, X, _ = class_problem()
+    y = torch.tensor([0, 1, 3, 0, 1, 3, 0, 1, 3, 0, 1, 3])  # 4 outputs, class 2 absent
+    with raises(ValueError, "class(es) [2] of 0..3 have no sample"):
+        class_means(Objective(model, X, y))
+
+
+class Kink(nn.Module):
+    "Logits x * sum|t|, t a few parameters all just off the kink of |.|: the derivative is exact, a large step crosses it."
+    def __init__(self, offset: float):
+        super().__init__()
+        self.t = nn.Parameter(torch.full((4,), offset, dtype=DT))
+
+    def forward(self, x):
+        return x * self.t.abs().sum()
+
+
+def test_the_derivative_check_takes_a_second_smaller_step_across_a_kink():
+    """Every t sits 1.01 h/8 from the kink of |.| (h the check's first step, 1e-8 here): a unit direction of 4 entries has one
+    of at least 1/2, which the step h carries across (its central difference wrong by about a third), while h/8 crosses
+    nothing. The forward is right (its autograd gradient is its derivative): accepted, on the second step."""
+    X, y = torch.randn(6, 3, dtype=DT, generator=torch.Generator().manual_seed(0)), torch.arange(6) % 3
+    Objective(Kink(1.01e-8 / 8), X, y)
+
+
+def test_slq_stops_at_breakdown_on_a_spectrum_symmetric_about_zero():
+    """diag(1, -1, 0, ...): every Lanczos alpha is 0, so the breakdown test must measure b against the betas too; otherwise it
+    runs on past the exhausted Krylov space and places nodes far outside the spectrum (+-16 for a norm-1 operator)."""
+    from hessian_nb.spectrum import slq
+    q = slq(as_op(torch.diag(torch.tensor([1.0, -1.0] + [0.0] * 18, dtype=DT))), probes=3, steps=12)
+    assert q.nodes.abs().max() <= 1 + 1e-12, q.nodes
