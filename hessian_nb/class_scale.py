@@ -177,7 +177,7 @@ def map_point(point: dict) -> list[dict]:
         return [{"step": step, **class_facts(model, data)} for step, model in snaps.items()]
     return cached("class_map", {"run": map_config(point).key()}, compute)
 
-# %% ../nbs/06b_class_structure_at_scale.ipynb #af26cbf5
+# %% ../nbs/06b_class_structure_at_scale.ipynb #8a693406
 def map_control(point: dict, profile: str = "symmetric") -> dict:
     "control_facts at the end of one map run, under `profile`, cached under the run's key."
     cfg = map_config(point)
@@ -243,7 +243,7 @@ def plot_class_map(rows: list[dict], axes=None):
     axes[1].legend(frameon=False, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), handlelength=1, columnspacing=0.8)
     return axes
 
-# %% ../nbs/06b_class_structure_at_scale.ipynb #0cbe9aba
+# %% ../nbs/06b_class_structure_at_scale.ipynb #a0b640b0
 REGIME = {"width": 8, "n_per_class": 100, "epochs": 200, "lr": 0.05}  # the recipe's free choices (see the text)
 REGIME_RULE = {"G/G1": 1.5, "overlap": 0.9}  # at most / at least, median over k <= C, at the end of training
 
@@ -260,7 +260,7 @@ def regime_config(seed: int = 0, width: int = 8, # the first convolution's chann
                        grad_tol=0, momentum=0.9, weight_decay=5e-4, lr_milestones=marks, checkpoints=(*marks, steps),
                        seed=seed, dtype="float32", log_every=max(1, steps // 20))
 
-# %% ../nbs/06b_class_structure_at_scale.ipynb #5f129d47
+# %% ../nbs/06b_class_structure_at_scale.ipynb #d2f848a3
 def regime_stage(cfg: TrainConfig, step: int, # a run and one of its checkpoints
                  profiles: tuple = ("symmetric",)) -> dict:
     "class_facts and collapse_facts at checkpoint `step` of run `cfg`, and control_facts under each profile; each cached."
@@ -288,7 +288,7 @@ def papyan_regime(scale: str = "book") -> dict:
         out[f"width {width}, seed {seed}"] = [regime_stage(cfg, step, s["profiles"]) for step in steps]
     return out
 
-# %% ../nbs/06b_class_structure_at_scale.ipynb #dc04c5b5
+# %% ../nbs/06b_class_structure_at_scale.ipynb #16c533bf
 def regime_rows(result: dict) -> list[dict]:
     "One row per (run, step) of papyan_regime: G/G1 and the overlap, trace shares, collapse numbers, each control's pair."
     rows = []
@@ -313,7 +313,7 @@ def regime_verdict(rows: list[dict], rule: dict = REGIME_RULE, width: int = REGI
     return {"seeds": list(end), "held": held, "stands": 2 * len(held) > len(end),
             "control held": control, "control stands": 2 * len(control) > len(end)}
 
-# %% ../nbs/06b_class_structure_at_scale.ipynb #320dd5e5
+# %% ../nbs/06b_class_structure_at_scale.ipynb #f3cccaf0
 def plot_regime(rows: list[dict], # regime_rows
                 map_end: list[float]|None = None, # the map's end-of-training G/G1, drawn as a grey band
                 axes=None):

@@ -147,6 +147,10 @@ def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv
         r.error(f"{a.name} has one size only and takes no --scale: drop --scale {a.scale}.")
     if a.json is not None and e.rows is None:  # refused before any work, not silently skipped after it
         r.error(f"{a.name} has no rows to write: --json takes one of {', '.join(n for n, x in EXPERIMENTS.items() if x.rows)}.")
+    if a.json is not None:  # where the record goes is checked before the run, not found wanting after it
+        where = os.path.dirname(os.path.abspath(a.json)) if a.json.strip() else None
+        if where is None or os.path.isdir(a.json) or not os.path.isdir(where) or not os.access(where, os.W_OK):
+            r.error(f"--json {a.json!r}: give a file to write in an existing, writable folder.")
     if a.cache is not None and not a.cache.strip():  # an empty value would silently mean "the default folder"
         r.error("--cache is empty: give a folder, or leave --cache out for the default.")
     folder = os.path.abspath(a.cache) if a.cache else str(cache_root())
@@ -162,7 +166,7 @@ def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv
     print(e.table(result))
     if a.json:
         record = {"experiment": a.name, "scale": scale if e.scaled else None, "realization": realization_label(),
-                  "command": "hessian-nb run " + " ".join(argv if argv is not None else sys.argv[1:]),
+                  "command": "hessian-nb " + " ".join(argv if argv is not None else sys.argv[1:]),
                   "seconds": round(time.time() - t), "rows": e.rows(result)}
         with open(a.json, "w") as f: json.dump(record, f, indent=1)
     size = f"scale {scale!r}" if e.scaled else "its one size"

@@ -257,7 +257,11 @@ def ggn_diagonal(obj: Objective) -> torch.Tensor:
     obj.check_fresh()
     d = torch.zeros(obj.num_params, dtype=obj.theta.dtype, device=obj.theta.device)
     for Xs, ys in _chunks(obj, 2 * obj.num_classes * obj.num_params):
-        J = _jac(obj, Xs)
+        try: J = _jac(obj, Xs)
+        except PerSampleError as e:
+            raise PerSampleError(f"{e} Without per-sample Jacobians, the diagonal of G comes from products: "
+                                 "hessian_nb.network.diagonal(ggn_op(obj)) (exactly, P products) or with probes=... "
+                                 "(estimated, with error bars).") from None
         with torch.no_grad(): S = _in_logits(obj.loss_fn, "factor", obj.forward(obj.theta, Xs), ys)
         d += torch.einsum("ncp,ncr->pnr", J, S).pow(2).sum((1, 2))
     return d / obj.N

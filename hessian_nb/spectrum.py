@@ -202,7 +202,7 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
             verify: bool = True, # restart in a fresh block to catch missing copies of repeated eigenvalues
             check_every: int|None = None, # test convergence every this many steps (default: every step up to 50, then rarer)
             progress: bool|None = None,
-            start: torch.Tensor|None = None, # (P,) or (P, j): start from their sum (a warm start from earlier eigenvectors)
+            start: torch.Tensor|None = None, # (P,) or (P, j): start from their sum (a warm start; always verified)
            ) -> Eigs:
     "Extreme eigenpairs of a symmetric operator: Lanczos with full reorthogonalisation, residual stop and a verification restart."
     op, sgn, err = _operator(A, "lanczos"), 1 if which == "top" else -1, None
@@ -211,7 +211,9 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
     try:
         _lanczos_args(op, k, which, max_iter); tol = _tolerance(tol, op, "lanczos"); _seed_arg(seed, "lanczos")
         if check_every is not None: _positive_int("check_every", check_every)
-        if start is not None: q0 = _start_vector(op, start)
+        # a warm start may lie in an invariant subspace (earlier eigenvectors of an unchanged A): its Krylov space closes
+        # on whatever eigenvalues that subspace holds, so the verification block always runs
+        if start is not None: q0, verify = _start_vector(op, start), True
     except (TypeError, ValueError) as e: err = e
     _same_call(op, err, "lanczos", **asked)  # sharded: an error, or processes that disagree, raised on every process
     first = op.products  # products before this call
@@ -273,6 +275,7 @@ def _start_vector(op: Operator, start) -> torch.Tensor:
     "The unit sum of the columns of a warm start (P,) or (P, j), checked: the operator's size, dtype and device, finite, not 0."
     V = check_vectors(start, op.P, op.dtype, op.device, "start")[0]
     check_finite("start", V)
+    V = V / V.abs().amax(0).clamp_min(torch.finfo(V.dtype).tiny)  # first to at most 1: no overflow in the norms
     q = (V / V.norm(dim=0).clamp_min(1e-300)).sum(1)  # each column counts alike, whatever its norm
     if not float(q.norm()) > 0:
         raise ValueError("start sums to the zero vector: pass earlier eigenvectors (P, j), or leave start=None for a random one.")

@@ -80,7 +80,7 @@ def cnn(channels: tuple[int, int] = (8, 16), # output channels of the two convol
 # Sagun et al.'s (2017) convnet shape for 1 x 28 x 28 images, as a TrainConfig model
 FMNIST_CNN = {"arch": "cnn", "channels": [6, 12], "hidden": 32, "image_size": 28}
 
-# %% ../nbs/02_train.ipynb #fa1733dc
+# %% ../nbs/02_train.ipynb #d0a2e96d
 VGG11 = (1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M")  # VGG11's layout: channels in units of the first layer's, "M" a max-pool
 
 def vgg(width: int = 8, # channels of the first convolution (VGG11: 64); the others follow VGG11's 1:2:4:8 layout
@@ -193,6 +193,9 @@ def make_model(cfg: TrainConfig, data: Data) -> nn.Module:
         model = mlp(widths, seed=cfg.seed, dtype=dtype, **spec)
     elif arch == "cnn": model = cnn(num_classes=data.num_classes, seed=cfg.seed, dtype=dtype, **spec)
     elif arch == "vgg":
+        if data.X.ndim != 4:
+            raise ValueError(f"arch 'vgg' takes images (N, channels, side, side); {data.name} has inputs of shape "
+                             f"{tuple(data.X.shape[1:])}: use image=True (and pad=2 for Fashion-MNIST's 28 x 28).")
         model = vgg(num_classes=data.num_classes, in_channels=data.X.shape[1], image_size=data.X.shape[-1], seed=cfg.seed,
                     dtype=dtype, **spec)
     else: raise ValueError(f"model arch {arch!r} is not 'mlp', 'cnn' or 'vgg'.")
@@ -358,6 +361,8 @@ def train(cfg: TrainConfig, # what to run; its data and model fields are ignored
     data = data if data is not None else make_data(cfg)
     model = model if model is not None else make_model(cfg, data)
     if cfg.checkpoints and checkpoint_dir is None: raise ValueError("cfg.checkpoints needs a checkpoint_dir to write to.")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a function of (step, model), e.g. a Tracker; got {type(callback).__name__}.")
     if cfg.loss not in LOSSES: raise ValueError(f"loss={cfg.loss!r} is not one of {list(LOSSES)}.")
     if resume is not None: check_resume(resume, cfg); load_state(model, resume["state"], "the resume checkpoint")
     step, history = (0, []) if resume is None else (int(resume["step"]), list(resume["history"]))
@@ -367,8 +372,12 @@ def train(cfg: TrainConfig, # what to run; its data and model fields are ignored
         raise TypeError(f"the data are {data.X.dtype} and the model {params[0].dtype}: use data.to({params[0].dtype}).")
     Y = _targets(cfg.loss, data.y, data.num_classes, params[0].dtype)
     log = lambda: history.append({"step": step, **evaluate(model, data, cfg.loss)}) if cfg.log_every else None
+    # the logged gradient is the eval-mode one; with BatchNorm or dropout that is not the training loss's, so only the
+    # full-batch step's own gradient decides convergence
+    modal = any(isinstance(m, (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)) for m in model.modules())
+    done = lambda: not modal and bool(history) and history[-1]["grad_norm"] <= cfg.grad_tol
     if not history: log()
-    converged = bool(history) and history[-1]["grad_norm"] <= cfg.grad_tol
+    converged = done()
     bar = tqdm(total=cfg.max_steps, initial=step, desc="training", disable=quiet() if progress is None else not progress)
     saved = time.monotonic()
     model.train()  # BatchNorm on batch statistics while training (evaluate switches to eval mode and back)
@@ -388,7 +397,7 @@ def train(cfg: TrainConfig, # what to run; its data and model fields are ignored
         step += 1; bar.update()
         if callback is not None: callback(step, model)
         if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.max_steps):
-            log(); converged = history[-1]["grad_norm"] <= cfg.grad_tol
+            log(); converged = done()
         if step in cfg.checkpoints:
             save_state(model, step, history, cfg, Path(checkpoint_dir) / f"step_{step:07d}.pt", momentum=buf)
         if autosave is not None and time.monotonic() - saved >= autosave_s:

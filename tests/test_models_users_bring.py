@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from hessian_nb.core import Objective
-from hessian_nb.gauss_newton import PerSampleError, ggn, ggn_factor, ggn_op, jacobians
+from hessian_nb.gauss_newton import PerSampleError, ggn, ggn_diagonal, ggn_factor, ggn_op, jacobians
 
 torch.manual_seed(0)
 X, Y = torch.randn(8, 4, dtype=torch.float64), torch.randint(0, 3, (8,))
@@ -50,6 +50,14 @@ def test_lstm_per_sample_results_refused_clearly():
     for fn in (jacobians, ggn_factor):
         with pytest.raises(PerSampleError, match="per-sample Jacobians .* ggn_op\\(obj\\) @ V"):
             fn(obj)
+
+
+def test_lstm_diagonal_of_g_names_the_products_route_and_it_is_right():
+    from hessian_nb.network import diagonal
+    obj = Objective(LSTMNet().double(), X, Y)
+    with pytest.raises(PerSampleError, match="diagonal of G comes from products: hessian_nb.network.diagonal\\(ggn_op\\(obj\\)\\)"):
+        ggn_diagonal(obj)
+    torch.testing.assert_close(diagonal(ggn_op(obj))[0], reference_ggn(obj).diagonal(), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("norm", [nn.utils.parametrizations.weight_norm, nn.utils.weight_norm])
