@@ -135,6 +135,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'hessian_nb/class_structure.py')},
             'hessian_nb.cli': { 'hessian_nb.cli.Experiment': ('cli.html#experiment', 'hessian_nb/cli.py'),
                                 'hessian_nb.cli.Experiment.scaled': ('cli.html#experiment.scaled', 'hessian_nb/cli.py'),
+                                'hessian_nb.cli._report': ('cli.html#_report', 'hessian_nb/cli.py'),
                                 'hessian_nb.cli._top': ('cli.html#_top', 'hessian_nb/cli.py'),
                                 'hessian_nb.cli.cache_where': ('cli.html#cache_where', 'hessian_nb/cli.py'),
                                 'hessian_nb.cli.draws_table': ('cli.html#draws_table', 'hessian_nb/cli.py'),

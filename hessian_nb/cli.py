@@ -5,6 +5,7 @@
 # %% ../nbs/99_cli.ipynb #4dbd03ee
 from __future__ import annotations
 import argparse
+import importlib
 import inspect
 import os
 import sys
@@ -18,6 +19,7 @@ import torch
 
 from . import bulk, class_scale
 from .core import realization_label
+from .network import report
 from .train import CacheNotWritable, cache_root, check_writable
 
 # %% auto #0
@@ -123,6 +125,20 @@ EXPERIMENTS = {
 }
 
 # %% ../nbs/99_cli.ipynb #2a483687
+def _report(rp: argparse.ArgumentParser, a) -> int:
+    "`hessian-nb report MODULE:FUNCTION`: load the user's function, call it, print the report."
+    module, _, name = a.target.partition(":")
+    if not module or not name: rp.error(f"{a.target!r}: give MODULE:FUNCTION, e.g. mynet:make (a function in mynet.py).")
+    if a.k < 1: rp.error(f"--k {a.k}: at least 1 eigenvalue.")
+    sys.path.insert(0, os.getcwd())  # the user's module, from the folder the command runs in
+    try: f = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e: rp.error(f"cannot load {a.target}: {e}")
+    got = f()
+    if not isinstance(got, tuple) or len(got) not in (2, 3):
+        rp.error(f"{a.target} returned {type(got).__name__}: it must return (model, data) or (model, data, loss).")
+    print(report(*got[:2], *got[2:], k=a.k))
+    return 0
+
 def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv[1:])
     "The command line: `list`, or `run NAME [--scale book|paper] [--cache DIR]`; returns the exit status."
     p = argparse.ArgumentParser(prog="hessian-nb", description="Run hessian_nb's experiments into the cache.")
@@ -138,7 +154,12 @@ def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv
     r.add_argument("--cache", help="the cache folder (default: $HESSIAN_NB_CACHE if set, else .cache/hessian_nb at the root of "
                    "the project's checkout when run inside one, else ~/.cache/hessian_nb; here: "
                    f"{cache_where().replace('%', '%%')})")  # argparse %-formats help texts
+    rp = sub.add_parser("report", help="the Hessian report of your own model (chapter 10's `report`)")
+    rp.add_argument("target", metavar="MODULE:FUNCTION", help="a function, importable from the current folder, that returns "
+                    "(model, data) or (model, data, loss); data: (X, y) tensors or a DataLoader")
+    rp.add_argument("--k", type=int, default=20, help="top eigenvalues (default 20)")
     a = p.parse_args(argv)
+    if a.command == "report": return _report(rp, a)
     if a.command == "list":
         for name, e in EXPERIMENTS.items(): print(f"{name:24} {e.what}")
         print(f"cache: {cache_where()}"); return 0
