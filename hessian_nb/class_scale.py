@@ -248,7 +248,8 @@ REGIME = {"width": 8, "n_per_class": 100, "epochs": 200, "lr": 0.05}  # the reci
 REGIME_RULE = {"G/G1": 1.5, "overlap": 0.9}  # at most / at least, median over k <= C, at the end of training
 
 def regime_config(seed: int = 0, width: int = 8, # the first convolution's channels (VGG11: 64)
-                  n_per_class: int = 100, epochs: int = 200, lr: float = 0.05) -> TrainConfig:
+                  n_per_class: int = 100, epochs: int = 200, lr: float = 0.05,
+                  device: str = "cpu") -> TrainConfig: # "cuda": trained and measured on a GPU
     ("Papyan's recipe as a registered run: Fashion-MNIST padded to 32 x 32 and normalised (100 test images per class), "
      "VGG11 with BatchNorm at `width`, float32, SGD with momentum 0.9, weight decay 5e-4, batch 128, the learning rate "
      "divided by 10 at 1/3 and 2/3 of `epochs`; checkpoints there and at the end.")
@@ -258,7 +259,7 @@ def regime_config(seed: int = 0, width: int = 8, # the first convolution's chann
             "normalize": True, "seed": seed}
     return TrainConfig(data=data, model={"arch": "vgg", "width": width}, lr=lr, batch_size=128, max_steps=steps,
                        grad_tol=0, momentum=0.9, weight_decay=5e-4, lr_milestones=marks, checkpoints=(*marks, steps),
-                       seed=seed, dtype="float32", log_every=max(1, steps // 20))
+                       seed=seed, dtype="float32", log_every=max(1, steps // 20), device=device)
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #d2f848a3
 def regime_stage(cfg: TrainConfig, step: int, # a run and one of its checkpoints

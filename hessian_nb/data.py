@@ -63,10 +63,11 @@ class Data:
 
 # %% ../nbs/01_data.ipynb #913de02e
 @patch
-def to(self: Data, dtype: torch.dtype) -> Data:
-    "The same data with floating inputs cast to `dtype`."
-    cast = lambda t: t.to(dtype) if t is not None and t.is_floating_point() else t
-    return Data(cast(self.X), self.y, cast(self.X_test), self.y_test, self.num_classes, self.name)
+def to(self: Data, dtype: torch.dtype|None = None, device=None) -> Data:
+    "The same data with floating inputs cast to `dtype` (None: kept), and every tensor moved to `device` (None: kept)."
+    move = lambda t: t if t is None or device is None else t.to(device)
+    cast = lambda t: move(t.to(dtype) if t is not None and dtype is not None and t.is_floating_point() else t)
+    return Data(cast(self.X), move(self.y), cast(self.X_test), move(self.y_test), self.num_classes, self.name)
 
 @patch(as_prop=True)
 def has_test(self: Data) -> bool:

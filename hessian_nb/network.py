@@ -298,7 +298,7 @@ def _unit(V: torch.Tensor, name: str) -> torch.Tensor:
 
 def _grid(a, name: str) -> torch.Tensor:
     "Step sizes as a 1-D finite float64 tensor (a list, an array or a tensor of real numbers)."
-    try: t = torch.as_tensor(a)
+    try: t = a if torch.is_tensor(a) else torch.as_tensor(a, dtype=torch.float64)  # not float32: 0.3 stays 0.3
     except Exception: t = None
     if t is None or t.ndim != 1 or len(t) == 0 or t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"{name} must be a 1-D list or tensor of real step sizes, e.g. torch.linspace(-1, 1, 41).")

@@ -129,6 +129,7 @@ class TrainConfig:
     weight_decay: float = 0.0 # L2 penalty, as torch.optim.SGD: g <- g + weight_decay theta
     lr_milestones: tuple = () # steps at which the learning rate is multiplied by lr_gamma
     lr_gamma: float = 0.1 # the factor at each milestone
+    device: str = "cpu" # where the run trains and its model lives ("cuda" on a GPU): another device is another run
 
     def __post_init__(self):
         "Refuse, as the configuration is made, a setting that would crash or misbehave later, naming the field and the fix."
@@ -150,6 +151,10 @@ class TrainConfig:
         check("lr_milestones", isinstance(ms, (tuple, list)) and all(whole(m) and m >= 1 for m in ms)
               and list(ms) == sorted(set(ms)), "increasing steps >= 1, e.g. (100, 150)")
         object.__setattr__(self, "lr_milestones", tuple(int(m) for m in ms))
+        if not isinstance(self.device, str):
+            raise ValueError(f"TrainConfig: device must be a string such as 'cpu' or 'cuda', got {self.device!r}.")
+        try: torch.device(self.device)
+        except RuntimeError: raise ValueError(f"TrainConfig: device {self.device!r} is not a torch device ('cpu', 'cuda', 'cuda:1').") from None
         if self.dtype not in _DTYPES:
             fix = f"; pass the string {str(self.dtype).removeprefix('torch.')!r}" if isinstance(self.dtype, torch.dtype) else ""
             raise ValueError(f"TrainConfig: dtype must be one of {', '.join(map(repr, _DTYPES))}, got {self.dtype!r}{fix}.")
@@ -171,7 +176,7 @@ class TrainConfig:
         return self.lr * self.lr_gamma ** sum(step >= m for m in self.lr_milestones)
 
 # fields added after runs were cached: at these values they stay out of a run's record and key, so those runs keep their names
-_LATER = {"momentum": 0.0, "weight_decay": 0.0, "lr_milestones": (), "lr_gamma": 0.1}
+_LATER = {"momentum": 0.0, "weight_decay": 0.0, "lr_milestones": (), "lr_gamma": 0.1, "device": "cpu"}
 _STOPPING = ("max_steps", "grad_tol", "checkpoints") # when a run stops and what it saves, not where it goes: a resumed run may change these
 
 # %% ../nbs/02_train.ipynb #22bcfae2
@@ -181,7 +186,7 @@ def make_data(cfg: TrainConfig) -> Data:
     spec = dict(cfg.data)
     name = spec.pop("name", None)
     if name not in DATASETS: raise ValueError(f"data name {name!r} is not one of {list(DATASETS)}.")
-    return DATASETS[name](**spec).to(getattr(torch, cfg.dtype))
+    return DATASETS[name](**spec).to(getattr(torch, cfg.dtype), cfg.device)
 
 def make_model(cfg: TrainConfig, data: Data) -> nn.Module:
     "The freshly initialised model a configuration names, sized for `data`."
@@ -199,7 +204,7 @@ def make_model(cfg: TrainConfig, data: Data) -> nn.Module:
         model = vgg(num_classes=data.num_classes, in_channels=data.X.shape[1], image_size=data.X.shape[-1], seed=cfg.seed,
                     dtype=dtype, **spec)
     else: raise ValueError(f"model arch {arch!r} is not 'mlp', 'cnn' or 'vgg'.")
-    return model if std is None else normal_init_(model, std, cfg.seed)
+    return (model if std is None else normal_init_(model, std, cfg.seed)).to(cfg.device)
 
 def normal_init_(model: nn.Module, std: float = 0.1, seed: int = 0) -> nn.Module:
     "Redraw every parameter (weights and biases) from N(0, std^2), as Sagun et al.'s code initialises; in place, seeded."
@@ -346,7 +351,7 @@ def _momentum_buffers(cfg: TrainConfig, params: list, resume: dict|None) -> list
     if saved is None or [tuple(b.shape) for b in saved] != [tuple(p.shape) for p in params]:
         raise ValueError("resume: this run uses momentum, but the checkpoint holds no momentum buffers that fit the model: "
                          "resume from a checkpoint this run wrote.")
-    return [b.to(p.dtype).clone() for b, p in zip(saved, params)]
+    return [b.to(device=p.device, dtype=p.dtype).clone() for b, p in zip(saved, params)]
 
 def train(cfg: TrainConfig, # what to run; its data and model fields are ignored for the `data` and `model` given
           data: Data|None = None, # default: make_data(cfg)
