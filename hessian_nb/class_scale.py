@@ -139,13 +139,15 @@ def control_loss(model: nn.Module, data: Data, profile: str) -> ProfileCE:
     return ProfileCE(profile)
 
 def control_facts(model: nn.Module, data: Data, profile: str, tol: float = 1e-4) -> dict:
-    "Top-C(G) over top-C(G1) (median over k <= C, and the largest) and their overlap, at the profile's probabilities."
+    ("Top-C(G) over top-C(G1) (median over k <= C, and the largest) and their overlap, at the profile's probabilities. "
+     "Where G1 has rank C - 1 (its class means summing to zero, as a symmetric profile can make them), the top C - 1.")
     obj = Objective(model, data.X, data.y, loss=control_loss(model, data, profile))
-    C = obj.num_classes
-    top = lanczos(ggn_op(obj), k=C, tol=tol, vectors=True, verify=False)
-    e1, Q1 = FactorOp(class_pieces(*class_means(obj))[1]).eigh(C)
-    r = top.values.double() / e1.double()
-    return {"G/G1": float(r.median()), "G/G1 max": float(r.max()), "overlap": subspace_overlap(top.vectors, Q1)}
+    e1, Q1 = FactorOp(class_pieces(*class_means(obj))[1]).eigh()  # its nonzero eigenpairs: C, or C - 1
+    k = min(obj.num_classes, len(e1))
+    top = lanczos(ggn_op(obj), k=k, tol=tol, vectors=True, verify=False)
+    r = top.values.double() / e1[:k].double()
+    return {"G/G1": float(r.median()), "G/G1 max": float(r.max()), "overlap": subspace_overlap(top.vectors, Q1[:, :k]),
+            "k": k}
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #2709fb62
 def map_config(point: dict) -> TrainConfig:
