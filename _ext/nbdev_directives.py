@@ -22,6 +22,10 @@ and two directives, named as in Quarto, make the cell's figure a numbered, capti
 They go into the cell's myst-nb metadata (`mystnb.figure`) only in the copy the book parses, so nbdev_clean, which keeps only
 the `tags` metadata, cannot strip them: the directives live in the cell's source.
 
+The key figure at a chapter's opening is pasted with MyST's `{embed}` directive (`embed` below): here it is myst-nb's
+`{glue:figure}` under the name that JupyterLab's MyST renderer (jupyterlab-myst, installed by `make`) knows, so a chapter
+opened in JupyterLab shows no "Unknown Directive" box where the book shows the figure.
+
 It also drops two things that break a strict build or a clean browser console: the horizontal rule (`---`) that nbdev's `show_doc` puts at the top of its Markdown: inside a cell output
 docutils cannot place a transition and stops the build; and script tags that appear twice on a page (sphinx-thebe, loaded by
 Jupyter Book, registers its inline configuration once per build phase, and the second copy is a console error).
@@ -133,6 +137,8 @@ def _drop_unused_widgets(app, pagename, templatename, context, doctree):
 
 
 def setup(app):
+    from myst_nb.ext.glue.directives import PasteFigureDirective
+    app.add_directive("embed", PasteFigureDirective)  # see the module's docstring
     app.connect("source-read", _source_read)
     app.connect("include-read", _include_read)
     app.connect("html-page-context", _dedupe_scripts)

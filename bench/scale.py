@@ -103,7 +103,7 @@ def m_hutchpp(model, X, y):
     from hessian_nb.spectrum import hutchpp
     obj = Objective(model, X, y)
     H = obj.H
-    t, se = hutchpp(H, products=12)
+    t, se = hutchpp(H, products=30)
     return torch.tensor([t, se], dtype=torch.float64), H.products
 
 

@@ -133,10 +133,16 @@ def _report(rp: argparse.ArgumentParser, a) -> int:
     sys.path.insert(0, os.getcwd())  # the user's module, from the folder the command runs in
     try: f = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e: rp.error(f"cannot load {a.target}: {e}")
+    if not callable(f) or isinstance(f, torch.nn.Module):
+        rp.error(f"{a.target} is a {type(f).__name__}, not a function: name a function that returns (model, data).")
     got = f()
     if not isinstance(got, tuple) or len(got) not in (2, 3):
         rp.error(f"{a.target} returned {type(got).__name__}: it must return (model, data) or (model, data, loss).")
-    print(report(*got[:2], *got[2:], k=a.k))
+    if len(got) == 3 and all(torch.is_tensor(t) for t in got[1:]):
+        rp.error(f"{a.target} returned (model, X, y): return (model, (X, y)), the data as one pair.")
+    try: print(report(*got[:2], *got[2:], k=a.k))
+    except (TypeError, ValueError) as e:  # the library's errors name the fix: one line, as argparse says it
+        rp.error(f"{a.target}: {e}")
     return 0
 
 def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv[1:])

@@ -252,7 +252,7 @@ def check_data(X, y, loss: str|Callable|Loss, dtype: torch.dtype, device: torch.
     for name, t in (("X", X), ("y", y)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}: wrap it with torch.as_tensor({name}) "
-                            "(for a DataLoader or Dataset, stack its samples first).")
+                            "(for a DataLoader or Dataset, pass it with y=None).")
         if t.device != device:
             raise ValueError(f"{name} is on {t.device} but the model's parameters are on {device}: pass {name}.to('{device}').")
         if t.is_complex(): raise TypeError(f"{name} is complex ({t.dtype}): the loss must be a real function of real data.")
@@ -503,7 +503,7 @@ class Objective:
             self._inspect_outputs()
             idx = torch.randperm(self.N_local, generator=torch.Generator().manual_seed(0))[:256]
             self._check_loss_mixed(self.X[idx.to(self.X.device)], self.y[idx.to(self.y.device)])
-        self._versions = self._data_versions()
+        self._versions, self._contents = self._data_versions(), self._data_contents()
         self._theta_version, self._state = self._theta._version, _state_versions(model)
         self._settings = _settings(model, self._volatile)
 
@@ -702,12 +702,21 @@ def _differentiable_attention() -> contextlib.ExitStack:
     stack.callback(torch.backends.mha.set_fastpath_enabled, fast)
     return stack
 
+def _call(model: nn.Module, params: dict, X) -> torch.Tensor:
+    ("torch.func.functional_call, then every Parameter put back in the user's model: a layer the forward applies twice "
+     "(reached under two names) is otherwise left holding plain tensors (torch 2.13).")
+    held = [(m._parameters, k, v) for m in model.modules() for k, v in m._parameters.items()]
+    try: return functional_call(model, params, (X,))
+    finally:
+        for d, k, v in held:
+            if d.get(k) is not v: d[k] = v
+
 @patch
 def forward(self: Objective, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     ("The model's logits on inputs `X` at parameters `theta` (attention through a "
      "twice-differentiable kernel).")
     with _differentiable_attention():
-        return functional_call(self.model, self.unflatten(theta), (X,))
+        return _call(self.model, self.unflatten(theta), X)
 
 @patch
 def _batch_loss(self: Objective, theta: torch.Tensor, Xb: torch.Tensor,
@@ -771,6 +780,27 @@ def _check_loss_mixed(self: Objective, X: torch.Tensor, y: torch.Tensor):
     with torch.no_grad(): z = self.forward(self._theta, X)
     self._check_loss(z, y)
 
+def _check_closed_forms(L: Loss, z: torch.Tensor, y: torch.Tensor, rows: int = 4):
+    ("A loss's own grad, hessian and factor (closed forms G and R rely on) must be those of its __call__: checked against "
+     "autodiff of the loss of single samples.")
+    own = [m for m in ("grad", "hessian", "factor") if getattr(type(L), m) is not getattr(Loss, m)]
+    if not own: return
+    z, y = z[:rows], y[:rows]
+    with torch.enable_grad():
+        f = lambda i: (lambda zi: L(zi[None], y[i:i + 1]).reshape(()))
+        ref = {"grad": torch.stack([torch.autograd.functional.jacobian(f(i), z[i]) for i in range(len(z))]),
+               "hessian": torch.stack([torch.autograd.functional.hessian(f(i), z[i]) for i in range(len(z))])}
+    for m in own:
+        got, want = getattr(L, m)(z, y), ref["hessian" if m == "factor" else m]
+        if m == "factor": got = got @ got.transpose(1, 2)
+        scale, tol = float(want.abs().max()), max(1e-3, 20 * torch.finfo(z.dtype).eps)  # bfloat16's rounding is 4e-3
+        if got.shape != want.shape or not torch.allclose(got, want, rtol=tol, atol=tol * scale + 1e-12):
+            what = "S S^T of its factor" if m == "factor" else f"its {m}"
+            raise ValueError(f"the loss {L.name!r} ({type(L).__name__}): {what} is not that of its __call__ (checked by "
+                             "autodiff on single samples), so G and R would belong to another loss. A subclass that "
+                             "changes __call__ must override grad, hessian and factor to match, or none of them "
+                             "(they then come from autodiff).")
+
 @patch
 def _check_loss(self: Objective, z: torch.Tensor, yb: torch.Tensor):
     "The loss must return a finite real scalar, the mean over the batch (checked on the batch against its two halves)."
@@ -786,6 +816,7 @@ def _check_loss(self: Objective, z: torch.Tensor, yb: torch.Tensor):
         raise ValueError(f"the loss returned {shape}, not a scalar in floating point: it must return the mean over the batch "
                          "as a tensor (reduction='mean', or .mean() at the end).")
     check_finite("the loss at the model's parameters", out, "Check the data, the initialisation and the loss.")
+    _check_closed_forms(self.loss_fn, z.detach(), yb)
     n = len(z)
     if n >= 2 and not self.loss_fn.mean:
         with torch.no_grad(): a, b = self.loss_fn(z[:n // 2], yb[:n // 2]), self.loss_fn(z[n // 2:], yb[n // 2:])
@@ -811,7 +842,7 @@ def _check_forward(self: Objective, Xb: torch.Tensor, yb: torch.Tensor, z: torch
     _check_coupling(self, Xb if len(Xb) >= 2 or self.X is None else self.X[:64])
     with torch.enable_grad():
         leaves = {n: p.detach().requires_grad_() for n, p in self.unflatten(self._theta).items()}
-        out = self.loss_fn(functional_call(self.model, leaves, (Xb,)), yb)
+        out = self.loss_fn(_call(self.model, leaves, Xb), yb)
         grads = torch.autograd.grad(out, list(leaves.values()), allow_unused=True) if out.requires_grad else [None] * len(leaves)
     cut = [n for n, g in zip(leaves, grads) if g is None]
     if cut:
@@ -853,8 +884,8 @@ def _float64_forward(self: Objective) -> Callable:
     m64 = copy.deepcopy(self.model).double()
     def forward(th, X):
         with _differentiable_attention():
-            return functional_call(m64, {n: p.double() for n, p in self.unflatten(th).items()},
-                                   (X.double() if X.is_floating_point() else X,))
+            return _call(m64, {n: p.double() for n, p in self.unflatten(th).items()},
+                         X.double() if X.is_floating_point() else X)
     return forward
 
 def _derivative_gap(forward: Callable, th: torch.Tensor, Xb: torch.Tensor, keep: torch.Tensor) -> tuple|None:
@@ -940,11 +971,23 @@ def check_fresh(self: Objective):
         raise RuntimeError("the model's buffers or frozen parameters changed after the Objective was built (BatchNorm "
                            "running statistics updated in train mode, a frozen layer edited), so cached curvature would "
                            "mix two models: build a new Objective.")
+    if self._data_contents() != self._contents:  # edits the version counters miss: through .data or a NumPy view
+        raise RuntimeError("X, y, a buffer or a frozen parameter was changed (through .data or a NumPy view) after the "
+                           "Objective was built, so cached curvature would mix old and new values: build a new Objective "
+                           "(pass copies, X.clone(), if you keep editing them).")
     if (now := _settings(self.model, self._volatile)) != self._settings:
         name, was, is_ = next((k, self._settings.get(k), now.get(k)) for k in {**self._settings, **now}
                               if self._settings.get(k) != now.get(k))
         raise RuntimeError(f"the model changed after the Objective was built: its setting {name} went from {was!r} to "
                            f"{is_!r}, so cached curvature would mix two models. Build a new Objective after changing it.")
+
+@patch
+def _data_contents(self: Objective) -> list:
+    "A cheap fingerprint of X, y, the buffers and the frozen parameters: each one's sum and sum of magnitudes, as text."
+    frozen = [p for p in self.model.parameters() if not p.requires_grad]
+    held = [*([] if self.X is None else [self.X, self.y]), *self.model.buffers(), *frozen]
+    return [str((float(t.sum(dtype=torch.float64)), float(t.abs().sum(dtype=torch.float64)))) if t.numel() else ""
+            for t in held if not t.is_complex()]
 
 def _state_versions(model: nn.Module) -> list:
     "What identifies a model's buffers and frozen parameters now: each tensor and its in-place version counter."

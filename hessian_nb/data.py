@@ -65,6 +65,9 @@ class Data:
 @patch
 def to(self: Data, dtype: torch.dtype|None = None, device=None) -> Data:
     "The same data with floating inputs cast to `dtype` (None: kept), and every tensor moved to `device` (None: kept)."
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"Data.to(dtype={dtype!r}): the inputs take a floating dtype (torch.float32, torch.float64); "
+                        "to move the data, pass device= (Data.to(device='cuda')).")
     move = lambda t: t if t is None or device is None else t.to(device)
     cast = lambda t: move(t.to(dtype) if t is not None and dtype is not None and t.is_floating_point() else t)
     return Data(cast(self.X), move(self.y), cast(self.X_test), move(self.y_test), self.num_classes, self.name)

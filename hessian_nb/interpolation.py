@@ -30,11 +30,20 @@ def check_interpolable(model_a: nn.Module, model_b: nn.Module):
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in list(model_a.modules()) + list(model_b.modules())):
         raise ValueError("the models have BatchNorm layers: their running statistics are not parameters and would not follow the "
                          "line. Interpolating them is not supported here; use models without BatchNorm.")
-    sa = [(n, p.shape, p.dtype) for n, p in model_a.named_parameters()]
-    sb = [(n, p.shape, p.dtype) for n, p in model_b.named_parameters()]
+    sa = [(n, p.shape, p.dtype, p.requires_grad) for n, p in model_a.named_parameters()]
+    sb = [(n, p.shape, p.dtype, p.requires_grad) for n, p in model_b.named_parameters()]
     if sa != sb:
-        raise ValueError("the two models do not have the same parameters (names, shapes and dtypes must match): a line between "
-                         "them needs two points of one parameter space, e.g. two trainings of one architecture.")
+        raise ValueError("the two models do not have the same parameters (names, shapes, dtypes and which are trainable must "
+                         "match): a line between them needs two points of one parameter space, e.g. two trainings of one "
+                         "architecture.")
+    # the line moves the trainable parameters only: what stays fixed must be the same at both ends
+    fixed = lambda m: [(n, t) for n, t in m.named_parameters() if not t.requires_grad] + list(m.named_buffers())
+    fa, fb = fixed(model_a), fixed(model_b)
+    differ = [n for (n, a), (m, b) in zip(fa, fb) if n != m or a.shape != b.shape or not torch.equal(a, b)]
+    if differ or len(fa) != len(fb):
+        raise ValueError(f"the models' frozen parameters or buffers differ ({differ[:3] or 'their lists'}): the line moves "
+                         "only the trainable parameters, so its alpha = 1 end would not be model_b. Give both models the "
+                         "same frozen values (load model_a's into model_b), or make them trainable.")
 
 # %% ../nbs/07_interpolation.ipynb #223e644d
 def line_losses(model_a: nn.Module, # the point at alpha = 0

@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .core import Objective, Operator, check_dense_size, check_vectors, finish_bar, quiet, shift_seed
-from .spectrum import count_outliers, hutchpp, lanczos, slq
+from .spectrum import count_outliers, hutchpp, lanczos, operand, slq
 
 # %% auto #0
 __all__ = ['block_indices', 'param_blocks', 'BlockOp', 'CrossBlock', 'block_traces', 'block_table', 'diagonal', 'Tracker',
@@ -28,6 +28,14 @@ def _offsets(obj: Objective) -> dict[str, tuple[int, int]]:
     out, at = {}, 0
     for name, t in obj.unflatten(obj.theta).items():
         out[name] = (at, t.numel()); at += t.numel()
+    return out
+
+def _aliases(obj: Objective) -> dict[str, list[str]]:
+    "Each parameter's name in theta -> every name the model reaches it by (a tied weight or a reused layer has several)."
+    first = {id(p): n for n, p in obj.model.named_parameters()}
+    out = {n: [] for n in _offsets(obj)}
+    for n, p in obj.model.named_parameters(remove_duplicate=False):
+        if first.get(id(p)) in out: out[first[id(p)]].append(n)
     return out
 
 def block_indices(obj: Objective, # the objective whose theta is indexed
@@ -42,12 +50,17 @@ def block_indices(obj: Objective, # the objective whose theta is indexed
         mine = {id(p) for p in what.parameters()}  # by identity: a tied weight is listed once, under its first owner's name
         names = {n for n, p in obj.model.named_parameters() if id(p) in mine}
         pick = lambda n: n in names
-    elif isinstance(what, str): pick = lambda n: n == what or n.startswith(what + ".")
+    elif isinstance(what, str):  # under any of its names: "dec" holds a weight tied to enc's, as the module dec does
+        alias = _aliases(obj)
+        pick = lambda n: any(a == what or a.startswith(what + ".") for a in alias[n])
     elif isinstance(what, (list, tuple, set)) and all(isinstance(w, str) for w in what):
-        unknown = [w for w in what if w not in offs]
+        alias = _aliases(obj)
+        unknown = [w for w in what if not any(w in a for a in alias.values())]
         if unknown: raise ValueError(f"no parameter named {unknown}: the objective's are {list(offs)}.")
-        pick = lambda n: n in what
-    elif callable(what): pick = what
+        pick = lambda n: any(a in what for a in alias[n])
+    elif callable(what):
+        alias = _aliases(obj)
+        pick = lambda n: any(what(a) for a in alias[n])
     else: raise TypeError(f"a block is a module, a parameter name, a list of names or a predicate on names (or, for "
                           f"A.block, positions into theta), got {type(what).__name__}.")
     names = [n for n in offs if pick(n)]
@@ -130,6 +143,9 @@ def _is_positions(what) -> bool:
 def _resolve(A: Operator, what) -> tuple:
     "(positions, label) of a block: names and modules through the operator's objective, positions as given."
     if _is_positions(what): return what, "positions"
+    if isinstance(what, type):
+        raise TypeError(f"a block is a module of the model (model.fc), not a class ({what.__name__}): for every module "
+                        f"of a kind, pass a predicate on names or a list of the modules' names.")
     obj = getattr(A, "obj", None)
     if obj is None:
         raise TypeError(f"{A.name} has no objective to look parameter names up in: give the block as positions into 0..P-1.")
@@ -147,6 +163,12 @@ def block(self: Operator, rows, cols=None) -> BlockOp|CrossBlock:
 def _rademacher(P: int, k: int, g: torch.Generator, dtype, device) -> torch.Tensor:
     return torch.randint(0, 2, (P, k), generator=g).to(dtype=dtype, device=device) * 2 - 1
 
+def _square(A, who: str, seed) -> Operator:
+    "`operand`'s checks, and a cross block (rows other than its columns, not square) refused."
+    if isinstance(A, CrossBlock):
+        raise TypeError(f"{who} needs a square operator, got a cross block {A.shape}: pass a diagonal block, A.block(rows).")
+    return operand(A, who, seed)
+
 def _count(name: str, value, lowest: int, why: str) -> int:
     "An integer argument of at least `lowest`, or a clear error saying why."
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lowest:
@@ -160,6 +182,7 @@ def block_traces(A: Operator, # H, G, R or any operator
                  progress: bool|None = None) -> dict[str, tuple[float, float]]:
     ("Hutchinson traces of every diagonal block from the same products A Z: label -> (estimate, standard error), and "
      "'(all)' for the whole trace. A block's estimate is the mean of z_b . (A z)_b over the probes.")
+    A = _square(A, "block_traces", seed)
     if not isinstance(blocks, dict) or not blocks:
         raise TypeError("blocks is a non-empty dict label -> block (positions, a name, a module), e.g. param_blocks(obj).")
     if "(all)" in blocks: raise ValueError("'(all)' is the label of the whole trace in the result: give the block another label.")
@@ -185,8 +208,10 @@ def block_table(A: Operator, # H (or G, R) of an objective, whose parameters nam
                 top: bool = True, # also each block's largest eigenvalue (Lanczos on the block)
                 tol: float = 1e-3, seed: int = 0) -> list[dict]:
     ("One row per block: its parameters, trace +- standard error, share of the sum of the block traces (NaN if that sum "
-     "is 0), and its top eigenvalue. Hutch++ on each block is the more accurate once each block gets a few tens of "
+     "is 0), and its top eigenvalue with a bound on its error (`top_err`: the Ritz pair's residual, an absolute bound; "
+     "Lanczos stops at tol relative to the block's norm). Hutch++ on each block is the more accurate once each block gets a few tens of "
      "products, and its error bar needs them: 'auto' takes it when the budget gives every block 30, else 'shared'.")
+    A = _square(A, "block_table", seed)
     if method not in ("auto", "hutchpp", "shared"): raise ValueError(f"method={method!r}: choose 'auto', 'hutchpp' or 'shared'.")
     if blocks is None:
         obj = getattr(A, "obj", None)
@@ -206,7 +231,10 @@ def block_table(A: Operator, # H (or G, R) of an objective, whose parameters nam
         op = A.block(b)
         row = {"block": lab, "params": op.P, "trace": tr[lab][0], "err": tr[lab][1],
                "share": tr[lab][0] / total if total != 0 else float("nan")}
-        if top: row["top"] = float(lanczos(op, k=1, tol=tol, vectors=False, verify=False, progress=False).values[0])
+        if top:  # and the bound that the Ritz pair's residual |A v - lambda v| puts on it (an eigenvalue lies that close)
+            e = lanczos(op, k=1, tol=tol, verify=False, progress=False)
+            v = e.vectors[:, :1]
+            row["top"], row["top_err"] = float(e.values[0]), float(torch.linalg.vector_norm(op @ v - e.values[0] * v))
         rows.append(row)
     return rows
 
@@ -216,6 +244,7 @@ def diagonal(A: Operator, # any operator
              seed: int = 0, chunk: int = 64, progress: bool|None = None) -> tuple:
     ("The diagonal of A, (P,), and its standard error per entry: exactly (error None) from products with unit vectors, "
      "or estimated as the mean of z * (A z) over Rademacher probes z (its error from their spread).")
+    A = _square(A, "diagonal", seed)
     chunk = _count("chunk", chunk, 1, "products per block")
     d = torch.zeros(A.P, dtype=torch.float64)
     if probes is None:
@@ -245,7 +274,8 @@ class Tracker:
                  loss="ce", k: int = 3, every: int = 50, # eigenvalues wanted; steps between measurements
                  trace_products: int = 30, # Hutch++ budget for the trace (0: no trace)
                  tol: float = 1e-4, warm: bool = True, progress: bool|None = None):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1: raise ValueError(f"every={every!r}: a positive number of steps.")
+        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+            raise ValueError(f"every={every!r}: a positive number of steps.")
         self.X, self.y, self.loss, self.k, self.every, self.trace_products = X, y, loss, k, every, trace_products
         self.tol, self.warm, self.progress, self.history, self._V = tol, warm, progress, [], None
     def __call__(self, step: int, model: nn.Module):
@@ -284,6 +314,9 @@ class Tracker:
 # %% ../nbs/10_your_network.ipynb #a253242e
 def random_directions(obj: Objective, d: int = 1, seed: int = 0) -> torch.Tensor:
     "d unit Gaussian directions in parameter space (P, d): the baseline beside the eigenvectors."
+    if not isinstance(obj, Objective):
+        raise TypeError(f"random_directions takes an Objective (its parameters set the space), got {type(obj).__name__}.")
+    operand(obj.H, "random_directions", seed)
     d = _count("d", d, 1, "how many directions")
     g = torch.Generator().manual_seed(shift_seed(seed))
     V = torch.randn(obj.num_params, d, generator=g, dtype=torch.float64).to(obj.theta)
@@ -323,11 +356,10 @@ def loss_plane(obj: Objective, u: torch.Tensor, w: torch.Tensor, # two direction
 
 # %% ../nbs/10_your_network.ipynb #b35b4dd8
 def _groups(values: torch.Tensor, rtol: float = 1e-3) -> list[tuple[float, int]]:
-    "Descending eigenvalues grouped where neighbours agree within rtol of the largest magnitude: [(value, multiplicity)]."
+    "Descending eigenvalues grouped where neighbours agree within rtol of their own magnitude: [(value, multiplicity)]."
     v, out = values.double().sort(descending=True).values, []
-    tol = rtol * float(v.abs().max()) if len(v) else 0.0
-    for x in v.tolist():
-        if out and abs(out[-1][0] - x) <= tol: out[-1] = (out[-1][0], out[-1][1] + 1)
+    for x in v.tolist():  # relative to the pair, not to the largest: 3.03 and 1.06 are not one value beside 1.8e4
+        if out and abs(out[-1][0] - x) <= rtol * max(abs(out[-1][0]), abs(x)): out[-1] = (out[-1][0], out[-1][1] + 1)
         else: out.append((x, 1))
     return out
 
@@ -351,9 +383,9 @@ class Report:
                  "top eigenvalues of H: " + ", ".join(f"{v:.4g}" + (f" (x{m})" if m > 1 else "") for v, m in self.groups)
                  + ("" if self.converged else " (not converged)"),
                  f"trace: {self.trace:.4g} +- {self.trace_err:.2g}; outliers: {n if n is not None else 'no clear gap'}",
-                 f"{'block':>16} | {'params':>9} | {'trace':>18} | share | top eigenvalue"]
+                 f"{'block':>16} | {'params':>9} | {'trace':>18} | share | top eigenvalue +- bound"]
         for r in self.table:
-            lines.append(f"{r['block']:>16} | {r['params']:>9,} | {r['trace']:>9.4g} +- {r['err']:<6.2g} | {r['share']:>5.0%} | {r.get('top', float('nan')):.4g}")
+            lines.append(f"{r['block']:>16} | {r['params']:>9,} | {r['trace']:>9.4g} +- {r['err']:<6.2g} | {r['share']:>5.0%} | {r.get('top', float('nan')):.4g} +- {r.get('top_err', float('nan')):.1g}")
         return "\n".join(lines)
     def plot(self, axes=None):
         "Three panels: the top eigenvalues, the SLQ density of log10 |lambda| (positive), each module's share of the trace."
@@ -390,6 +422,8 @@ def report(model: nn.Module, # your network (measured in eval mode; its mode is 
            batch_size: int|None = None, # for tensors: evaluate in batches of this many samples
            progress: bool|None = None) -> Report:
     "The Hessian of your model's loss in one call: top-k with multiplicities, trace +- error, density, outliers, per-module table."
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"report(model, data): the first argument is the network (an nn.Module), got {type(model).__name__}.")
     was, seconds = model.training, {}
     model.eval()
     try:

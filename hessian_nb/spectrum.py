@@ -5,6 +5,7 @@
 # %% ../nbs/04_spectrum.ipynb #6080355e
 from __future__ import annotations
 import math
+import numbers
 import operator
 import warnings
 import zlib
@@ -17,8 +18,8 @@ from .core import (Objective, Operator, _header, as_op, check_finite, check_vect
                              shift_seed)
 
 # %% auto #0
-__all__ = ['Eigs', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density', 'wasserstein1', 'spectral_w1', 'plot_density',
-           'hutchpp', 'OutlierCount', 'count_outliers', 'spiked_wishart', 'plot_scree']
+__all__ = ['Eigs', 'operand', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density', 'wasserstein1', 'spectral_w1',
+           'plot_density', 'hutchpp', 'OutlierCount', 'count_outliers', 'spiked_wishart', 'plot_scree']
 
 # %% ../nbs/04_spectrum.ipynb #d34edbca
 def _operator(A, who: str) -> Operator:
@@ -159,6 +160,12 @@ def _seed_arg(seed, who: str):
         raise TypeError(f"{who}: seed={seed!r} must be an integer between -2**62 and 2**62: the random start vectors are "
                         "drawn from it, so that a run repeats. Pass seed=0, 1, 2, ... (another seed: another independent run).")
 
+def operand(A, who: str, seed=0) -> Operator:
+    ("The checks every tool built on operators makes on what it is given (chapter 10's block tools use them): `A` as an "
+     "Operator (a clear error for an Objective, a tensor, ...), and `seed` an integer.")
+    _seed_arg(seed, who)
+    return _operator(A, who)
+
 def _plain(v):
     "An argument as processes compare it: an integer or float of any type as Python's (np.int64(3) is 3), else itself."
     if isinstance(v, float): return float(v)
@@ -210,6 +217,7 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
                  start=None if start is None or not torch.is_tensor(start) else checksum(start))
     try:
         _lanczos_args(op, k, which, max_iter); tol = _tolerance(tol, op, "lanczos"); _seed_arg(seed, "lanczos")
+        k = int(k)  # a NumPy integer too
         if check_every is not None: _positive_int("check_every", check_every)
         # a warm start may lie in an invariant subspace (earlier eigenvectors of an unchanged A): its Krylov space closes
         # on whatever eigenvalues that subspace holds, so the verification block always runs
@@ -284,7 +292,7 @@ def _start_vector(op: Operator, start) -> torch.Tensor:
 def _lanczos_args(op: Operator, k, which: str, max_iter):
     "Clear errors for a bad k, which or max_iter."
     if which not in ("top", "bottom"): raise ValueError(f"which={which!r}: use 'top' (largest eigenvalues) or 'bottom' (smallest).")
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= op.P:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= op.P:
         raise ValueError(f"k={k!r} eigenpairs asked of a {op.P:,} x {op.P:,} operator: k must be an integer in 1..{op.P:,}.")
     if max_iter is not None: _positive_int("max_iter", max_iter)
 
@@ -387,8 +395,10 @@ def density(q: Quadrature, # from `slq`
         keep = (x * sign) > 0
         x, w = torch.log10(x[keep].abs()), w[keep]
         sigma = sigma or 0.1
-    else: sigma = sigma or 0.01 * float(x.max() - x.min()) or 1.0
-    t = grid.to(torch.float64)[:, None]
+    else:  # the range of the nodes that carry weight (a probe whose Krylov space closed early pads with empty nodes at 0)
+        live = x[w > 0] if bool((w > 0).any()) else x
+        sigma = sigma or 0.01 * float(live.max() - live.min()) or 1.0
+    t = torch.as_tensor(grid, dtype=torch.float64)[:, None]  # a list or an array of points is taken too
     return (w * torch.exp(-0.5 * ((t - x) / sigma) ** 2)).sum(1) / (sigma * math.sqrt(2 * math.pi))
 
 def wasserstein1(x: torch.Tensor, # points of the first distribution
@@ -445,8 +455,13 @@ def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy oper
     symmetric (`obj.H`, a new operator each time it is asked for; `as_op(fn)`, a foreign operator, until checked once)."""
     op, err = _operator(A, "hutchpp"), None
     try:
-        if isinstance(products, bool) or not isinstance(products, int) or products < 6:
+        if isinstance(products, bool) or not isinstance(products, numbers.Integral) or products < 6:
             raise ValueError(f"hutchpp needs an integer budget of at least 6 products, got {products!r}.")
+        products = int(products)
+        if products < 30 and products // 3 < op.P:  # below 3 P the sketch does not span the space: Hutchinson remains
+            raise ValueError(f"hutchpp(products={products}) would rest its error bar on {products // 3} Hutchinson samples: "
+                             "with fewer than 10 the error bar is itself unreliable (with 2, the trace falls outside three of "
+                             f"them in about one run in five). Use products >= 30, or >= 3 P = {3 * op.P} (exact).")
         _seed_arg(seed, "hutchpp")
     except (TypeError, ValueError) as e: err = e
     _same_call(op, err, "hutchpp", products=products, seed=seed)  # sharded: raised on every process

@@ -143,7 +143,10 @@ class TrainConfig:
         check("max_steps", whole(steps) and steps >= 0, "an integer >= 0 (the step budget: steps= in fit)")
         check("grad_tol", real(tol) and tol >= 0, "a finite number >= 0 (0: never stop on the gradient norm)")
         check("log_every", whole(every) and every >= 0, "an integer >= 0 (0: log nothing)")
-        check("seed", whole(self.seed), "an integer")
+        check("seed", whole(self.seed) and abs(self.seed) < 2**62, "an integer of magnitude below 2**62")
+        cps = self.checkpoints
+        check("checkpoints", isinstance(cps, (tuple, list)) and all(whole(s) and s >= 0 for s in cps),
+              "a tuple of steps >= 0 at which to save the state, e.g. (100, 200)")
         check("momentum", real(self.momentum) and 0 <= self.momentum < 1, "a number in [0, 1) (0: plain SGD)")
         check("weight_decay", real(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0 (0: none)")
         check("lr_gamma", real(self.lr_gamma) and self.lr_gamma > 0, "a finite number > 0 (0.1: divide by 10)")
@@ -153,8 +156,10 @@ class TrainConfig:
         object.__setattr__(self, "lr_milestones", tuple(int(m) for m in ms))
         if not isinstance(self.device, str):
             raise ValueError(f"TrainConfig: device must be a string such as 'cpu' or 'cuda', got {self.device!r}.")
-        try: torch.device(self.device)
+        try: kind = torch.device(self.device).type
         except RuntimeError: raise ValueError(f"TrainConfig: device {self.device!r} is not a torch device ('cpu', 'cuda', 'cuda:1').") from None
+        if kind not in ("cpu", "cuda", "mps", "xpu"):
+            raise ValueError(f"TrainConfig: device {self.device!r} holds no data to train on: use 'cpu' or 'cuda'.")
         if self.dtype not in _DTYPES:
             fix = f"; pass the string {str(self.dtype).removeprefix('torch.')!r}" if isinstance(self.dtype, torch.dtype) else ""
             raise ValueError(f"TrainConfig: dtype must be one of {', '.join(map(repr, _DTYPES))}, got {self.dtype!r}{fix}.")
@@ -353,6 +358,12 @@ def _momentum_buffers(cfg: TrainConfig, params: list, resume: dict|None) -> list
                          "resume from a checkpoint this run wrote.")
     return [b.to(device=p.device, dtype=p.dtype).clone() for b, p in zip(saved, params)]
 
+def _call_back(callback: Callable, step: int, model: nn.Module):
+    "Call a training callback, then give the model back its training mode (a callback that measures calls model.eval())."
+    was = model.training
+    try: callback(step, model)
+    finally: model.train(was)
+
 def train(cfg: TrainConfig, # what to run; its data and model fields are ignored for the `data` and `model` given
           data: Data|None = None, # default: make_data(cfg)
           model: nn.Module|None = None, # default: make_model(cfg, data); trained in place
@@ -363,6 +374,10 @@ def train(cfg: TrainConfig, # what to run; its data and model fields are ignored
           progress: bool|None = None, # a progress bar (default: unless quiet())
           callback: Callable|None = None) -> Run: # callback(step, model) at the start and after every step (a Tracker)
     "Train `cfg` with full-batch GD or minibatch SGD (momentum, weight decay, a stepped learning rate), logging and checkpointing."
+    kind = torch.device(cfg.device).type
+    if kind != "cpu" and not getattr(torch, kind).is_available():
+        raise RuntimeError(f"TrainConfig.device is {cfg.device!r}, but torch sees no {kind} device on this machine (torch "
+                           f"{torch.__version__}): train with device='cpu', or install a torch build for the device.")
     data = data if data is not None else make_data(cfg)
     model = model if model is not None else make_model(cfg, data)
     if cfg.checkpoints and checkpoint_dir is None: raise ValueError("cfg.checkpoints needs a checkpoint_dir to write to.")
@@ -386,7 +401,7 @@ def train(cfg: TrainConfig, # what to run; its data and model fields are ignored
     bar = tqdm(total=cfg.max_steps, initial=step, desc="training", disable=quiet() if progress is None else not progress)
     saved = time.monotonic()
     model.train()  # BatchNorm on batch statistics while training (evaluate switches to eval mode and back)
-    if callback is not None and not converged: callback(step, model)
+    if callback is not None and not converged: _call_back(callback, step, model)
     while step < cfg.max_steps and not converged:
         idx = batch_indices(step, len(data.X), cfg.batch_size, cfg.seed)
         Xb, Yb = (data.X, Y) if idx is None else (data.X[idx], Y[idx])
@@ -400,7 +415,7 @@ def train(cfg: TrainConfig, # what to run; its data and model fields are ignored
             if buf is not None: torch._foreach_mul_(buf, cfg.momentum); torch._foreach_add_(buf, grads); grads = buf
             torch._foreach_add_(params, grads, alpha=-cfg.lr_at(step))
         step += 1; bar.update()
-        if callback is not None: callback(step, model)
+        if callback is not None: _call_back(callback, step, model)
         if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.max_steps):
             log(); converged = done()
         if step in cfg.checkpoints:

@@ -25,7 +25,7 @@ GLUE_CALL = re.compile(r"""\bglue\(\s*(?:f?["'])([^"']+)["']""")
 
 
 def drop_code_blocks(md: str) -> str:
-    "Markdown without its code blocks; the text inside directives (```{glue:figure}, ```{dropdown}, ...) stays."
+    "Markdown without its code blocks; the text inside directives (```{embed}, ```{dropdown}, ...) stays."
     out, stack = [], []  # stack: (fence, is_code) of the open blocks
     for line in md.splitlines():
         m = re.match(r"\s*(`{3,}|~{3,})(.*)$", line)
@@ -38,7 +38,7 @@ def drop_code_blocks(md: str) -> str:
 
 
 def text_of(md: str) -> str:
-    "The Markdown a reader reads as prose and math: code blocks, inline code, glue roles and comments removed (the text of\n    directives such as {glue:figure} captions and {dropdown} hints stays)."
+    "The Markdown a reader reads as prose and math: code blocks, inline code, glue roles and comments removed (the text of\n    directives such as {embed} captions and {dropdown} hints stays)."
     md = drop_code_blocks(md)
     md = re.sub(r"<!--.*?-->", " ", md, flags=re.S)
     md = GLUE_ROLE.sub(" ", md)
@@ -82,7 +82,7 @@ def test_every_glued_name_is_glued_by_the_notebook(nb):
     cells = json.loads(nb.read_text())["cells"]
     md = prose(cells)
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    used = set(GLUE_ROLE.findall(md)) | set(re.findall(r"```\{glue:figure\}\s+(\S+)", md))
+    used = set(GLUE_ROLE.findall(md)) | set(re.findall(r"```\{embed\}\s+(\S+)", md))
     made = set(GLUE_CALL.findall(code))
     patterns = [name_pattern(m) for m in made]
     missing = sorted(u for u in used if not any(p.fullmatch(u) for p in patterns))
@@ -97,7 +97,7 @@ def test_a_glued_name_must_match_an_f_string_name_whole():
 def test_the_check_sees_a_typed_number():
     assert DECIMAL.findall(text_of("the ratio is 0.68 while `lr=0.1` and {glue:text}`x:.2f`")) == ["0.68"]
     assert DECIMAL.findall("ranges 9.7-63.5 and -2.5, 2e-13, not 10 or 1,000; edge 2.25.") == ["9.7", "63.5", "2.5", "2e-13", "2.25"]
-    md = "```python\nx = 0.5\n```\n```{glue:figure} f\nCaption 0.25.\n```\n  ```{dropdown} Hint\n  About 0.75.\n  ```"
+    md = "```python\nx = 0.5\n```\n```{embed} f\nCaption 0.25.\n```\n  ```{dropdown} Hint\n  About 0.75.\n  ```"
     assert DECIMAL.findall(text_of(md)) == ["0.25", "0.75"]
     assert [normal(x) for x in DECIMAL.findall(text_of(r"at $2 \times 10^{-13}$, <!-- typed numbers: 9.5 -->"))] == [
         r"2\times10^{-13}"]
