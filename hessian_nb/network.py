@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .core import Objective, Operator, check_dense_size, check_vectors, finish_bar, quiet, shift_seed
-from .spectrum import count_outliers, hutchpp, lanczos, operand, slq
+from .spectrum import count_outliers, hutchpp, lanczos, operand, random_signs, slq
 
 # %% auto #0
 __all__ = ['block_indices', 'param_blocks', 'BlockOp', 'CrossBlock', 'block_traces', 'block_table', 'diagonal', 'Tracker',
@@ -160,9 +160,6 @@ def block(self: Operator, rows, cols=None) -> BlockOp|CrossBlock:
     return CrossBlock(self, r, _resolve(self, cols)[0])
 
 # %% ../nbs/10_your_network.ipynb #3d5f7102
-def _rademacher(P: int, k: int, g: torch.Generator, dtype, device) -> torch.Tensor:
-    return torch.randint(0, 2, (P, k), generator=g).to(dtype=dtype, device=device) * 2 - 1
-
 def _square(A, who: str, seed) -> Operator:
     "`operand`'s checks, and a cross block (rows other than its columns, not square) refused."
     if isinstance(A, CrossBlock):
@@ -193,7 +190,7 @@ def block_traces(A: Operator, # H, G, R or any operator
     per = {lab: [] for lab in idx} | {"(all)": []}
     bar = tqdm(total=probes, desc="block traces", disable=quiet() if progress is None else not progress)
     for s in range(0, probes, chunk):
-        Z = _rademacher(A.P, min(chunk, probes - s), g, A.dtype, A.device)
+        Z = random_signs(A.P, min(chunk, probes - s), g, A.dtype, A.device)
         ZAZ = (Z * (A @ Z)).double()  # summed in float64: a partition's estimates add up to the whole one's
         for lab, b in idx.items(): per[lab].append(ZAZ[b].sum(0))
         per["(all)"].append(ZAZ.sum(0)); bar.update(Z.shape[1])
@@ -224,11 +221,12 @@ def block_table(A: Operator, # H (or G, R) of an objective, whose parameters nam
     if method == "hutchpp" and each < 30:
         raise ValueError(f"products={products} gives each of the {len(blocks)} blocks {each} products: Hutch++ needs 30 a block "
                          f"for an error bar worth reading; raise products to {30 * len(blocks)}, or use method='shared'.")
-    if method == "shared" or (method == "auto" and each < 30): tr = block_traces(A, blocks, products, seed)
-    else: tr = {lab: hutchpp(A.block(b), products=each, seed=seed) for lab, b in blocks.items()}
+    ops = {lab: A.block(b) for lab, b in blocks.items()}  # each block resolved once
+    if method == "shared" or (method == "auto" and each < 30):
+        tr = block_traces(A, {lab: op.idx for lab, op in ops.items()}, products, seed)
+    else: tr = {lab: hutchpp(op, products=each, seed=seed) for lab, op in ops.items()}
     total, rows = sum(tr[lab][0] for lab in blocks), []
-    for lab, b in blocks.items():
-        op = A.block(b)
+    for lab, op in ops.items():
         row = {"block": lab, "params": op.P, "trace": tr[lab][0], "err": tr[lab][1],
                "share": tr[lab][0] / total if total != 0 else float("nan")}
         if top:  # and the bound that the Ritz pair's residual |A v - lambda v| puts on it (an eigenvalue lies that close)
@@ -257,7 +255,7 @@ def diagonal(A: Operator, # any operator
     probes = _count("probes", probes, 10, "a standard error from fewer probes says little; probes=None is exact")
     g, n, mean, m2 = torch.Generator().manual_seed(shift_seed(seed)), 0, d.clone(), d.clone()
     for s in range(0, probes, chunk):  # mean and spread merged chunk by chunk (Chan et al.): no cancellation
-        Z = _rademacher(A.P, min(chunk, probes - s), g, A.dtype, A.device)
+        Z = random_signs(A.P, min(chunk, probes - s), g, A.dtype, A.device)
         W = (Z * (A @ Z)).double().cpu()
         k, mu = W.shape[1], W.mean(1)
         delta, n = mu - mean, n + W.shape[1]

@@ -19,7 +19,7 @@ from .core import (Objective, Operator, _header, as_op, check_finite, check_vect
 
 # %% auto #0
 __all__ = ['Eigs', 'operand', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density', 'wasserstein1', 'spectral_w1',
-           'plot_density', 'hutchpp', 'OutlierCount', 'count_outliers', 'spiked_wishart', 'plot_scree']
+           'plot_density', 'random_signs', 'hutchpp', 'OutlierCount', 'count_outliers', 'spiked_wishart', 'plot_scree']
 
 # %% ../nbs/04_spectrum.ipynb #d34edbca
 def _operator(A, who: str) -> Operator:
@@ -446,6 +446,10 @@ def plot_density(q: Quadrature, # from slq
     return ax
 
 # %% ../nbs/04_spectrum.ipynb #a799af78
+def random_signs(P: int, k: int, g: torch.Generator, dtype: torch.dtype, device) -> torch.Tensor:
+    "k Rademacher vectors (P, k) of +-1, drawn from `g` on its own device, as `dtype` on `device` (Hutchinson's probes)."
+    return torch.randint(0, 2, (P, k), generator=g, device=g.device).to(dtype=dtype, device=device) * 2 - 1
+
 def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy operator
             products: int = 60, # the budget: a third each to sketch, project, probe (+ 2 if symmetry is checked)
             seed: int = 0,
@@ -468,9 +472,7 @@ def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy oper
     op.check_symmetric()
     m = products // 3
     g = torch.Generator(op.device).manual_seed(shift_seed(seed))
-    def rademacher(k):
-        r = torch.randint(0, 2, (op.P, k), generator=g, device=op.device)
-        return r.to(op.dtype) * 2 - 1
+    rademacher = lambda k: random_signs(op.P, k, g, op.dtype, op.device)
     Q, _ = torch.linalg.qr(op @ rademacher(m))  # the sketch of the top of the spectrum
     top = float((Q * (op @ Q)).sum())            # its trace, exactly
     G = rademacher(m)

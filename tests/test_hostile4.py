@@ -45,7 +45,7 @@ def test_a_half_precision_factor_is_refused_by_eigh():
 
 
 @pytest.mark.parametrize("solver", [lambda op, s: lanczos(op, 2, seed=s), lambda op, s: slq(op, 2, 3, seed=s),
-                                    lambda op, s: hutchpp(op, 6, seed=s)])
+                                    lambda op, s: hutchpp(op, 30, seed=s)])
 @pytest.mark.parametrize("seed", [None, 1.5, True])
 def test_a_seed_must_be_an_integer(solver, seed):
     with pytest.raises(TypeError, match="seed=.* must be an integer"):
