@@ -127,7 +127,8 @@ class Loss:
      "Hessian and Hessian factor in its logits.")
     # convex: whether the Hessian in the logits is PSD (None: checked when factored)
     # mean: a mean over samples by construction (False: the Objective checks a batch against its halves)
-    name, convex, mean = "custom", None, False
+    # rank_deficit: directions of the logits every sample's Hessian misses (softmax: 1, all ones), so rank G <= N (C - it)
+    name, convex, mean, rank_deficit = "custom", None, False, 0
     def __init__(
         self,
         fn: Callable|None = None, # (logits, y) -> mean loss; derivatives by autodiff
@@ -143,6 +144,8 @@ class Loss:
     def targets(self, y: torch.Tensor, C: int, dtype: torch.dtype) -> torch.Tensor:
         "The targets this loss is called with, for a model of C outputs: a custom loss gets them as given."
         return y
+    def check_logit_targets(self, z: torch.Tensor, y: torch.Tensor):
+        "Targets given beside logits (N, C), as the loss takes them: checked for this loss; a custom loss takes any."
 
 def _check_labels(y: torch.Tensor, C: int):
     "Integer labels must name one of the C outputs."
@@ -185,13 +188,16 @@ def factor(self: Loss, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/00_core.ipynb #658b2d4b
 class CrossEntropy(Loss):
     "Softmax cross-entropy with integer labels: closed-form derivatives in the logits."
-    name, convex, mean = "ce", True, True
+    name, convex, mean, rank_deficit = "ce", True, True, 1
     def __call__(self, z, y): return ce(z, y)
     def check_y(self, y):
         if y.is_floating_point() or y.ndim != 1 or y.dtype == torch.bool:
             raise ValueError(f"loss='ce' needs integer class labels of shape (N,), got {y.dtype} of shape {tuple(y.shape)}. "
                              "For one-hot targets pass y.argmax(1); for regression targets use loss='mse'.")
         return y.long()
+    def check_logit_targets(self, z, y):
+        if y.is_floating_point() or y.ndim != 1:
+            raise ValueError(f"loss 'ce' needs integer labels of shape (N,), got {y.dtype} of shape {tuple(y.shape)}.")
     def targets(self, y, C, dtype):
         if C < 2:
             raise ValueError("the model has C = 1 output, and softmax cross-entropy of one logit is identically 0: use two "
@@ -227,6 +233,10 @@ class SquaredError(Loss):
             raise ValueError(f"loss='mse' needs targets of shape (N, C) = ({len(y)}, {C}) or integer labels of shape (N,), "
                              f"got {tuple(y.shape)}.")
         return y
+    def check_logit_targets(self, z, y):
+        if y.shape != z.shape:
+            raise ValueError(f"loss 'mse' needs targets of the logits' shape {tuple(z.shape)}, got {tuple(y.shape)}: "
+                             "one-hot encode integer labels (F.one_hot(y, C)).")
     def grad(self, z, y): return z - y
     def hessian(self, z, y):
         return torch.eye(z.shape[1], dtype=z.dtype, device=z.device).expand(

@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch.func import jacrev, jvp, vjp, vmap
 
-from .core import (CrossEntropy, FactorOp, HessianOp, Loss, Objective, Operator, SquaredError, as_loss,
+from .core import (FactorOp, HessianOp, Loss, Objective, Operator, as_loss,
                              check_finite, check_dense_size, all_reduce_sum, fail_together, func_vjp, reduce_sum)
 
 # %% auto #0
@@ -47,11 +47,7 @@ def _check_logits(z, y, loss):
         raise ValueError(f"loss={loss!r} has no closed form here: use one of {list(CLOSED_FORMS)}, or pass the loss itself, "
                          "a callable(logits, y) -> mean loss, and it is differentiated by autodiff.")
     L = as_loss(loss)
-    if isinstance(L, CrossEntropy) and (y.is_floating_point() or y.ndim != 1):
-        raise ValueError(f"loss 'ce' needs integer labels of shape (N,), got {y.dtype} of shape {tuple(y.shape)}.")
-    if isinstance(L, SquaredError) and y.shape != z.shape:
-        raise ValueError(f"loss 'mse' needs targets of the logits' shape {tuple(z.shape)}, got {tuple(y.shape)}: "
-                         "one-hot encode integer labels (F.one_hot(y, C)).")
+    L.check_logit_targets(z, y)
     return L
 
 # %% ../nbs/03_gauss_newton.ipynb #e2ad2763
@@ -298,9 +294,7 @@ class StreamedResidual(Loss):
     def __init__(self, base: Loss): self.base = base
     def _y(self, z, y):  # streamed batches carry raw labels: the base loss's targets
         if y.is_floating_point() or y.ndim != 1: return y
-        y = y.long()
-        if not isinstance(self.base, SquaredError): return y
-        return torch.nn.functional.one_hot(y, z.shape[1]).to(z.dtype)
+        return self.base.targets(y.long(), z.shape[1], z.dtype)
     def __call__(self, z, y):
         return _dot(z, self.grad(z, y))
     def grad(self, z, y): return _in_logits(self.base, "grad", z.detach(), self._y(z, y))
@@ -353,7 +347,7 @@ def check_split(
     assert eG[0] >= -tol, (f"G has a negative eigenvalue {float(eG[0]):.3g}, beyond "
                            f"rounding ({tol:.1g}): G must be PSD")
     rank, bound = (int(torch.linalg.matrix_rank(ggn_factor(obj))),
-                   obj.N * (obj.num_classes - isinstance(obj.loss_fn, CrossEntropy)))
+                   obj.N * (obj.num_classes - obj.loss_fn.rank_deficit))
     assert rank <= bound, f"rank(G) = {rank} exceeds the bound N r = {bound}"
     assert eH[0] >= eR[0] - tol, (f"lambda_min(H) = {float(eH[0]):.3g} < "
                                   f"lambda_min(R) = {float(eR[0]):.3g}")
