@@ -53,7 +53,7 @@ def class_facts(model: nn.Module, data: Data, # a network and its training data
     C = obj.num_classes
     dcc, w = class_means(obj)
     A0, A1, A2, dc = class_pieces(dcc, w)
-    # G1's nonzero eigenpairs (C, or C - 1 where the class means are dependent), as many of G
+    # G1's nonzero eigenpairs (C; C - 1 if the class means are dependent), as many of G
     e1, Q1 = FactorOp(A1).eigh()
     top = lanczos(ggn_op(obj), k=len(e1), tol=tol, vectors=True, verify=False)
     e012 = FactorOp(torch.cat([A0, A1, A2], 1)).eigh(vectors=False)[:C]
