@@ -10,7 +10,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from .core import Objective
+from .core import Objective, model_settings
 from .data import Data
 from .spectrum import lanczos
 from .train import FMNIST_CNN, TrainConfig, cached, load_state, make_data, make_model, run, run_at, train
@@ -24,6 +24,10 @@ __all__ = ['flat_params', 'check_interpolable', 'line_losses', 'interpolate', 'b
 def flat_params(model: nn.Module) -> torch.Tensor:
     "The model's trainable parameters as one flat vector (a detached copy)."
     return torch.cat([p.detach().reshape(-1) for p in model.parameters() if p.requires_grad])
+
+def _tensor_attributes(model: nn.Module) -> dict:
+    "Tensors a model's modules hold as plain attributes (neither parameters nor buffers): 'module.name' -> tensor."
+    return {f"{p}.{k}" if p else k: v for p, m in model.named_modules() for k, v in vars(m).items() if torch.is_tensor(v)}
 
 def check_interpolable(model_a: nn.Module, model_b: nn.Module):
     "Refuse pairs that cannot be joined by a straight line in parameter space: other architectures, or BatchNorm statistics."
@@ -40,10 +44,15 @@ def check_interpolable(model_a: nn.Module, model_b: nn.Module):
     fixed = lambda m: [(n, t) for n, t in m.named_parameters() if not t.requires_grad] + list(m.named_buffers())
     fa, fb = fixed(model_a), fixed(model_b)
     differ = [n for (n, a), (m, b) in zip(fa, fb) if n != m or a.shape != b.shape or not torch.equal(a, b)]
+    sa, sb = model_settings(model_a), model_settings(model_b)  # plain settings (a temperature) and tensor attributes
+    differ += [k for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k)]
+    ta, tb = _tensor_attributes(model_a), _tensor_attributes(model_b)
+    differ += [k for k in sorted(set(ta) | set(tb)) if k not in ta or k not in tb or ta[k].shape != tb[k].shape
+               or not torch.equal(ta[k], tb[k])]
     if differ or len(fa) != len(fb):
-        raise ValueError(f"the models' frozen parameters or buffers differ ({differ[:3] or 'their lists'}): the line moves "
-                         "only the trainable parameters, so its alpha = 1 end would not be model_b. Give both models the "
-                         "same frozen values (load model_a's into model_b), or make them trainable.")
+        raise ValueError(f"the models' frozen parameters, buffers or settings differ ({differ[:3] or 'their lists'}): the "
+                         "line moves only the trainable parameters, so its alpha = 1 end would not be model_b. Give both "
+                         "models the same fixed values (load model_a's into model_b), or make them trainable.")
 
 # %% ../nbs/07_interpolation.ipynb #223e644d
 def line_losses(model_a: nn.Module, # the point at alpha = 0
@@ -61,7 +70,9 @@ def line_losses(model_a: nn.Module, # the point at alpha = 0
     for a in alphas.tolist():
         z = obj.logits((1 - a) * ta + a * tb)  # one forward pass: loss and accuracy
         losses.append(float(obj.loss_fn(z, obj.y)))
-        accs.append(float((z.argmax(1) == y).double().mean()))
+        # float targets (mse): the class is the largest entry
+        labels = y.argmax(1) if y.ndim == 2 else y
+        accs.append(float((z.argmax(1) == labels).double().mean()))
     f64 = lambda v: torch.tensor(v, dtype=torch.float64)
     return {"alpha": alphas, "loss": f64(losses), "acc": f64(accs)}
 

@@ -252,7 +252,8 @@ def diagonal(A: Operator, # any operator
             E[torch.arange(s, s + k), torch.arange(k)] = 1
             d[s:s + k] = (A @ E)[torch.arange(s, s + k), torch.arange(k)].double().cpu()
         return d.to(A.dtype), None
-    probes = _count("probes", probes, 10, "a standard error from fewer probes says little; probes=None is exact")
+    # an entry's samples can take two values (one coupling): below 30 probes all of them agree too often, an error of 0
+    probes = _count("probes", probes, 30, "a standard error from fewer probes says little; probes=None is exact")
     g, n, mean, m2 = torch.Generator().manual_seed(shift_seed(seed)), 0, d.clone(), d.clone()
     for s in range(0, probes, chunk):  # mean and spread merged chunk by chunk (Chan et al.): no cancellation
         Z = random_signs(A.P, min(chunk, probes - s), g, A.dtype, A.device)

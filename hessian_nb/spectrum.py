@@ -46,10 +46,10 @@ def _precise(op: Operator, who: str) -> Operator:
 # %% ../nbs/04_spectrum.ipynb #e4e5c467
 def _positive_int(name: str, x, lo: int = 1, hi: int|None = None) -> int:
     "x if it is an integer in lo..hi; a ValueError naming the argument otherwise."
-    if isinstance(x, bool) or not isinstance(x, int) or x < lo or (hi is not None and x > hi):
+    if isinstance(x, bool) or not isinstance(x, numbers.Integral) or x < lo or (hi is not None and x > hi):
         rng = f"{lo:,}..{hi:,}" if hi is not None else f">= {lo}"
         raise ValueError(f"{name}={x!r}: it must be an integer in {rng}.")
-    return x
+    return int(x)
 
 # %% ../nbs/04_spectrum.ipynb #e226ad77
 @dataclass
@@ -345,11 +345,12 @@ def slq(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / curvli
     op, err = _operator(A, "slq"), None
     start = op.products  # the symmetry check's products count too
     try:
-        bad = any(isinstance(x, bool) or not isinstance(x, int) for x in (probes, steps))
+        bad = any(isinstance(x, bool) or not isinstance(x, numbers.Integral) for x in (probes, steps))
         if bad or probes < 1 or not 1 <= steps <= op.P:
             raise ValueError(f"slq needs integers probes >= 1 and steps in 1..P = {op.P:,}; got probes={probes!r}, "
                              f"steps={steps!r}.")
         _seed_arg(seed, "slq")
+        probes, steps = int(probes), int(steps)  # NumPy integers too
     except (TypeError, ValueError) as e: err = e
     _same_call(op, err, "slq", probes=probes, steps=steps, seed=seed)  # sharded: raised on every process
     op.check_symmetric()
@@ -456,7 +457,9 @@ def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy oper
            ) -> tuple[float, float]:
     """Hutch++: the trace of a sketched top subspace, plus Hutchinson on the rest; returns (estimate, standard error).
     It spends products - products % 3 products, plus the 2 of the symmetry check on an operator not yet known to be
-    symmetric (`obj.H`, a new operator each time it is asked for; `as_op(fn)`, a foreign operator, until checked once)."""
+    symmetric (`obj.H`, a new operator each time it is asked for; `as_op(fn)`, a foreign operator, until checked once).
+    The error bar is a standard error from products / 3 samples: where what the sketch leaves has rank near 1 they are
+    heavy-tailed and it can under-cover; for an operator of small rank r, spend 3 r products (the trace is then exact)."""
     op, err = _operator(A, "hutchpp"), None
     try:
         if isinstance(products, bool) or not isinstance(products, numbers.Integral) or products < 6:

@@ -147,6 +147,8 @@ class TrainConfig:
         cps = self.checkpoints
         check("checkpoints", isinstance(cps, (tuple, list)) and all(whole(s) and s >= 0 for s in cps),
               "a tuple of steps >= 0 at which to save the state, e.g. (100, 200)")
+        if any(not isinstance(s, int) for s in cps):  # NumPy integers: the cache key is JSON
+            object.__setattr__(self, "checkpoints", type(cps)(int(s) for s in cps))
         check("momentum", real(self.momentum) and 0 <= self.momentum < 1, "a number in [0, 1) (0: plain SGD)")
         check("weight_decay", real(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0 (0: none)")
         check("lr_gamma", real(self.lr_gamma) and self.lr_gamma > 0, "a finite number > 0 (0.1: divide by 10)")

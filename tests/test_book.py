@@ -196,6 +196,11 @@ def test_page(server, browser, doc):
     prose = page.evaluate("() => { const m = document.querySelector('main').cloneNode(true);"
                           " m.querySelectorAll('pre, code').forEach(e => e.remove()); return m.innerText; }")
     assert "|---|" not in prose, "a Markdown table was not rendered (nb_render_markdown_format)"
+    # a chapter offers itself as a notebook to download (the theme's download button), and the file is there
+    if (ROOT / f"{doc}.ipynb").exists():
+        links = page.evaluate("() => [...document.querySelectorAll('a.btn-download-source-button')].map(a => a.href)")
+        assert [h for h in links if h.endswith(f"_sources/{doc}.ipynb")], f"no .ipynb download button: {links}"
+        assert (HTML / "_sources" / f"{doc}.ipynb").exists()
     assert not outside, f"requests outside localhost: {outside}"
     unknown = [e for e in errors if not any(k in e for k in KNOWN_CONSOLE_ERRORS)]
     assert not unknown, unknown

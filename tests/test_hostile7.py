@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hessian_nb.core import CrossEntropy, Objective, as_op
+from hessian_nb.core import CrossEntropy, Loss, Objective, as_op
 from hessian_nb.gauss_newton import ggn
 from hessian_nb.interpolation import line_losses
 from hessian_nb.network import block_indices, block_table, block_traces, diagonal, random_directions, report, _groups
@@ -88,7 +88,7 @@ def test_a_line_between_models_whose_frozen_parts_differ_is_refused():
     X, y = data()
     a, b = mlp(0), mlp(1)
     for m in (a, b): m[0].weight.requires_grad_(False)
-    with pytest.raises(ValueError, match="frozen parameters or buffers differ"):
+    with pytest.raises(ValueError, match="frozen parameters, buffers or settings differ"):
         line_losses(a, b, X, y, alphas=[0.0, 1.0])
     b[0].weight.data.copy_(a[0].weight)  # the same frozen layer: the line is well defined
     c = line_losses(a, b, X, y, alphas=[1.0])
@@ -98,7 +98,7 @@ def test_a_line_between_models_whose_frozen_parts_differ_is_refused():
         def __init__(self, t):
             super().__init__(); self.l = nn.Linear(5, 3); self.register_buffer("t", torch.tensor(t))
         def forward(self, x): return self.l(x) / self.t
-    with pytest.raises(ValueError, match="frozen parameters or buffers differ"):
+    with pytest.raises(ValueError, match="frozen parameters, buffers or settings differ"):
         line_losses(Scaled(1.0).double(), Scaled(10.0).double(), X, y, alphas=[1.0])
     a2, b2 = mlp(0), mlp(1)
     a2[0].weight.requires_grad_(False)
@@ -127,16 +127,25 @@ def test_a_layer_applied_twice_keeps_its_parameters_and_its_hessian_is_right():
     torch.testing.assert_close(obj.hessian(), Hd, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("edit", ["X.data", "numpy", "frozen.data", "buffer.data"])
-def test_an_edit_behind_torchs_version_counter_is_refused(edit):
+def test_the_objective_holds_copies_of_x_and_y_so_edits_behind_torch_cannot_reach_it():
+    X, y = data()
+    obj = Objective(mlp(), X, y)
+    top, loss = lanczos(obj.H, k=1).values, obj.loss()
+    X.data.mul_(3); X.numpy().__imul__(2); y.data[[0, 1]] = y.data[[1, 0]]
+    torch.testing.assert_close(lanczos(obj.H, k=1).values, top, rtol=1e-12, atol=0)
+    torch.testing.assert_close(obj.loss(), loss, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("edit", ["frozen.data", "buffer.data", "buffer permuted"])
+def test_an_edit_of_the_model_behind_torchs_version_counter_is_refused(edit):
     X, y = data()
     m = mlp()
     m[0].bias.requires_grad_(False)
-    m.register_buffer("scale", torch.ones(1, dtype=D))
+    m.register_buffer("scale", torch.arange(1.0, 4.0, dtype=D))
     obj = Objective(m, X, y)
     lanczos(obj.H, k=1)
-    {"X.data": lambda: X.data.mul_(3), "numpy": lambda: X.numpy().__imul__(3),
-     "frozen.data": lambda: m[0].bias.data.add_(1), "buffer.data": lambda: m.scale.data.mul_(2)}[edit]()
+    {"frozen.data": lambda: m[0].bias.data.add_(1), "buffer.data": lambda: m.scale.data.mul_(2),
+     "buffer permuted": lambda: m.scale.data.copy_(m.scale.data.flip(0))}[edit]()
     with pytest.raises(RuntimeError, match=r"changed \(through .data or a NumPy view\)"):
         lanczos(obj.H, k=1)
 
@@ -159,6 +168,20 @@ def test_a_loss_subclass_whose_closed_forms_are_not_its_call_is_refused():
     torch.testing.assert_close(ggn(obj), ggn(ref), rtol=1e-10, atol=1e-12)
 
 
+def test_a_user_loss_declaring_itself_a_mean_is_checked_all_the_same():
+    class WCE(CrossEntropy):  # inherits mean = True and the closed forms; weights the classes
+        def __call__(self, z, y): return F.cross_entropy(z, y, weight=torch.tensor([1.0, 5.0, 10.0], dtype=z.dtype))
+    class Summed(Loss):
+        mean = True
+        def __call__(self, z, y): return F.cross_entropy(z, y, reduction="sum")
+    X, y = data(40)
+    y[:4] = 0  # the first samples of one class: their weights agree
+    with pytest.raises(ValueError, match="not the mean|is not that of its __call__"):
+        Objective(mlp(), X, y, loss=WCE())
+    with pytest.raises(ValueError, match="is the sum of its samples' losses"):
+        Objective(mlp(), X, y, loss=Summed())
+
+
 def test_the_block_tools_check_what_they_are_given():
     X, y = data()
     m = mlp()
@@ -170,9 +193,10 @@ def test_the_block_tools_check_what_they_are_given():
     with pytest.raises(TypeError, match="random_directions takes an Objective"): random_directions(obj.H)
     with pytest.raises(TypeError, match="the first argument is the network"): report((X, y), m)
     with pytest.raises(TypeError, match="not a class"): obj.H.block(nn.Linear)
+    with pytest.raises(ValueError, match="an integer of at least 30"): diagonal(obj.H, probes=10)
     for seed in (None, 1.7, True):
         with pytest.raises(TypeError, match="must be an integer"): block_traces(obj.H, {"a": [0, 1]}, seed=seed)
-        with pytest.raises(TypeError, match="must be an integer"): diagonal(obj.H, probes=10, seed=seed)
+        with pytest.raises(TypeError, match="must be an integer"): diagonal(obj.H, probes=30, seed=seed)
         with pytest.raises(TypeError, match="must be an integer"): random_directions(obj, 1, seed=seed)
 
 
@@ -234,8 +258,16 @@ def test_numpy_integers_and_lists_are_taken_where_integers_and_points_are_asked(
     e = lanczos(A, k=np.int64(3))
     torch.testing.assert_close(e.values, torch.tensor([10.0, 9.0, 8.0], dtype=D))
     Tracker(*data(), k=2, every=np.int64(5))
-    q = slq(A, probes=2, steps=4)
+    q = slq(A, probes=np.int64(2), steps=np.int32(4))
     torch.testing.assert_close(density(q, [1.0, 2.0]), density(q, torch.tensor([1.0, 2.0], dtype=D)))
+    assert lanczos(A, k=2, max_iter=np.int32(50)).converged
+    from hessian_nb.core import FactorOp
+    torch.testing.assert_close(FactorOp(torch.eye(3, dtype=D)).eigh(np.int64(2))[0], torch.ones(2, dtype=D))
+    X, y = data()
+    assert Objective(mlp(), X, y, batch_size=np.int64(4)).batch_size == 4
+    from hessian_nb.train import TrainConfig
+    cfg = TrainConfig(checkpoints=(np.int64(3),))
+    assert cfg.checkpoints == (3,) and isinstance(cfg.checkpoints[0], int) and cfg.key()
 
 
 def test_a_loader_given_with_y_is_told_to_pass_y_none():
@@ -243,3 +275,22 @@ def test_a_loader_given_with_y_is_told_to_pass_y_none():
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=5)
     with pytest.raises(TypeError, match="for a DataLoader or Dataset, pass it with y=None"):
         Objective(mlp(), loader, y)
+
+
+def test_a_line_between_models_whose_settings_differ_is_refused_and_mse_accuracy_reads_the_targets():
+    class Temp(nn.Module):
+        def __init__(self, t):
+            super().__init__(); self.l = nn.Linear(5, 3); self.temperature = t; self.shift = torch.tensor(t)
+        def forward(self, x): return self.l(x) / self.temperature + self.shift
+    X, y = data()
+    torch.manual_seed(0); a = Temp(1.0).double()
+    torch.manual_seed(1); b = Temp(3.0).double()
+    with pytest.raises(ValueError, match=r"settings differ \(\['l.temperature'|settings differ \(\['temperature'"):
+        line_losses(a, b, X, y, alphas=[1.0])
+    b.temperature = 1.0
+    with pytest.raises(ValueError, match="shift"):
+        line_losses(a, b, X, y, alphas=[1.0])
+    onehot = F.one_hot(y, 3).double()
+    c = line_losses(mlp(0), mlp(1), X, onehot, alphas=[0.0], loss="mse")
+    with torch.no_grad(): want = float((mlp(0)(X).argmax(1) == y).double().mean())
+    assert float(c["acc"][0]) == want
