@@ -275,7 +275,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'hessian_nb.core._foreign_op': ('core.html#_foreign_op', 'hessian_nb/core.py'),
                                  'hessian_nb.core._header': ('core.html#_header', 'hessian_nb/core.py'),
                                  'hessian_nb.core._lex': ('core.html#_lex', 'hessian_nb/core.py'),
-                                 'hessian_nb.core._library_loss': ('core.html#_library_loss', 'hessian_nb/core.py'),
+                                 'hessian_nb.core._library_mean': ('core.html#_library_mean', 'hessian_nb/core.py'),
                                  'hessian_nb.core._one': ('core.html#_one', 'hessian_nb/core.py'),
                                  'hessian_nb.core._raise_everywhere': ('core.html#_raise_everywhere', 'hessian_nb/core.py'),
                                  'hessian_nb.core._refuse_padding': ('core.html#_refuse_padding', 'hessian_nb/core.py'),

@@ -107,6 +107,7 @@ def collapse_facts(model: nn.Module, data: Data) -> dict:
 class ProfileCE(CrossEntropy):
     "Cross-entropy (its value and gradient) with its curvature in the logits taken at fixed-profile probabilities."
     PROFILES = ("symmetric", "even", "class_mean")
+    replaces_curvature = True  # on purpose: the Objective does not check hessian and factor against __call__
     def __init__(self, profile: str, # "symmetric", "even" or "class_mean"
                  eps: float|None = None, # "symmetric": the wrong mass of every sample
                  class_logits: torch.Tensor|None = None): # "class_mean": (C, C) mean logits of each class

@@ -129,7 +129,8 @@ class Loss:
     # convex: whether the Hessian in the logits is PSD (None: checked when factored)
     # mean: a mean over samples by construction (False: the Objective checks a batch against its halves)
     # rank_deficit: directions of the logits every sample's Hessian misses (softmax: 1, all ones), so rank G <= N (C - it)
-    name, convex, mean, rank_deficit = "custom", None, False, 0
+    # replaces_curvature: hessian and factor are not those of __call__ on purpose (a control, chapter 6b): not checked
+    name, convex, mean, rank_deficit, replaces_curvature = "custom", None, False, 0, False
     def __init__(
         self,
         fn: Callable|None = None, # (logits, y) -> mean loss; derivatives by autodiff
@@ -790,20 +791,24 @@ def _inspect_outputs(self: Objective):
 @patch
 def _check_loss_mixed(self: Objective, X: torch.Tensor, y: torch.Tensor):
     "The mean check of `_check_loss` again, on samples drawn across the data (a first batch of one class can hide a weighted loss)."
-    if (self.loss_fn.mean and _library_loss(self.loss_fn)) or len(X) < 2: return
+    if _library_mean(self.loss_fn) or len(X) < 2: return
     with torch.no_grad(): z = self.forward(self._theta, X)
     self._check_loss(z, y)
 
-def _library_loss(L: Loss) -> bool:
-    ("Whether the loss is one of this library's own (cross-entropy, squared error, chapter 6b's controls, whose curvature "
-     "is replaced on purpose): their declared mean and closed forms are trusted; a user's subclass is checked.")
-    return type(L).__module__.split(".")[0] == "hessian_nb"
+def _library_mean(L: Loss) -> bool:
+    ("Whether the loss is a mean by construction: its value is this library's cross-entropy or squared error (a "
+     "subclass that changes __call__ is checked, whatever it declares).")
+    return bool(L.mean) and type(L).__call__ in (CrossEntropy.__call__, SquaredError.__call__)
 
 def _check_closed_forms(L: Loss, z: torch.Tensor, y: torch.Tensor, rows: int = 16):
     ("A loss's own grad, hessian and factor (closed forms G and R rely on) must be those of its __call__: checked against "
      "autodiff of the loss of single samples.")
     own = [m for m in ("grad", "hessian", "factor") if getattr(type(L), m) is not getattr(Loss, m)]
-    if not own or _library_loss(L): return
+    if L.replaces_curvature: own = [m for m in own if m == "grad"]  # a control: its curvature differs on purpose
+    builtin = {m: getattr(c, m) for c in (CrossEntropy, SquaredError) for m in ("grad", "hessian", "factor")
+               if type(L).__call__ is c.__call__}  # the library's own closed forms of an unchanged value
+    own = [m for m in own if getattr(type(L), m) is not builtin.get(m)]
+    if not own: return
     z, y = z[:rows], y[:rows]
     with torch.enable_grad():
         f = lambda i: (lambda zi: L(zi[None], y[i:i + 1]).reshape(()))
@@ -837,7 +842,7 @@ def _check_loss(self: Objective, z: torch.Tensor, yb: torch.Tensor):
     check_finite("the loss at the model's parameters", out, "Check the data, the initialisation and the loss.")
     _check_closed_forms(self.loss_fn, z.detach(), yb)
     n = len(z)
-    if n >= 2 and not (self.loss_fn.mean and _library_loss(self.loss_fn)):  # a user's `mean = True` is checked too
+    if n >= 2 and not _library_mean(self.loss_fn):  # a user's `mean = True` is checked too
         with torch.no_grad(): a, b = self.loss_fn(z[:n // 2], yb[:n // 2]), self.loss_fn(z[n // 2:], yb[n // 2:])
         mean = (a * (n // 2) + b * (n - n // 2)) / n
         if not torch.isclose(out.reshape(()), mean.reshape(()), rtol=1e-4, atol=1e-6 * float(mean.abs()) + 1e-12):

@@ -294,3 +294,12 @@ def test_a_line_between_models_whose_settings_differ_is_refused_and_mse_accuracy
     c = line_losses(mlp(0), mlp(1), X, onehot, alphas=[0.0], loss="mse")
     with torch.no_grad(): want = float((mlp(0)(X).argmax(1) == y).double().mean())
     assert float(c["acc"][0]) == want
+
+
+def test_a_control_loss_that_replaces_its_curvature_on_purpose_is_taken():
+    "Chapter 6b's ProfileCE: cross-entropy's value with another curvature, declared (replaces_curvature): not refused."
+    from hessian_nb.class_scale import ProfileCE
+    X, y = data()
+    obj = Objective(mlp(), X, y, loss=ProfileCE("even"))
+    G = ggn(obj)
+    assert torch.linalg.eigvalsh(G)[0] > -1e-10 and not torch.allclose(G, ggn(Objective(mlp(), X, y)))
