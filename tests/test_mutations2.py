@@ -116,3 +116,20 @@ def test_a_flipped_bit_in_a_saved_file_is_caught_by_its_digest(tmp_path):
     torch.save(outer, p)
     with pytest.raises(ValueError, match="digest does not match"):
         safe_load(p)
+
+
+def test_the_regime_verdict_needs_a_strict_majority_of_seeds():
+    from hessian_nb.class_scale import REGIME_RULE, regime_verdict
+    good = {"G/G1": REGIME_RULE["G/G1"] / 2, "overlap": 0.99}
+    bad = {"G/G1": 10 * REGIME_RULE["G/G1"], "overlap": 0.5}
+    half = [{"seed": 0, **good}, {"seed": 1, **bad}]
+    assert regime_verdict(half)["held"] == [0] and not regime_verdict(half)["stands"]  # one of two is no majority
+    assert regime_verdict(half + [{"seed": 2, **good}])["stands"]
+
+
+def test_cli_report_refuses_k_below_one(tmp_path, monkeypatch, capsys):
+    from hessian_nb.cli import main
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["report", "anything:make", "--k", "0"])
+    assert "--k 0: at least 1 eigenvalue" in capsys.readouterr().err
