@@ -133,3 +133,70 @@ def test_cli_report_refuses_k_below_one(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["report", "anything:make", "--k", "0"])
     assert "--k 0: at least 1 eigenvalue" in capsys.readouterr().err
+
+
+def _label_regression(z, y):
+    "A custom loss on integer labels (read as numbers): the first logit regressed on the label, plus a small penalty."
+    return 0.5 * (z[:, 0] - y.to(z.dtype)).pow(2).mean() + 0.1 * z.pow(2).sum(1).mean()
+
+
+def test_lanczos_is_not_converged_while_its_verification_block_runs():
+    # diag(0..1 (299 values), 2): the top pair converges by step 15 and the verification block starts; stopped by max_iter
+    # at 20 steps, before that block could rule out a missing copy, the answer is not "converged" (at 40 steps it is).
+    import warnings
+    from hessian_nb.core import as_op
+    from hessian_nb.spectrum import lanczos
+    d = torch.linspace(0, 1, 300, dtype=torch.float64); d[-1] = 2.0
+    A = as_op(torch.diag(d))
+    with pytest.warns(UserWarning, match="verification restart had not finished"):
+        e = lanczos(A, k=1, max_iter=20, progress=False)
+    assert e.blocks == 2 and float(e.residuals.max()) < 1e-8 and not e.converged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lanczos(A, k=1, max_iter=40, progress=False).converged
+
+def test_count_outliers_sees_the_last_ratio_of_the_window():
+    # the top window = 10 eigenvalues and the one after them give 10 ratios; the largest, lambda_10 / lambda_11 = 20, is
+    # the edge searched for; without the 11th eigenvalue the count picks the smaller gap at 3 instead.
+    from hessian_nb.spectrum import count_outliers
+    lam = [1000.0, 990.0, 980.0, 100.0]
+    while len(lam) < 10: lam.append(lam[-1] / 1.01)
+    lam.append(lam[-1] / 20)
+    while len(lam) < 30: lam.append(lam[-1] / 1.01)
+    c = count_outliers(torch.tensor(lam, dtype=torch.float64), window=10)
+    assert c.ratio == pytest.approx(20.0)
+    assert c.count is None  # the edge is the window's last ratio: no gaps inside the window to compare it with
+
+def test_check_split_states_the_cross_entropy_rank_bound():
+    from hessian_nb.gauss_newton import check_split
+    model, X, y = toy_problem(n=8)
+    f = check_split(Objective(model, X, y))
+    assert f["bound"] == 8 * (3 - 1)  # softmax: each sample's output Hessian has rank C - 1
+    model, X, y = toy_problem(n=8, loss="mse")
+    assert check_split(Objective(model, X, y, loss="mse"))["bound"] == 8 * 3
+
+def test_streamed_residual_of_a_custom_loss_gets_the_labels_as_given():
+    from hessian_nb.gauss_newton import residual_op
+    model, X, y = toy_problem(n=8)
+    V = torch.randn(len(Objective(model, X, y).theta), 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    tensors = Objective(model, X, y, loss=_label_regression)
+    stream = Objective(model, [(X[:4], y[:4]), (X[4:], y[4:])], None, loss=_label_regression)
+    torch.testing.assert_close(residual_op(stream) @ V, residual_op(tensors) @ V, rtol=1e-10, atol=1e-12)
+
+def test_small_init_checkpoints_reach_the_last_decade_step():
+    from hessian_nb.bulk import small_init_configs
+    for per_decade in (2, 4):
+        for cfg in small_init_configs("book", per_decade).values():
+            assert cfg.max_steps / max(cfg.checkpoints) < 10 ** (1 / per_decade)
+
+def test_draw_spectrum_refuses_an_unknown_axis():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from hessian_nb.bulk import Spectra
+    from hessian_nb.widgets import draw_spectrum
+    f = Spectra(torch.tensor([3.0, 1.0, 0.1, 0.0], dtype=torch.float64), None, None, 4, 8, 2, 0.1, 1e-4)
+    fig, ax = plt.subplots()
+    try:
+        with pytest.raises(ValueError, match="axis="): draw_spectrum(ax, f, axis="log")
+    finally: plt.close(fig)
