@@ -271,6 +271,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'hessian_nb.core._defined_rows': ('core.html#_defined_rows', 'hessian_nb/core.py'),
                                  'hessian_nb.core._derivative_gap': ('core.html#_derivative_gap', 'hessian_nb/core.py'),
                                  'hessian_nb.core._differentiable_attention': ('core.html#_differentiable_attention', 'hessian_nb/core.py'),
+                                 'hessian_nb.core._fixed_tensors': ('core.html#_fixed_tensors', 'hessian_nb/core.py'),
                                  'hessian_nb.core._float64_forward': ('core.html#_float64_forward', 'hessian_nb/core.py'),
                                  'hessian_nb.core._foreign_op': ('core.html#_foreign_op', 'hessian_nb/core.py'),
                                  'hessian_nb.core._header': ('core.html#_header', 'hessian_nb/core.py'),

@@ -1008,13 +1008,15 @@ def check_fresh(self: Objective):
 def _data_contents(self: Objective) -> list:
     ("Position-weighted checksums of the buffers and frozen parameters: edits torch's version counters do not see "
      "(through .data or a NumPy view). X and y need none: the Objective holds its own copies.")
-    frozen = [p for p in self.model.parameters() if not p.requires_grad]
-    return [checksum(t) if t.is_floating_point() else checksum(t.double()) for t in [*self.model.buffers(), *frozen]]
+    return [checksum(t) for t in _fixed_tensors(self.model)]
+
+def _fixed_tensors(model: nn.Module) -> list:
+    "The model's buffers and frozen parameters: what a product reads but the Objective does not differentiate."
+    return [*model.buffers(), *(p for p in model.parameters() if not p.requires_grad)]
 
 def _state_versions(model: nn.Module) -> list:
     "What identifies a model's buffers and frozen parameters now: each tensor and its in-place version counter."
-    frozen = [p for p in model.parameters() if not p.requires_grad]
-    return [(id(t), t._version) for t in [*model.buffers(), *frozen]]
+    return [(id(t), t._version) for t in _fixed_tensors(model)]
 
 _PLAIN = (bool, int, float, str, type(None))
 
