@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
-from .core import Objective, shift_seed
+from .basics import shift_seed
+from .core import Objective
 from .gauss_newton import ggn, residual
 from .spectrum import OutlierCount, count_outliers, lanczos, slq
 from .train import (

@@ -11,7 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .class_structure import class_means, class_pieces, class_split, subspace_overlap
-from .core import CrossEntropy, FactorOp, Objective, shift_seed
+from .basics import shift_seed
+from .losses import CrossEntropy
+from .operators import FactorOp
+from .core import Objective
 from .data import Data, digits
 from .gauss_newton import ggn, ggn_factor, ggn_op
 from .spectrum import count_outliers, lanczos

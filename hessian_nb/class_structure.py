@@ -9,10 +9,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .core import Objective, all_reduce_sum, func_vjp, reduce_sum, shift_seed
+from .basics import shift_seed
+from .distributed import all_reduce_sum, reduce_sum
+from .core import Objective, func_vjp
 from torch.func import vjp, vmap
 
-from .core import FactorOp
+from .operators import FactorOp
 from .gauss_newton import ggn_factor
 
 # %% auto #0

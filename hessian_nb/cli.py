@@ -18,7 +18,7 @@ import json
 import torch
 
 from . import bulk, class_scale
-from .core import realization_label
+from .basics import realization_label
 from .network import report
 from .train import CacheNotWritable, cache_root, check_writable
 

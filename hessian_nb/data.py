@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 
-from .core import shift_seed
+from .basics import shift_seed
 
 # %% auto #0
 __all__ = ['Data', 'shuffled_by_class', 'stratified_split', 'from_tensors', 'from_dataset', 'gaussian_clusters', 'blobs',

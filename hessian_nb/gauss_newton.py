@@ -10,8 +10,11 @@ from typing import Callable
 import torch
 from torch.func import jacrev, jvp, vjp, vmap
 
-from .core import (FactorOp, HessianOp, Loss, Objective, Operator, as_loss,
-                             check_finite, check_dense_size, all_reduce_sum, fail_together, func_vjp, reduce_sum)
+from .basics import check_finite, check_dense_size
+from .losses import Loss, as_loss
+from .distributed import all_reduce_sum, fail_together, reduce_sum
+from .operators import FactorOp, Operator
+from .core import HessianOp, Objective, func_vjp
 
 # %% auto #0
 __all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor', 'PerSampleError', 'jacobians', 'ggn', 'GGNOp',
@@ -33,7 +36,7 @@ def _in_logits(L: Loss, what: str, z: torch.Tensor, y: torch.Tensor) -> torch.Te
             f"{'gradient' if what == 'grad' else 'Hessian'} in its logits with torch.func.vmap over samples, and vmap "
             f"failed on this loss ({type(e).__name__}: {str(e)[:160]}). Data-dependent steps in the loss do this: "
             "F.one_hot(y, C) (write (y[:, None] == torch.arange(C, device=y.device)).to(z.dtype) instead), .item(), "
-            "or an `if` on a tensor's value. Or pass a subclass of hessian_nb.core.Loss with closed-form grad and "
+            "or an `if` on a tensor's value. Or pass a subclass of hessian_nb.losses.Loss with closed-form grad and "
             "hessian. The Hessian obj.H does not need this.") from e
 
 def _check_logits(z, y, loss):

@@ -15,7 +15,9 @@ from torch import nn
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-from .core import Objective, Operator, check_dense_size, check_vectors, finish_bar, quiet, shift_seed
+from .basics import check_dense_size, check_vectors, finish_bar, quiet, shift_seed
+from .operators import Operator
+from .core import Objective
 from .spectrum import count_outliers, hutchpp, lanczos, operand, random_signs, slq
 
 # %% auto #0

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .core import (Objective, Operator, _header, as_op, check_finite, check_vectors, checksum, finish_bar, quiet,
-                             shift_seed)
+from .basics import check_finite, check_vectors, finish_bar, quiet, shift_seed
+from .distributed import checksum
+from .operators import Operator, as_op
+from .core import Objective
+from .distributed import collective_header
 
 # %% auto #0
 __all__ = ['Eigs', 'operand', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density', 'wasserstein1', 'spectral_w1',
@@ -188,7 +191,7 @@ def _same_call(op: Operator, err: Exception|None, who: str, **args):
         if err is not None: raise err
         return
     args = {n: _plain(v) for n, v in args.items()} | {"operator": _signature(op)}
-    C = _header(op.group, err, f"the start of {who}", 0, [zlib.crc32(repr(v).encode()) for v in args.values()], same=False)
+    C = collective_header(op.group, err, f"the start of {who}", 0, [zlib.crc32(repr(v).encode()) for v in args.values()], same=False)
     differ = [("the operator" if n == "operator" else n) for i, n in enumerate(args) if bool((C[:, i] != C[0, i]).any())]
     if differ:  # every process holds every row: all take this branch, and its one collective, together
         import torch.distributed as dist

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .core import LOSSES, finish_bar, quiet, realization, shift_seed
+from .basics import finish_bar, quiet, realization, shift_seed
+from .losses import LOSSES
 from .data import Data, blobs, digits, fashion_mnist, two_blobs
 
 # %% auto #0

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hessian_nb.class_structure import class_means, class_split
-from hessian_nb.core import FunctionOp, Objective, SumOp, as_op
+from hessian_nb.operators import FunctionOp, SumOp, as_op
+from hessian_nb.core import Objective
 from hessian_nb.gauss_newton import ggn, residual, residual_op, residual_vp
 from helpers import raises
 
@@ -179,6 +180,6 @@ def test_class_means_over_batches_equal_the_unbatched(loss):
 @pytest.mark.parametrize("V2", [lambda: torch.randn(10, 3, dtype=torch.float32), lambda: torch.randn(12, 3, dtype=DT),
                                 lambda: torch.empty(10, 3, dtype=DT, device="meta")], ids=["dtype", "dimension", "device"])
 def test_factor_operators_of_different_kinds_are_not_combined(V2):
-    from hessian_nb.core import FactorOp
+    from hessian_nb.operators import FactorOp
     with raises(ValueError, "cannot combine"):
         FactorOp(torch.randn(10, 2, dtype=DT)) + FactorOp(V2())

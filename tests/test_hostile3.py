@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from hessian_nb.core import FactorOp, Objective, as_op
+from hessian_nb.operators import FactorOp, as_op
+from hessian_nb.core import Objective
 from hessian_nb.gauss_newton import residual, residual_op
 from hessian_nb.spectrum import count_outliers, hutchpp, lanczos
 

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from hessian_nb.core import FactorOp, Objective, as_op
+from hessian_nb.operators import FactorOp, as_op
+from hessian_nb.core import Objective
 from hessian_nb.spectrum import hutchpp, lanczos, slq
 
 D = torch.float64

@@ -16,7 +16,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import hessian_nb.core as core
-from hessian_nb.core import Objective, Operator
+from hessian_nb.operators import Operator
+from hessian_nb.core import Objective
 from hessian_nb.gauss_newton import ggn, ggn_op, gram_eigh, logit_grads, residual_op
 from hessian_nb.spectrum import lanczos
 

@@ -14,7 +14,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from hessian_nb.core import FactorOp, Objective, as_op
+from hessian_nb.operators import FactorOp, as_op
+from hessian_nb.core import Objective
 from hessian_nb.gauss_newton import ggn, ggn_op
 from hessian_nb.spectrum import density, hutchpp, lanczos, slq
 from helpers import raises

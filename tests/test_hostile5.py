@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from hessian_nb.class_scale import ProfileCE, collapse_facts, penultimate
-from hessian_nb.core import FactorOp, Objective, as_op
+from hessian_nb.operators import FactorOp, as_op
+from hessian_nb.core import Objective
 from hessian_nb.data import Data
 from hessian_nb.spectrum import hutchpp, lanczos
 

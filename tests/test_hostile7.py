@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hessian_nb.core import CrossEntropy, Loss, Objective, as_op
+from hessian_nb.losses import CrossEntropy, Loss
+from hessian_nb.operators import as_op
+from hessian_nb.core import Objective
 from hessian_nb.gauss_newton import ggn
 from hessian_nb.interpolation import line_losses
 from hessian_nb.network import block_indices, block_table, block_traces, diagonal, random_directions, report, _groups
@@ -161,7 +163,7 @@ def test_a_loss_subclass_whose_closed_forms_are_not_its_call_is_refused():
     class Right(CrossEntropy):  # changes __call__ and drops the closed forms: autodiff gives them
         name = "ce_T2"
         def __call__(self, z, y): return F.cross_entropy(z / 2, y)
-    from hessian_nb.core import Loss
+    from hessian_nb.losses import Loss
     Right.grad, Right.hessian, Right.factor = Loss.grad, Loss.hessian, Loss.factor
     obj = Objective(mlp(), X, y, loss=Right())
     ref = Objective(mlp(), X, y, loss=lambda z, t: F.cross_entropy(z / 2, t))
@@ -261,7 +263,7 @@ def test_numpy_integers_and_lists_are_taken_where_integers_and_points_are_asked(
     q = slq(A, probes=np.int64(2), steps=np.int32(4))
     torch.testing.assert_close(density(q, [1.0, 2.0]), density(q, torch.tensor([1.0, 2.0], dtype=D)))
     assert lanczos(A, k=2, max_iter=np.int32(50)).converged
-    from hessian_nb.core import FactorOp
+    from hessian_nb.operators import FactorOp
     torch.testing.assert_close(FactorOp(torch.eye(3, dtype=D)).eigh(np.int64(2))[0], torch.ones(2, dtype=D))
     X, y = data()
     assert Objective(mlp(), X, y, batch_size=np.int64(4)).batch_size == 4

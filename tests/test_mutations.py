@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hessian_nb.core import Objective, as_op
+from hessian_nb.operators import as_op
+from hessian_nb.core import Objective
 from hessian_nb.gauss_newton import ggn, ggn_factor, gram_eigh, loss_hessian, loss_hessian_factor
 from hessian_nb.spectrum import count_outliers, hutchpp, lanczos
 from helpers import raises

@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from hessian_nb.core import Objective, as_op, shift_seed, toy_problem
+from hessian_nb.basics import shift_seed
+from hessian_nb.operators import as_op
+from hessian_nb.core import Objective, toy_problem
 from hessian_nb.gauss_newton import ggn, residual_op
 from hessian_nb.network import Tracker, _groups, block_indices, diagonal
 from hessian_nb.spectrum import lanczos, random_signs
@@ -144,7 +146,7 @@ def test_lanczos_is_not_converged_while_its_verification_block_runs():
     # diag(0..1 (299 values), 2): the top pair converges by step 15 and the verification block starts; stopped by max_iter
     # at 20 steps, before that block could rule out a missing copy, the answer is not "converged" (at 40 steps it is).
     import warnings
-    from hessian_nb.core import as_op
+    from hessian_nb.operators import as_op
     from hessian_nb.spectrum import lanczos
     d = torch.linspace(0, 1, 300, dtype=torch.float64); d[-1] = 2.0
     A = as_op(torch.diag(d))

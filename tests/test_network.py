@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from hessian_nb.core import Objective, as_op
+from hessian_nb.operators import as_op
+from hessian_nb.core import Objective
 from hessian_nb.gauss_newton import ggn, ggn_diagonal, ggn_op, residual_op
 from hessian_nb.network import (Tracker, block_indices, block_table, block_traces, diagonal, loss_along, param_blocks,
                                 random_directions, report)

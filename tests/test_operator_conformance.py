@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from hessian_nb.core import FactorOp, Objective, Operator, as_op
+from hessian_nb.operators import FactorOp, Operator, as_op
+from hessian_nb.core import Objective
 from hessian_nb.gauss_newton import ggn, ggn_op, residual, residual_op
 from hessian_nb.class_structure import class_split
 

@@ -7,7 +7,8 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 from torch import nn
 
-from hessian_nb.core import FactorOp, Objective, as_op
+from hessian_nb.operators import FactorOp, as_op
+from hessian_nb.core import Objective
 from hessian_nb.spectrum import count_outliers, lanczos
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)

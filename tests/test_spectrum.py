@@ -5,7 +5,8 @@ import warnings
 import pytest
 import torch
 
-from hessian_nb.core import FunctionOp, Objective, as_op, toy_problem
+from hessian_nb.operators import FunctionOp, as_op
+from hessian_nb.core import Objective, toy_problem
 from hessian_nb.gauss_newton import ggn_op, residual_op
 from hessian_nb.spectrum import count_outliers, density, hutchpp, lanczos, slq, wasserstein1
 from helpers import raises
