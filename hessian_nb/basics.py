@@ -4,15 +4,18 @@
 
 # %% ../nbs/00a_basics.ipynb #c93317a2
 from __future__ import annotations
+import contextlib
 import math
 import os
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 # %% auto #0
 __all__ = ['quiet', 'finish_bar', 'format_bytes', 'seed_offset', 'shift_seed', 'realization', 'realization_label', 'claim',
-           'check_finite', 'check_eval_mode', 'check_modules', 'traced', 'check_vectors', 'check_dense_size']
+           'check_finite', 'check_eval_mode', 'check_modules', 'traced', 'check_vectors', 'check_dense_size',
+           'differentiable_attention', 'functional_forward']
 
 # %% ../nbs/00a_basics.ipynb #d0b14497
 def quiet() -> bool:
@@ -130,3 +133,24 @@ def check_dense_size(shape: tuple, # the dense array's shape
         raise MemoryError(f"a dense {dims} {what} in {dtype} needs {format_bytes(need)}, more than max_dense_bytes = "
                           f"{format_bytes(limit)}. {fix}, or raise max_dense_bytes if the memory is there.")
     return need
+
+# %% ../nbs/00a_basics.ipynb #c242b630
+def differentiable_attention() -> contextlib.ExitStack:
+    ("Attention through the math kernel, whose backward can be differentiated again "
+     "(the fused kernels' cannot); MHA fast path off.")
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    stack = contextlib.ExitStack()
+    stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    stack.callback(torch.backends.mha.set_fastpath_enabled, fast)
+    return stack
+
+def functional_forward(model: nn.Module, params: dict, X) -> torch.Tensor:
+    ("torch.func.functional_call, then every Parameter put back in the user's model: a layer the forward applies twice "
+     "(reached under two names) is otherwise left holding plain tensors (torch 2.13).")
+    held = [(m._parameters, k, v) for m in model.modules() for k, v in m._parameters.items()]
+    try: return functional_call(model, params, (X,))
+    finally:
+        for d, k, v in held:
+            if d.get(k) is not v: d[k] = v

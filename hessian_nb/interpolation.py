@@ -10,7 +10,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from .core import Objective, model_settings
+from .checks import model_settings
+from .core import Objective
 from .data import Data
 from .spectrum import lanczos
 from .train import FMNIST_CNN, TrainConfig, cached, load_state, make_data, make_model, run, run_at, train

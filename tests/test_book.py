@@ -211,7 +211,7 @@ def test_the_chapters_have_math_and_figures(server, browser):
     "The checks above are not vacuous: the core chapter has typeset math and figures."
     # counted on the page: _build/jupyter_execute holds a notebook's outputs only when this build executed it (not when it
     # came from the execution cache), so expected_figures() can be 0 there
-    page, _, _ = open_page(browser, f"{server}/nbs/00e_core.html", server)
+    page, _, _ = open_page(browser, f"{server}/nbs/00f_core.html", server)
     assert page.locator("main img").count() >= 2
     page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
     page.evaluate("() => MathJax.startup.promise")

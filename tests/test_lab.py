@@ -58,7 +58,7 @@ def lab(tmp_path_factory):
     except subprocess.TimeoutExpired: p.kill()
 
 
-@pytest.mark.parametrize("chapter", ["00e_core", "05_bulk_and_outliers", "index"])
+@pytest.mark.parametrize("chapter", ["00f_core", "05_bulk_and_outliers", "index"])
 def test_a_chapter_saved_after_a_run_is_as_git_has_it(lab, chapter):
     url, root = lab
     nb = json.loads((ROOT / "nbs" / f"{chapter}.ipynb").read_text())
