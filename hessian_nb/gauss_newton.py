@@ -5,6 +5,7 @@
 # %% ../nbs/03_gauss_newton.ipynb #863b0cbe
 from __future__ import annotations
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -19,7 +20,7 @@ from .core import HessianOp, Objective, func_vjp
 # %% auto #0
 __all__ = ['CLOSED_FORMS', 'logit_grads', 'loss_hessian', 'loss_hessian_factor', 'PerSampleError', 'jacobians', 'ggn', 'GGNOp',
            'ggn_op', 'ggn_vp', 'ggn_factor', 'ggn_diagonal', 'gram_eigh', 'LinearLogits', 'StreamedResidual',
-           'residual_op', 'residual', 'residual_vp', 'check_split', 'plot_spectra', 'plot_residual_ratio']
+           'residual_op', 'residual', 'residual_vp', 'SplitCheck', 'check_split', 'plot_spectra', 'plot_residual_ratio']
 
 # %% ../nbs/03_gauss_newton.ipynb #c4662b85
 CLOSED_FORMS = ("ce", "mse")
@@ -332,10 +333,22 @@ def residual_vp(obj: Objective, v: torch.Tensor) -> torch.Tensor:
     return residual_op(obj) @ v
 
 # %% ../nbs/03_gauss_newton.ipynb #1847370d
+@dataclass
+class SplitCheck:
+    "What `check_split` measured: the spectra of H, G, R (descending), G's rank and bound, the split's error."
+    H: torch.Tensor # eigenvalues of H, descending
+    G: torch.Tensor # eigenvalues of G, descending
+    R: torch.Tensor # eigenvalues of R, descending
+    rank: int # the rank of G (of its factor)
+    bound: int # N (C - the loss's rank deficit): rank(G) <= bound
+    P: int # parameters
+    N: int # samples
+    split_error: float # max |G + R - H| / max |H|
+
 def check_split(
     obj: Objective, # a small objective (dense P x P matrices), ideally in float64
     rtol: float = 1e-10, # relative tolerance for H = G + R and for the products
-) -> dict:
+) -> SplitCheck:
     ("Assert H = G + R (dense and products), G PSD with rank(G) <= N r, "
      "lambda_min(H) >= lambda_min(R); return the measurements.")
     H, G, R = obj.hessian(), ggn(obj), residual(obj)
@@ -354,9 +367,8 @@ def check_split(
     assert rank <= bound, f"rank(G) = {rank} exceeds the bound N r = {bound}"
     assert eH[0] >= eR[0] - tol, (f"lambda_min(H) = {float(eH[0]):.3g} < "
                                   f"lambda_min(R) = {float(eR[0]):.3g}")
-    return {"H": eH, "G": eG, "R": eR, "rank": rank, "bound": bound,
-            "P": obj.num_params, "N": obj.N,
-            "split_error": float((G + R - H).abs().max()) / scale}
+    return SplitCheck(eH.flip(0), eG.flip(0), eR.flip(0), rank, bound, obj.num_params,
+                      obj.N, float((G + R - H).abs().max()) / scale)
 
 # %% ../nbs/03_gauss_newton.ipynb #5dc8f9da
 def plot_spectra(eigs: dict, # name -> eigenvalues (1-D tensor), e.g. {"H": ..., "G": ..., "R": ...}

@@ -173,9 +173,19 @@ def test_check_split_states_the_cross_entropy_rank_bound():
     from hessian_nb.gauss_newton import check_split
     model, X, y = toy_problem(n=8)
     f = check_split(Objective(model, X, y))
-    assert f["bound"] == 8 * (3 - 1)  # softmax: each sample's output Hessian has rank C - 1
+    assert f.bound == 8 * (3 - 1)  # softmax: each sample's output Hessian has rank C - 1
     model, X, y = toy_problem(n=8, loss="mse")
-    assert check_split(Objective(model, X, y, loss="mse"))["bound"] == 8 * 3
+    assert check_split(Objective(model, X, y, loss="mse")).bound == 8 * 3
+
+
+def test_check_split_reports_every_spectrum_descending():
+    "One eigenvalue order in every result type: descending, as lanczos and Spectra report them."
+    from hessian_nb.gauss_newton import check_split, ggn
+    obj = Objective(*toy_problem(n=8))
+    f = check_split(obj)
+    torch.testing.assert_close(f.H, torch.linalg.eigvalsh(obj.hessian()).flip(0), rtol=0, atol=0)
+    torch.testing.assert_close(f.G, torch.linalg.eigvalsh(ggn(obj)).flip(0), rtol=0, atol=0)
+    assert all(bool((e[:-1] >= e[1:]).all()) for e in (f.H, f.G, f.R))
 
 def test_streamed_residual_of_a_custom_loss_gets_the_labels_as_given():
     from hessian_nb.gauss_newton import residual_op
