@@ -335,7 +335,7 @@ def residual_vp(obj: Objective, v: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/03_gauss_newton.ipynb #1847370d
 @dataclass
 class SplitCheck:
-    "What `check_split` measured: the spectra of H, G and R (descending), rank(G), its bound."
+    "What `check_split` measured: spectra of H, G, R (descending), rank(G), its bound."
     H: torch.Tensor # eigenvalues of H, descending
     G: torch.Tensor # eigenvalues of G, descending
     R: torch.Tensor # eigenvalues of R, descending
