@@ -19,8 +19,7 @@ from .distributed import agree, checksum, comm_device
 from .losses import Loss, as_loss, check_closed_forms, library_mean
 
 # %% auto #0
-__all__ = ['ObjectiveChecks', 'check_data', 'check_parameters', 'as_source', 'sample_signatures', 'Stream', 'state_versions',
-           'model_settings']
+__all__ = ['ObjectiveChecks', 'check_data', 'check_parameters', 'state_versions', 'model_settings']
 
 # %% ../nbs/00e_checks.ipynb #1b903807
 class ObjectiveChecks:
@@ -60,7 +59,7 @@ def check_parameters(named: list):
                          "load weights) first.")
 
 # %% ../nbs/00e_checks.ipynb #6117aff2
-def as_source(X, batch_size: int|None):
+def _as_source(X, batch_size: int|None):
     "A re-iterable of (inputs, targets) batches: a DataLoader as it is, a Dataset of (x, y) samples batched, or a list of batches."
     from torch.utils.data import DataLoader, Dataset
     if isinstance(X, DataLoader):
@@ -79,7 +78,7 @@ def as_source(X, batch_size: int|None):
                         "that can be iterated many times, a DataLoader or a list of (inputs, targets) batches.")
     return X
 
-def sample_signatures(Xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+def _signatures(Xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     "Two numbers per sample, fixed functions of its inputs and of its targets: (n, 2), float64, on the CPU."
     x, y = Xb.reshape(len(Xb), -1).double(), yb.reshape(len(yb), -1).double()
     w = lambda n, a: torch.cos(torch.arange(n, dtype=torch.float64, device=x.device) * a + 0.3)
@@ -90,7 +89,7 @@ def _lex(s: torch.Tensor) -> torch.Tensor:
     s = s[torch.sort(s[:, 1], stable=True).indices]
     return s[torch.sort(s[:, 0], stable=True).indices]
 
-class Stream:
+class _Stream:
     """The batches of a re-iterable source, read afresh for every pass: (X_b, y_b, N_b / N) on the model's device. Every
     pass is compared with the first: the same samples (inputs and targets), or an error; `reordered` says whether the last
     pass read them in another order."""
@@ -103,7 +102,7 @@ class Stream:
         show = obj.progress if obj.progress is not None else (not quiet() and self.n_batches >= 20)
         for b in tqdm(self.source, desc="batches", total=self.n_batches, leave=False, disable=not show):
             Xb, yb = obj._prep_batch(b)
-            seen.append(sample_signatures(Xb, yb))
+            seen.append(_signatures(Xb, yb))
             yield Xb, yb, len(Xb) / obj.N
         self._compare(torch.cat(seen) if seen else torch.zeros(0, 2, dtype=torch.float64))
     def _compare(self, now: torch.Tensor):
@@ -122,7 +121,7 @@ class Stream:
         self.reordered = True
     def require_order(self, what: str):
         "Read the data once (no model) and refuse `what` unless the samples come in the first pass's order."
-        self._compare(torch.cat([sample_signatures(*self.obj._prep_batch(b)) for b in self.source]))
+        self._compare(torch.cat([_signatures(*self.obj._prep_batch(b)) for b in self.source]))
         if self.reordered:
             raise ValueError(f"{what} has one entry per sample, in the data's order, but this source yields its samples "
                              "in a new order each pass (a DataLoader with shuffle=True?): build the Objective on a source "
@@ -154,7 +153,7 @@ def _refuse_padding(sampler):
 @patch
 def _setup_stream(self: ObjectiveChecks, X, batch_size: int|None):
     "Validate a streamed source in one pass: the first batch as for tensors, then every batch; count N and the batches."
-    src = as_source(X, batch_size)
+    src = _as_source(X, batch_size)
     _refuse_padding(getattr(src, "sampler", None))
     self.X = self.y = None
     self._source, self.batch_size = src, None
@@ -164,7 +163,7 @@ def _setup_stream(self: ObjectiveChecks, X, batch_size: int|None):
     self._first = self._prep_batch(b, targets=False)
     self._max_batch = n = len(self._first[0])
     self._inspect_outputs()
-    nb, biggest, sig = 1, n, [sample_signatures(self._first[0], self._targets(self._first[1]))]
+    nb, biggest, sig = 1, n, [_signatures(self._first[0], self._targets(self._first[1]))]
     mixed = [(self._first[0][:8], self._targets(self._first[1])[:8])]  # a few samples of every batch
     for b in tqdm(it, desc="checking the data", leave=False, disable=quiet()):
         Xb, yb = self._prep_batch(b)
@@ -175,12 +174,12 @@ def _setup_stream(self: ObjectiveChecks, X, batch_size: int|None):
                                  "transforms and collate_fn).")
         if biggest < 2 <= len(Xb): _check_coupling(self, Xb)  # the first batch held one sample
         n, nb, biggest = n + len(Xb), nb + 1, max(biggest, len(Xb))
-        sig.append(sample_signatures(Xb, yb))
+        sig.append(_signatures(Xb, yb))
         if sum(len(x) for x, _ in mixed) < 256: mixed.append((Xb[:8], yb[:8]))
     self._check_loss_mixed(torch.cat([x for x, _ in mixed]), torch.cat([y for _, y in mixed]))
     self._act_numel = self._act_numel * biggest // self._max_batch
     self.N_local = self._N = n
-    self.batches = Stream(self, src, nb, torch.cat(sig))
+    self.batches = _Stream(self, src, nb, torch.cat(sig))
 
 # %% ../nbs/00e_checks.ipynb #51f7e443
 @patch
@@ -238,7 +237,7 @@ def _refuse_shared_samples(self: ObjectiveChecks):
     """The same sample (inputs and targets) on two processes counts twice in every mean: gather two numbers per sample and
     refuse shards that overlap in more than a handful (a sampler seeded per process, overlapping slices)."""
     import torch.distributed as dist
-    sig = self.batches.signatures if self.X is None else sample_signatures(self.X, self.y)
+    sig = self.batches.signatures if self.X is None else _signatures(self.X, self.y)
     n = torch.tensor([len(sig)], dtype=torch.int64, device=comm_device(self.group))
     sizes = [torch.empty_like(n) for _ in range(self.world_size)]
     dist.all_gather(sizes, n, group=self.group)
