@@ -301,7 +301,7 @@ def hvp(self: Objective, v: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/00f_core.ipynb #39657712
 @patch
 def check_dense(self: Objective, shape: tuple, what: str, fix: str) -> int:
-    "`check_dense` against this Objective's dtype and `max_dense_bytes`."
+    "`check_dense_size` with this Objective's dtype and `max_dense_bytes`."
     return check_dense_size(shape, self._theta.dtype, self.max_dense_bytes, what, fix)
 
 # %% ../nbs/00f_core.ipynb #e1ed9262
@@ -376,6 +376,7 @@ class HessianOp(Operator):
         self.obj = obj
     def _matmat(self, V): return self.obj._hvp_block(V)
     def dense(self, progress=None):
+        "`obj.hessian()`, past the product counter."
         check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
                          f"matrix of {self.name}", "Use products A @ V")
         return self.obj.hessian(progress)

@@ -99,6 +99,7 @@ class DenseOp(Operator):
         self.M = M
     def _matmat(self, V): return self.M @ V
     def dense(self, progress=None):
+        "A copy of the stored matrix."
         check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
                          f"copy of {self.name}", "Use self.M, or products")
         return self.M.clone()
@@ -217,6 +218,7 @@ class SumOp(Operator):
         self.symmetric = all(A.symmetric for _, A in terms) or None
     def _matmat(self, V): return sum(c * (A @ V) for c, A in self.terms)
     def dense(self, progress=None):
+        "The sum of the terms' own dense matrices."
         check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
                          f"matrix of {self.name}", "Use products A @ V")
         return sum(c * A.dense() for c, A in self.terms)
@@ -269,6 +271,7 @@ class FactorOp(Operator):
         self.V = V
     def _matmat(self, X): return self.V @ (self.V.T @ X)
     def dense(self, progress=None):
+        "V V^T, formed once."
         check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
                          f"matrix of {self.name}", "Use products or .eigh()")
         return self.V @ self.V.T
