@@ -173,6 +173,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                               'hessian_nb/class_structure.py'),
                                             'hessian_nb.class_structure.ClassSplit.op': ( 'class_structure.html#classsplit.op',
                                                                                           'hessian_nb/class_structure.py'),
+                                            'hessian_nb.class_structure.Hierarchy': ( 'class_structure.html#hierarchy',
+                                                                                      'hessian_nb/class_structure.py'),
                                             'hessian_nb.class_structure._check_counts': ( 'class_structure.html#_check_counts',
                                                                                           'hessian_nb/class_structure.py'),
                                             'hessian_nb.class_structure._class_probabilities': ( 'class_structure.html#_class_probabilities',

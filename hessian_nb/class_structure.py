@@ -19,7 +19,7 @@ from .gauss_newton import ggn_factor
 
 # %% auto #0
 __all__ = ['class_labels', 'ClassSplit', 'class_pieces', 'class_split', 'class_means', 'averaged_top_space', 'subspace_overlap',
-           'hierarchy_facts', 'plot_hierarchy', 'plot_class_means', 'theorem_8_1', 'logistic_ggn']
+           'Hierarchy', 'hierarchy_facts', 'plot_hierarchy', 'plot_class_means', 'theorem_8_1', 'logistic_ggn']
 
 # %% ../nbs/06_class_structure.ipynb #21fe9e63
 def _labels(obj: Objective, y: torch.Tensor) -> torch.Tensor:
@@ -138,7 +138,22 @@ def subspace_overlap(Q1: torch.Tensor, Q2: torch.Tensor) -> float:
     return float((Q1.T @ Q2).pow(2).sum() / Q1.shape[1])
 
 # %% ../nbs/06_class_structure.ipynb #e445de5f
-def hierarchy_facts(obj: Objective) -> dict:
+@dataclass
+class Hierarchy:
+    "What `hierarchy_facts` measured on one network: Papyan's split of G, spectra (descending), overlap, sizes."
+    split_error: float # max |G0 + G1 + G2 + G3 - G| / max |G|
+    G: torch.Tensor # eigenvalues of G, descending
+    G012: torch.Tensor # eigenvalues of G0 + G1 + G2, descending
+    G1: torch.Tensor # eigenvalues of G1 (the class means), descending
+    C: int # classes
+    P: int # parameters
+    N: int # samples
+    overlap: float # of G's top-C eigenspace with the averaged top space of G1 (1: the same space)
+    mean_norm_dcc_over_mean_norm_dc: float # mean |delta_cc| over mean |delta_c|
+    delta_c: torch.Tensor # (C, P) the class means of the gradients of the logits
+    delta_cc: torch.Tensor # (C, C, P) the class-pair means
+
+def hierarchy_facts(obj: Objective) -> Hierarchy:
     "Everything the chapter asserts about one network: the split's error, the three spectra, ratios, overlap and sizes."
     from hessian_nb.gauss_newton import ggn
     split, C = class_split(obj), obj.num_classes
@@ -146,39 +161,38 @@ def hierarchy_facts(obj: Objective) -> dict:
     wG, UG = torch.linalg.eigh(G)
     e012, e1 = split.eigvals(0, 1, 2), split.eigvals(1)
     _, Q1 = averaged_top_space(split, C)
-    return {"split_error": float((split.matrix(0, 1, 2, 3) - G).abs().max() / G.abs().max()),
-            "G": wG.flip(0), "G012": e012, "G1": e1, "C": C, "P": obj.num_params, "N": obj.N,
-            "overlap": subspace_overlap(UG[:, -C:], Q1),
-            "mean_norm_dcc_over_mean_norm_dc": float(split.delta_cc.diagonal(dim1=0, dim2=1).norm(dim=0).mean() / split.delta_c.norm(dim=1).mean()),
-            "delta_c": split.delta_c, "delta_cc": split.delta_cc}
+    dcc_norm = split.delta_cc.diagonal(dim1=0, dim2=1).norm(dim=0).mean()
+    return Hierarchy(float((split.matrix(0, 1, 2, 3) - G).abs().max() / G.abs().max()), wG.flip(0), e012, e1,
+                     C, obj.num_params, obj.N, subspace_overlap(UG[:, -C:], Q1),
+                     float(dcc_norm / split.delta_c.norm(dim=1).mean()), split.delta_c, split.delta_cc)
 
 # %% ../nbs/06_class_structure.ipynb #8c2a7f71
-def plot_hierarchy(f: dict, # hierarchy_facts(...)
+def plot_hierarchy(f: Hierarchy, # hierarchy_facts(...)
                    top: int|None = None, # how many eigenvalues (default C^2 + 2C)
                    ax=None, title: str|None = None):
     "Scree of G coloured by level (C class-mean outliers, C(C-1) cross-class, bulk), with the spectra of G0+G1+G2 and G1 over it."
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(5, 3.2))[1]
-    C = f["C"]; top = top or C * C + 2 * C
-    eG = f["G"][:top].cpu()
+    C = f.C; top = top or C * C + 2 * C
+    eG = f.G[:top].cpu()
     idx = torch.arange(1, len(eG) + 1)
     colours = ["C3" if i < C else "C1" if i < C * C else "0.6" for i in range(len(eG))]
     ax.scatter(idx, eG, c=colours, s=14, label="$G$")
-    ax.plot(idx[:min(top, len(f["G012"]))], f["G012"][:top].cpu(), "k-", lw=1, label=r"$G_0+G_1+G_2$")
-    ax.plot(idx[:C], f["G1"][:C].cpu(), "b--", lw=1.2, label=r"$G_1$")
+    ax.plot(idx[:min(top, len(f.G012))], f.G012[:top].cpu(), "k-", lw=1, label=r"$G_0+G_1+G_2$")
+    ax.plot(idx[:C], f.G1[:C].cpu(), "b--", lw=1.2, label=r"$G_1$")
     ax.set_yscale("log"); ax.set_ylim(bottom=max(float(eG[-1]) / 3, float(eG[0]) * 1e-6))
     ax.set(xlabel="rank i", ylabel=r"$\lambda_i$", title=title)
     ax.legend(frameon=False, loc="upper right")
     return ax
 
 # %% ../nbs/06_class_structure.ipynb #2195db48
-def plot_class_means(f: dict, # hierarchy_facts(...)
+def plot_class_means(f: Hierarchy, # hierarchy_facts(...)
                      ax=None, seed: int = 0):
     "A 2-D metric MDS embedding of the class means delta_c and class-pair means delta_{c,c'} (Papyan 2019, Figs. 3-4)."
     import matplotlib.pyplot as plt
     from sklearn.manifold import MDS
     ax = ax or plt.subplots(figsize=(4.2, 4))[1]
-    C, dc, dcc = f["C"], f["delta_c"], f["delta_cc"]
+    C, dc, dcc = f.C, f.delta_c, f.delta_cc
     pts = torch.cat([dc, dcc.reshape(C * C, -1)]).double()
     D = torch.cdist(pts, pts).cpu().numpy()
     xy = MDS(n_components=2, metric="precomputed", init="classical_mds", random_state=seed).fit_transform(D)
