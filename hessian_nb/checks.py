@@ -19,7 +19,7 @@ from .distributed import agree, checksum, comm_device
 from .losses import Loss, as_loss, check_closed_forms, library_mean
 
 # %% auto #0
-__all__ = ['ObjectiveChecks', 'check_data', 'check_parameters', 'state_versions', 'model_settings']
+__all__ = ['ObjectiveChecks', 'check_data', 'check_parameters', 'state_versions', 'model_settings', 'model_structure']
 
 # %% ../nbs/00e_checks.ipynb #1b903807
 class ObjectiveChecks:
@@ -275,7 +275,7 @@ _WRITES_THETA = ("the model's forward writes its own parameters in place (nn.Emb
 @patch
 def _inspect_outputs(self: ObjectiveChecks):
     Xb, yb = self._first
-    before, acts = model_settings(self.model), []
+    before, acts, t0 = model_settings(self.model), [], _tensor_attributes(self.model)
     hooks = [m.register_forward_hook(lambda m, i, o: acts.append(o.numel() if torch.is_tensor(o) else 0))
              for m in self.model.modules() if not list(m.children())]
     version = self._theta._version
@@ -304,6 +304,8 @@ def _inspect_outputs(self: ObjectiveChecks):
     # what the forward passes above changed (a call counter, the last batch's size) is its own state, not a setting
     after = model_settings(self.model)
     self._volatile = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    t1 = _tensor_attributes(self.model)  # and a tensor the forward itself replaces (a cache of its last input)
+    self._volatile |= {k for k in t0.keys() | t1.keys() if t0.get(k) != t1.get(k)}
 
 # %% ../nbs/00e_checks.ipynb #5f4fec2f
 @patch
@@ -323,10 +325,11 @@ def _check_loss(self: ObjectiveChecks, z: torch.Tensor, yb: torch.Tensor):
                          f"{tuple(yb.shape)} {yb.dtype} ({type(e).__name__}: {str(e)[:200]}). Check that the targets match "
                          f"the model's C = {z.shape[1]} outputs (labels in 0..{z.shape[1] - 1}) and the loss's signature "
                          "loss(logits, y).") from e
-    if not torch.is_tensor(out) or out.numel() != 1 or not out.is_floating_point():
-        shape = (tuple(out.shape) if out.numel() != 1 else out.dtype) if torch.is_tensor(out) else type(out).__name__
-        raise ValueError(f"the loss returned {shape}, not a scalar in floating point: it must return the mean over the batch "
-                         "as a tensor (reduction='mean', or .mean() at the end).")
+    if not torch.is_tensor(out) or out.ndim != 0 or not out.is_floating_point():
+        # shape (1,) too: the per-sample derivatives of G and R need a 0-d value
+        shape = (f"shape {tuple(out.shape)}" if out.ndim else out.dtype) if torch.is_tensor(out) else type(out).__name__
+        raise ValueError(f"the loss returned {shape}, not a 0-d scalar in floating point: it must return the mean over "
+                         "the batch as a 0-d tensor (reduction='mean', or .mean() at the end; .squeeze() a shape (1,)).")
     check_finite("the loss at the model's parameters", out, "Check the data, the initialisation and the loss.")
     check_closed_forms(self.loss_fn, z.detach(), yb)
     n = len(z)
@@ -486,6 +489,9 @@ def check_fresh(self: ObjectiveChecks):
     if self._data_contents() != self._contents:  # edits the version counters miss: through .data or a NumPy view
         raise RuntimeError("a buffer or a frozen parameter of the model was changed (through .data or a NumPy view) after "
                            "the Objective was built, so cached curvature would mix two models: build a new Objective.")
+    if (now := model_structure(self.model, self._volatile)) != self._structure:
+        raise RuntimeError(f"the model changed after the Objective was built: {_what_changed(self._structure, now)}, so "
+                           "cached curvature would mix two models. Build a new Objective after changing the model.")
     if (now := model_settings(self.model, self._volatile)) != self._settings:
         name, was, is_ = next((k, self._settings.get(k), now.get(k)) for k in {**self._settings, **now}
                               if self._settings.get(k) != now.get(k))
@@ -517,3 +523,31 @@ def model_settings(model: nn.Module, volatile: set = frozenset()) -> dict:
             name = f"{path}.{k}" if path else k
             if plain and not k.startswith("_") and k != "training" and name not in volatile: out[name] = v
     return out
+
+class _Ref:
+    "An object compared by identity, and kept alive (so that its id cannot be reused while it is remembered)."
+    __slots__ = ("obj",)
+    def __init__(self, obj): self.obj = obj
+    def __eq__(self, other): return isinstance(other, _Ref) and self.obj is other.obj
+    def __hash__(self): return id(self.obj)
+
+def _tensor_attributes(model: nn.Module) -> dict:
+    "The plain tensors modules hold as attributes (not parameters, not buffers): 'module.name' -> (the tensor, its version)."
+    return {f"{path}.{k}" if path else k: (_Ref(v), v._version) for path, m in model.named_modules()
+            for k, v in vars(m).items() if torch.is_tensor(v)}
+
+def model_structure(model: nn.Module, volatile: set = frozenset()) -> dict:
+    ("What the forward runs besides parameters, buffers and settings ('module' -> its class and an instance-level "
+     "forward; its tensor attributes): a layer swapped or added, a forward patched, a tensor replaced or edited.")
+    out = {"(tensor attributes)": {k: v for k, v in _tensor_attributes(model).items() if k not in volatile}}
+    for path, m in model.named_modules():  # hooks are left out: most observe (loggers, profilers), and are welcome
+        out[f"module '{path}'" if path else "the model"] = (type(m).__name__, _Ref(m.__dict__.get("forward")))
+    return out
+
+def _what_changed(was: dict, now: dict) -> str:
+    "The first difference of two `model_structure`s, in words."
+    name = next(k for k in {**was, **now} if was.get(k) != now.get(k))
+    if name == "(tensor attributes)":
+        a, b = was[name], now[name]
+        return f"its tensor attribute {next(k for k in {**a, **b} if a.get(k) != b.get(k))!r} was replaced or edited in place"
+    return f"{name} was replaced, added or removed, or got another forward"

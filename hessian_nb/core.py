@@ -14,10 +14,11 @@ from tqdm.auto import tqdm
 
 from .basics import (check_dense_size, check_eval_mode, check_finite, check_modules, check_vectors,
                                differentiable_attention, functional_forward, quiet, shift_seed, traced)
-from .distributed import process_group_info, reduce_sum
+from .distributed import fail_together, process_group_info, reduce_sum
 from .losses import Loss, as_loss
 from .operators import Operator
-from .checks import ObjectiveChecks, check_data, check_parameters, model_settings, state_versions
+from .checks import (ObjectiveChecks, check_data, check_parameters, model_settings, model_structure,
+                               state_versions)
 
 # %% auto #0
 __all__ = ['Objective', 'func_vjp', 'toy_problem', 'plot_fd_error', 'plot_hessian', 'HessianOp']
@@ -78,6 +79,7 @@ class Objective(ObjectiveChecks):
         self._versions, self._contents = self._data_versions(), self._data_contents()
         self._theta_version, self._state = self._theta._version, state_versions(model)
         self._settings = model_settings(model, self._volatile)
+        self._structure = model_structure(model, self._volatile)
 
 # %% ../nbs/00f_core.ipynb #35adb8db
 @patch(as_prop=True)
@@ -169,9 +171,12 @@ def toy_problem(arch: str = "mlp", # "mlp" (4-6-3, tanh) or "cnn" (conv 3x3, ReL
 # %% ../nbs/00f_core.ipynb #bcc2f595
 @patch
 def _theta_arg(self: Objective, theta: torch.Tensor|None) -> torch.Tensor:
-    self.check_fresh()
-    if theta is None: return self._theta
-    return check_vectors(theta, self.num_params, self._theta.dtype, self._theta.device, "theta", allow_matrix=False)[0][:, 0]
+    try:  # sharded: a bad argument on one process is raised on every process, not left to hang the others
+        self.check_fresh()
+        if theta is None: return self._theta
+        return check_vectors(theta, self.num_params, self._theta.dtype, self._theta.device, "theta",
+                             allow_matrix=False)[0][:, 0]
+    except (TypeError, ValueError, RuntimeError) as e: fail_together(self.group, e)
 
 # %% ../nbs/00f_core.ipynb #9645f491
 @patch
@@ -288,13 +293,17 @@ def _hvp_block(self: Objective, V: torch.Tensor) -> torch.Tensor:
 def hvp(self: Objective, v: torch.Tensor) -> torch.Tensor:
     ("Hessian-vector products at `self.theta`: H v for v of shape (P,), or H V for V "
      "of shape (P, k).")
-    if isinstance(v, torch.Tensor) and traced(v):
-        raise TypeError(
-            "obj.hvp reuses a cached autograd graph and cannot run inside torch.func "
-            "transforms or on a tensor that requires grad: compose the pure loss "
-            "instead, torch.func.jvp(torch.func.grad(obj.loss), (theta,), (v,)), or "
-            "pass v.detach().")
-    V, single = check_vectors(v, self.num_params, self._theta.dtype, self._theta.device)
+    try:  # sharded: raised on every process
+        if isinstance(v, torch.Tensor) and traced(v):
+            raise TypeError(
+                "obj.hvp reuses a cached autograd graph and cannot run inside "
+                "torch.func transforms or on a tensor that requires grad: compose "
+                "the pure loss instead, "
+                "torch.func.jvp(torch.func.grad(obj.loss), (theta,), (v,)), or "
+                "pass v.detach().")
+        V, single = check_vectors(v, self.num_params, self._theta.dtype,
+                                  self._theta.device)
+    except (TypeError, ValueError) as e: fail_together(self.group, e)
     out = self._hvp_block(V)
     return out[:, 0] if single else out
 
@@ -310,8 +319,10 @@ def hessian(self: Objective, progress: bool|None=None) -> torch.Tensor:
     ("The dense Hessian (P, P) at `self.theta`, from batched Hessian-vector products "
      "with the identity.")
     P, dt, dev = self.num_params, self._theta.dtype, self._theta.device
-    need = self.check_dense((P, P), "Hessian", "Use matrix-free products obj.hvp(V) "
-                            "(and Lanczos for eigenvalues)")
+    try:  # sharded: a limit one process exceeds is raised on every process
+        need = self.check_dense((P, P), "Hessian", "Use matrix-free products "
+                                "obj.hvp(V) (and Lanczos for eigenvalues)")
+    except MemoryError as e: fail_together(self.group, e)
     # the workspace stays under a quarter of the result
     k = self.block_size(min(self.chunk_bytes, need // 4))
     H, idx = torch.zeros(P, P, dtype=dt, device=dev), torch.arange(P, device=dev)
@@ -377,8 +388,9 @@ class HessianOp(Operator):
     def _matmat(self, V): return self.obj._hvp_block(V)
     def dense(self, progress=None):
         "`obj.hessian()`, past the product counter."
-        check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
-                         f"matrix of {self.name}", "Use products A @ V")
+        try: check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
+                              f"matrix of {self.name}", "Use products A @ V")
+        except MemoryError as e: fail_together(self.group, e)
         return self.obj.hessian(progress)
 
 @patch(as_prop=True)

@@ -197,8 +197,11 @@ def to_scipy(self: Operator):
             raise TypeError(f"{self.name} is a real operator and was given a complex vector: apply it to the real and "
                             "imaginary parts separately (A @ x.real + 1j * (A @ x.imag)).")
         return (self @ torch.as_tensor(X, dtype=self.dtype, device=self.device)).cpu().numpy()
-    return LinearOperator((self.P, self.P), matvec=lambda x: mm(x)[:, 0], matmat=mm, rmatvec=lambda x: mm(x)[:, 0],
-                          dtype=np_dt)
+    def rmm(X):  # A^T X is A X only for a symmetric A: checked (two products) before the first
+        self.check_symmetric()
+        return mm(X)
+    return LinearOperator((self.P, self.P), matvec=lambda x: mm(x)[:, 0], matmat=mm,
+                          rmatvec=lambda x: rmm(x)[:, 0], rmatmat=rmm, dtype=np_dt)
 
 # %% ../nbs/00d_operators.ipynb #cc4f0c5b
 class SumOp(Operator):

@@ -58,7 +58,7 @@ def test_unknown_loss(problem):
 
 def test_custom_loss_not_scalar(problem):
     model, X, y = problem
-    with raises(ValueError, "the loss returned (8,), not a scalar", "reduction='mean'"):
+    with raises(ValueError, "the loss returned shape (8,), not a 0-d scalar", "reduction='mean'"):
         Objective(model, X, y, loss=lambda z, t: nn.functional.cross_entropy(z, t, reduction="none"))
 
 

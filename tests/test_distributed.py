@@ -169,10 +169,23 @@ def task_different_calls(rank):
                        ("grad vs loss", lambda: obj.grad() if rank == 0 else obj.loss()),
                        ("bad V on one", lambda: obj.H @ (V if rank == 0 else V.float())),
                        ("k = 0 on one", lambda: lanczos(obj.H, k=3 if rank == 0 else 0)),
-                       ("H vs R", lambda: obj.H @ V if rank == 0 else residual_op(obj) @ V)):
+                       ("H vs R", lambda: obj.H @ V if rank == 0 else residual_op(obj) @ V),
+                       # a bad argument on one process: checked before the collective, raised on both (it hung)
+                       ("bad v in hvp on one", lambda: obj.hvp(V if rank == 0 else V.float())),
+                       ("bad theta in loss on one", lambda: obj.loss(obj.theta if rank == 0 else obj.theta[:-1])),
+                       ("bad theta in grad on one", lambda: obj.grad(obj.theta if rank == 0 else obj.theta.float())),
+                       ("dense limit on one", lambda: dense_with_limit(obj, 2**40 if rank == 0 else 1000)),
+                       ("operator dense limit on one", lambda: dense_with_limit(obj, 2**40 if rank == 0 else 1000, op=True))):
         try: mine(); out[name] = "no error"
         except Exception as e: out[name] = f"{type(e).__name__}: {e}"
     return out
+
+
+def dense_with_limit(obj, limit: int, op: bool = False):
+    "obj.hessian() (or obj.H.dense()) under a memory limit of `limit` bytes on this process."
+    keep, obj.max_dense_bytes = obj.max_dense_bytes, limit
+    try: return obj.H.dense() if op else obj.hessian()
+    finally: obj.max_dense_bytes = keep
 
 
 def task_embedding_models_differ(rank):
@@ -310,6 +323,9 @@ def test_different_calls_at_once_raise_on_both(tmp_path):
     for r in (0, 1):
         assert "not running the same computation" in res[r]["H vs G"] and "not running the same" in res[r]["grad vs loss"]
         assert "process 1 of 2 failed" in res[r]["bad V on one"] and "process 1 of 2 failed" in res[r]["k = 0 on one"]
+        for name in ("bad v in hvp on one", "bad theta in loss on one", "bad theta in grad on one", "dense limit on one",
+                     "operator dense limit on one"):
+            assert "process 1 of 2 failed" in res[r][name], (name, r, res[r][name])
 
 
 def test_group_needs_init():
