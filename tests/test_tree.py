@@ -88,3 +88,11 @@ def test_the_checks_see_a_back_edge(tmp_path, monkeypatch):
     (tmp_path / "probe.py").write_text("def f():\n    from .train import train\n    from hessian_nb.core import _call\n")
     monkeypatch.setattr(__import__(__name__), "LIB", tmp_path)
     assert imports("probe") == [("train", ["train"], 2), ("core", ["_call"], 3)]
+
+
+def test_notebook_sources_hold_one_line_per_entry():
+    "JupyterLab saves a cell's source one line per list entry: a notebook written otherwise changes when saved unedited."
+    bad = [(nb.name, i) for nb in sorted((ROOT / "nbs").glob("*.ipynb"))
+           for i, c in enumerate(json.loads(nb.read_text())["cells"])
+           if isinstance(c["source"], list) and any("\n" in line[:-1] for line in c["source"])]
+    assert not bad, f"cells whose source entries hold several lines (re-split them one line per entry): {bad}"
