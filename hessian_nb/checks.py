@@ -19,7 +19,8 @@ from .distributed import agree, checksum, comm_device
 from .losses import Loss, as_loss, check_closed_forms, library_mean
 
 # %% auto #0
-__all__ = ['ObjectiveChecks', 'check_data', 'check_parameters', 'state_versions', 'model_settings', 'model_structure']
+__all__ = ['ObjectiveChecks', 'check_data', 'check_parameters', 'state_versions', 'model_settings', 'tensor_attributes',
+           'model_structure']
 
 # %% ../nbs/00e_checks.ipynb #1b903807
 class ObjectiveChecks:
@@ -275,7 +276,7 @@ _WRITES_THETA = ("the model's forward writes its own parameters in place (nn.Emb
 @patch
 def _inspect_outputs(self: ObjectiveChecks):
     Xb, yb = self._first
-    before, acts, t0 = model_settings(self.model), [], _tensor_attributes(self.model)
+    before, acts, t0 = model_settings(self.model), [], _tensor_versions(self.model)
     hooks = [m.register_forward_hook(lambda m, i, o: acts.append(o.numel() if torch.is_tensor(o) else 0))
              for m in self.model.modules() if not list(m.children())]
     version = self._theta._version
@@ -304,7 +305,7 @@ def _inspect_outputs(self: ObjectiveChecks):
     # what the forward passes above changed (a call counter, the last batch's size) is its own state, not a setting
     after = model_settings(self.model)
     self._volatile = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
-    t1 = _tensor_attributes(self.model)  # and a tensor the forward itself replaces (a cache of its last input)
+    t1 = _tensor_versions(self.model)  # and a tensor the forward itself replaces (a cache of its last input)
     self._volatile |= {k for k in t0.keys() | t1.keys() if t0.get(k) != t1.get(k)}
 
 # %% ../nbs/00e_checks.ipynb #5f4fec2f
@@ -531,15 +532,19 @@ class _Ref:
     def __eq__(self, other): return isinstance(other, _Ref) and self.obj is other.obj
     def __hash__(self): return id(self.obj)
 
-def _tensor_attributes(model: nn.Module) -> dict:
-    "The plain tensors modules hold as attributes (not parameters, not buffers): 'module.name' -> (the tensor, its version)."
-    return {f"{path}.{k}" if path else k: (_Ref(v), v._version) for path, m in model.named_modules()
-            for k, v in vars(m).items() if torch.is_tensor(v)}
+def tensor_attributes(model: nn.Module) -> dict:
+    "Tensors a model's modules hold as plain attributes (neither parameters nor buffers): 'module.name' -> tensor."
+    return {f"{path}.{k}" if path else k: v for path, m in model.named_modules() for k, v in vars(m).items()
+            if torch.is_tensor(v)}
+
+def _tensor_versions(model: nn.Module) -> dict:
+    "Each tensor attribute by identity and in-place version: 'module.name' -> (the tensor, its version)."
+    return {k: (_Ref(v), v._version) for k, v in tensor_attributes(model).items()}
 
 def model_structure(model: nn.Module, volatile: set = frozenset()) -> dict:
     ("What the forward runs besides parameters, buffers and settings ('module' -> its class and an instance-level "
      "forward; its tensor attributes): a layer swapped or added, a forward patched, a tensor replaced or edited.")
-    out = {"(tensor attributes)": {k: v for k, v in _tensor_attributes(model).items() if k not in volatile}}
+    out = {"(tensor attributes)": {k: v for k, v in _tensor_versions(model).items() if k not in volatile}}
     for path, m in model.named_modules():  # hooks are left out: most observe (loggers, profilers), and are welcome
         out[f"module '{path}'" if path else "the model"] = (type(m).__name__, _Ref(m.__dict__.get("forward")))
     return out

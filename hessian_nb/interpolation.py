@@ -10,7 +10,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from .checks import model_settings
+from .checks import model_settings, tensor_attributes
 from .core import Objective
 from .data import Data
 from .spectrum import lanczos
@@ -25,10 +25,6 @@ __all__ = ['flat_params', 'check_interpolable', 'line_losses', 'interpolate', 'b
 def flat_params(model: nn.Module) -> torch.Tensor:
     "The model's trainable parameters as one flat vector (a detached copy)."
     return torch.cat([p.detach().reshape(-1) for p in model.parameters() if p.requires_grad])
-
-def _tensor_attributes(model: nn.Module) -> dict:
-    "Tensors a model's modules hold as plain attributes (neither parameters nor buffers): 'module.name' -> tensor."
-    return {f"{p}.{k}" if p else k: v for p, m in model.named_modules() for k, v in vars(m).items() if torch.is_tensor(v)}
 
 def check_interpolable(model_a: nn.Module, model_b: nn.Module):
     "Refuse pairs that cannot be joined by a straight line in parameter space: other architectures, or BatchNorm statistics."
@@ -47,7 +43,7 @@ def check_interpolable(model_a: nn.Module, model_b: nn.Module):
     differ = [n for (n, a), (m, b) in zip(fa, fb) if n != m or a.shape != b.shape or not torch.equal(a, b)]
     sa, sb = model_settings(model_a), model_settings(model_b)  # plain settings (a temperature) and tensor attributes
     differ += [k for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k)]
-    ta, tb = _tensor_attributes(model_a), _tensor_attributes(model_b)
+    ta, tb = tensor_attributes(model_a), tensor_attributes(model_b)
     differ += [k for k in sorted(set(ta) | set(tb)) if k not in ta or k not in tb or ta[k].shape != tb[k].shape
                or not torch.equal(ta[k], tb[k])]
     if differ or len(fa) != len(fb):
