@@ -18,7 +18,7 @@ import time
 import torch
 
 from hessian_nb.bulk import fmnist_batch_run
-from hessian_nb.train import one_thread
+from hessian_nb.store import one_thread
 
 SEEDS = (0, 1, 2)
 GRID = [(0.1, s) for s in (150, 300, 600, 1200, 2000)] + [(0.05, 300), (0.2, 300)]

@@ -29,7 +29,8 @@ from hessian_nb.core import Objective
 from hessian_nb.gauss_newton import ggn, ggn_diagonal
 from hessian_nb.network import Tracker, block_traces, diagonal, param_blocks
 from hessian_nb.spectrum import hutchpp
-from hessian_nb.train import FMNIST_CNN, TrainConfig, make_data, make_model, run, train
+from hessian_nb.models import FMNIST_CNN
+from hessian_nb.train import TrainConfig, make_data, make_model, run, train
 
 warnings.filterwarnings("ignore")
 torch.set_num_threads(2)

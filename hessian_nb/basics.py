@@ -11,11 +11,14 @@ import os
 import torch
 from torch import nn
 from torch.func import functional_call
+from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['quiet', 'finish_bar', 'format_bytes', 'seed_offset', 'shift_seed', 'realization', 'realization_label', 'claim',
            'check_finite', 'check_eval_mode', 'check_modules', 'traced', 'check_vectors', 'check_dense_size',
-           'differentiable_attention', 'functional_forward']
+           'differentiable_attention', 'functional_forward', 'as_source', 'sample_signatures', 'Stream',
+           'refuse_padding', 'fixed_tensors', 'state_versions', 'model_settings', 'tensor_attributes',
+           'tensor_versions', 'model_structure', 'what_changed']
 
 # %% ../nbs/00a_basics.ipynb #d0b14497
 def quiet() -> bool:
@@ -154,3 +157,136 @@ def functional_forward(model: nn.Module, params: dict, X) -> torch.Tensor:
     finally:
         for d, k, v in held:
             if d.get(k) is not v: d[k] = v
+
+# %% ../nbs/00a_basics.ipynb #58388aab
+def as_source(X, batch_size: int|None):
+    "A re-iterable of (inputs, targets) batches: a DataLoader as it is, a Dataset of (x, y) samples batched, or a list of batches."
+    from torch.utils.data import DataLoader, Dataset
+    if isinstance(X, DataLoader):
+        if batch_size is not None:
+            raise ValueError("batch_size= is for tensors and Datasets: a DataLoader makes its own batches (set its batch_size).")
+        if X.batch_size is None and X.batch_sampler is None:
+            raise ValueError("this DataLoader has batch_size=None: it yields single samples with no batch dimension. Give it "
+                             "batch_size=k (any k; the sums are exact).")
+        return X
+    if isinstance(X, Dataset): return DataLoader(X, batch_size=batch_size or 1024)
+    if not hasattr(X, "__iter__") or type(X).__module__.startswith("numpy"):
+        raise TypeError(f"X must be a torch.Tensor (with y), or a DataLoader, Dataset or list of (inputs, targets) batches "
+                        f"(with y=None), got {type(X).__name__}: wrap an array with torch.as_tensor(X).")
+    if iter(X) is X:
+        raise TypeError(f"X is a one-shot iterator ({type(X).__name__}): every product reads the data again, so pass something "
+                        "that can be iterated many times, a DataLoader or a list of (inputs, targets) batches.")
+    return X
+
+def sample_signatures(Xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    "Two numbers per sample, fixed functions of its inputs and of its targets: (n, 2), float64, on the CPU."
+    x, y = Xb.reshape(len(Xb), -1).double(), yb.reshape(len(yb), -1).double()
+    w = lambda n, a: torch.cos(torch.arange(n, dtype=torch.float64, device=x.device) * a + 0.3)
+    return torch.stack([(x * w(x.shape[1], 0.7)).sum(1), (y * w(y.shape[1], 1.3)).sum(1)], 1).cpu()
+
+def _lex(s: torch.Tensor) -> torch.Tensor:
+    "The rows of s sorted (by the first column, ties by the second): the samples as a set."
+    s = s[torch.sort(s[:, 1], stable=True).indices]
+    return s[torch.sort(s[:, 0], stable=True).indices]
+
+class Stream:
+    """The batches of a re-iterable source, read afresh for every pass: (X_b, y_b, N_b / N) on the model's device. Every
+    pass is compared with the first: the same samples (inputs and targets), or an error; `reordered` says whether the last
+    pass read them in another order."""
+    def __init__(self, obj, source, n_batches: int, signatures: torch.Tensor):
+        self.obj, self.source, self.n_batches, self.signatures = obj, source, n_batches, signatures
+        self.reordered = False
+    def __len__(self): return self.n_batches
+    def __iter__(self):
+        obj, seen = self.obj, []
+        show = obj.progress if obj.progress is not None else (not quiet() and self.n_batches >= 20)
+        for b in tqdm(self.source, desc="batches", total=self.n_batches, leave=False, disable=not show):
+            Xb, yb = obj._prep_batch(b)
+            seen.append(sample_signatures(Xb, yb))
+            yield Xb, yb, len(Xb) / obj.N
+        self._compare(torch.cat(seen) if seen else torch.zeros(0, 2, dtype=torch.float64))
+    def _compare(self, now: torch.Tensor):
+        "Refuse a pass that read other samples than the first; note whether it read them in another order."
+        ref, n = self.signatures, len(now)
+        if n != len(ref):
+            raise RuntimeError(f"the data yielded {n:,} samples in this pass but {len(ref):,} when the Objective was built: "
+                               "every pass must read the same samples (no random augmentation or drop_last with shuffling).")
+        close = lambda a, b: bool(((a - b).abs() <= 1e-9 * (b.abs() + 1)).all())
+        if close(now, ref): self.reordered = False; return
+        if not close(_lex(now), _lex(ref)):
+            raise RuntimeError(f"the data changed between passes: this pass read {n:,} samples, as many as the first, but "
+                               "not the same ones (other inputs or targets), so every sum over the data would mix two data "
+                               "sets. Make the source read the same samples every pass: no random augmentation, no "
+                               "drop_last with shuffle=True, no Dataset that changes.")
+        self.reordered = True
+    def require_order(self, what: str):
+        "Read the data once (no model) and refuse `what` unless the samples come in the first pass's order."
+        self._compare(torch.cat([sample_signatures(*self.obj._prep_batch(b)) for b in self.source]))
+        if self.reordered:
+            raise ValueError(f"{what} has one entry per sample, in the data's order, but this source yields its samples "
+                             "in a new order each pass (a DataLoader with shuffle=True?): build the Objective on a source "
+                             "with a fixed order (shuffle=False).")
+
+# %% ../nbs/00a_basics.ipynb #968b6cdc
+def refuse_padding(sampler):
+    "A sampler that repeats samples to even out the shards (DistributedSampler without drop_last) would count them twice."
+    n, total, world = len(getattr(sampler, "dataset", ()) or ()), getattr(sampler, "total_size", 0), getattr(sampler, "num_replicas", 1)
+    if world > 1 and not getattr(sampler, "drop_last", True) and total > n:
+        raise ValueError(f"this DataLoader's sampler pads the data: {n:,} samples over {world} processes become {total:,} "
+                         f"(it repeats {total - n} to give every process as many), so every mean would count them twice. "
+                         "The Objective takes uneven shards: give each process its own part, e.g. "
+                         "DataLoader(Subset(dataset, range(rank, len(dataset), world)), batch_size=...).")
+
+
+# %% ../nbs/00a_basics.ipynb #7902a7f6
+def fixed_tensors(model: nn.Module) -> list:
+    "The model's buffers and frozen parameters: what a product reads but the Objective does not differentiate."
+    return [*model.buffers(), *(p for p in model.parameters() if not p.requires_grad)]
+
+def state_versions(model: nn.Module) -> list:
+    "What identifies a model's buffers and frozen parameters now: each tensor and its in-place version counter."
+    return [(id(t), t._version) for t in fixed_tensors(model)]
+
+_PLAIN = (bool, int, float, str, type(None))
+
+def model_settings(model: nn.Module, volatile: set = frozenset()) -> dict:
+    "The model's plain settings ('module.name' -> value): numbers, strings, flags and tuples of them, such as a temperature."
+    out = {}
+    for path, m in model.named_modules():
+        for k, v in vars(m).items():
+            plain = isinstance(v, _PLAIN) or isinstance(v, tuple) and all(isinstance(x, _PLAIN) for x in v)
+            name = f"{path}.{k}" if path else k
+            if plain and not k.startswith("_") and k != "training" and name not in volatile: out[name] = v
+    return out
+
+class _Ref:
+    "An object compared by identity, and kept alive (so that its id cannot be reused while it is remembered)."
+    __slots__ = ("obj",)
+    def __init__(self, obj): self.obj = obj
+    def __eq__(self, other): return isinstance(other, _Ref) and self.obj is other.obj
+    def __hash__(self): return id(self.obj)
+
+def tensor_attributes(model: nn.Module) -> dict:
+    "Tensors a model's modules hold as plain attributes (neither parameters nor buffers): 'module.name' -> tensor."
+    return {f"{path}.{k}" if path else k: v for path, m in model.named_modules() for k, v in vars(m).items()
+            if torch.is_tensor(v)}
+
+def tensor_versions(model: nn.Module) -> dict:
+    "Each tensor attribute by identity and in-place version: 'module.name' -> (the tensor, its version)."
+    return {k: (_Ref(v), v._version) for k, v in tensor_attributes(model).items()}
+
+def model_structure(model: nn.Module, volatile: set = frozenset()) -> dict:
+    ("What the forward runs besides parameters, buffers and settings ('module' -> its class and an instance-level "
+     "forward; its tensor attributes): a layer swapped or added, a forward patched, a tensor replaced or edited.")
+    out = {"(tensor attributes)": {k: v for k, v in tensor_versions(model).items() if k not in volatile}}
+    for path, m in model.named_modules():  # hooks are left out: most observe (loggers, profilers), and are welcome
+        out[f"module '{path}'" if path else "the model"] = (type(m).__name__, _Ref(m.__dict__.get("forward")))
+    return out
+
+def what_changed(was: dict, now: dict) -> str:
+    "The first difference of two `model_structure`s, in words."
+    name = next(k for k in {**was, **now} if was.get(k) != now.get(k))
+    if name == "(tensor attributes)":
+        a, b = was[name], now[name]
+        return f"its tensor attribute {next(k for k in {**a, **b} if a.get(k) != b.get(k))!r} was replaced or edited in place"
+    return f"{name} was replaced, added or removed, or got another forward"

@@ -14,8 +14,9 @@ from .basics import shift_seed
 from .core import Objective
 from .gauss_newton import ggn, residual
 from .spectrum import OutlierCount, count_outliers, lanczos, slq
-from .train import (
-    FMNIST_CNN, TrainConfig, cached, cnn, make_data, make_model, mlp, normal_init_, num_params, run, run_at, train)
+from .models import FMNIST_CNN, cnn, mlp, normal_init_, num_params
+from .store import cached
+from .train import TrainConfig, make_data, make_model, run, run_at, train
 
 # %% auto #0
 __all__ = ['SCALES', 'SAGUN_TABLE1', 'SPREAD_PAPER', 'TRAJECTORY', 'FMNIST_BATCH_PAPER', 'Spectra', 'spectrum_facts',

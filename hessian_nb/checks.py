@@ -14,13 +14,14 @@ from fastcore.basics import patch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .basics import check_eval_mode, check_finite, differentiable_attention, functional_forward, quiet
+from .basics import (Stream, as_source, check_eval_mode, check_finite, differentiable_attention, fixed_tensors,
+                               functional_forward, model_settings, model_structure, quiet, refuse_padding,
+                               sample_signatures, state_versions, tensor_versions, what_changed)
 from .distributed import agree, checksum, comm_device
 from .losses import Loss, as_loss, check_closed_forms, library_mean
 
 # %% auto #0
-__all__ = ['ObjectiveChecks', 'check_data', 'check_parameters', 'state_versions', 'model_settings', 'tensor_attributes',
-           'model_structure']
+__all__ = ['ObjectiveChecks', 'check_data', 'check_parameters']
 
 # %% ../nbs/00e_checks.ipynb #1b903807
 class ObjectiveChecks:
@@ -59,75 +60,6 @@ def check_parameters(named: list):
         raise ValueError("the model's parameters are on the meta device (no values): materialise it (model.to_empty(...) and "
                          "load weights) first.")
 
-# %% ../nbs/00e_checks.ipynb #6117aff2
-def _as_source(X, batch_size: int|None):
-    "A re-iterable of (inputs, targets) batches: a DataLoader as it is, a Dataset of (x, y) samples batched, or a list of batches."
-    from torch.utils.data import DataLoader, Dataset
-    if isinstance(X, DataLoader):
-        if batch_size is not None:
-            raise ValueError("batch_size= is for tensors and Datasets: a DataLoader makes its own batches (set its batch_size).")
-        if X.batch_size is None and X.batch_sampler is None:
-            raise ValueError("this DataLoader has batch_size=None: it yields single samples with no batch dimension. Give it "
-                             "batch_size=k (any k; the sums are exact).")
-        return X
-    if isinstance(X, Dataset): return DataLoader(X, batch_size=batch_size or 1024)
-    if not hasattr(X, "__iter__") or type(X).__module__.startswith("numpy"):
-        raise TypeError(f"X must be a torch.Tensor (with y), or a DataLoader, Dataset or list of (inputs, targets) batches "
-                        f"(with y=None), got {type(X).__name__}: wrap an array with torch.as_tensor(X).")
-    if iter(X) is X:
-        raise TypeError(f"X is a one-shot iterator ({type(X).__name__}): every product reads the data again, so pass something "
-                        "that can be iterated many times, a DataLoader or a list of (inputs, targets) batches.")
-    return X
-
-def _signatures(Xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-    "Two numbers per sample, fixed functions of its inputs and of its targets: (n, 2), float64, on the CPU."
-    x, y = Xb.reshape(len(Xb), -1).double(), yb.reshape(len(yb), -1).double()
-    w = lambda n, a: torch.cos(torch.arange(n, dtype=torch.float64, device=x.device) * a + 0.3)
-    return torch.stack([(x * w(x.shape[1], 0.7)).sum(1), (y * w(y.shape[1], 1.3)).sum(1)], 1).cpu()
-
-def _lex(s: torch.Tensor) -> torch.Tensor:
-    "The rows of s sorted (by the first column, ties by the second): the samples as a set."
-    s = s[torch.sort(s[:, 1], stable=True).indices]
-    return s[torch.sort(s[:, 0], stable=True).indices]
-
-class _Stream:
-    """The batches of a re-iterable source, read afresh for every pass: (X_b, y_b, N_b / N) on the model's device. Every
-    pass is compared with the first: the same samples (inputs and targets), or an error; `reordered` says whether the last
-    pass read them in another order."""
-    def __init__(self, obj, source, n_batches: int, signatures: torch.Tensor):
-        self.obj, self.source, self.n_batches, self.signatures = obj, source, n_batches, signatures
-        self.reordered = False
-    def __len__(self): return self.n_batches
-    def __iter__(self):
-        obj, seen = self.obj, []
-        show = obj.progress if obj.progress is not None else (not quiet() and self.n_batches >= 20)
-        for b in tqdm(self.source, desc="batches", total=self.n_batches, leave=False, disable=not show):
-            Xb, yb = obj._prep_batch(b)
-            seen.append(_signatures(Xb, yb))
-            yield Xb, yb, len(Xb) / obj.N
-        self._compare(torch.cat(seen) if seen else torch.zeros(0, 2, dtype=torch.float64))
-    def _compare(self, now: torch.Tensor):
-        "Refuse a pass that read other samples than the first; note whether it read them in another order."
-        ref, n = self.signatures, len(now)
-        if n != len(ref):
-            raise RuntimeError(f"the data yielded {n:,} samples in this pass but {len(ref):,} when the Objective was built: "
-                               "every pass must read the same samples (no random augmentation or drop_last with shuffling).")
-        close = lambda a, b: bool(((a - b).abs() <= 1e-9 * (b.abs() + 1)).all())
-        if close(now, ref): self.reordered = False; return
-        if not close(_lex(now), _lex(ref)):
-            raise RuntimeError(f"the data changed between passes: this pass read {n:,} samples, as many as the first, but "
-                               "not the same ones (other inputs or targets), so every sum over the data would mix two data "
-                               "sets. Make the source read the same samples every pass: no random augmentation, no "
-                               "drop_last with shuffle=True, no Dataset that changes.")
-        self.reordered = True
-    def require_order(self, what: str):
-        "Read the data once (no model) and refuse `what` unless the samples come in the first pass's order."
-        self._compare(torch.cat([_signatures(*self.obj._prep_batch(b)) for b in self.source]))
-        if self.reordered:
-            raise ValueError(f"{what} has one entry per sample, in the data's order, but this source yields its samples "
-                             "in a new order each pass (a DataLoader with shuffle=True?): build the Objective on a source "
-                             "with a fixed order (shuffle=False).")
-
 # %% ../nbs/00e_checks.ipynb #625ffd0a
 @patch
 def _prep_batch(self: ObjectiveChecks, b, targets: bool = True) -> tuple:
@@ -142,20 +74,11 @@ def _prep_batch(self: ObjectiveChecks, b, targets: bool = True) -> tuple:
     return Xb, self._targets(yb) if targets else yb
 
 # %% ../nbs/00e_checks.ipynb #47fd85c1
-def _refuse_padding(sampler):
-    "A sampler that repeats samples to even out the shards (DistributedSampler without drop_last) would count them twice."
-    n, total, world = len(getattr(sampler, "dataset", ()) or ()), getattr(sampler, "total_size", 0), getattr(sampler, "num_replicas", 1)
-    if world > 1 and not getattr(sampler, "drop_last", True) and total > n:
-        raise ValueError(f"this DataLoader's sampler pads the data: {n:,} samples over {world} processes become {total:,} "
-                         f"(it repeats {total - n} to give every process as many), so every mean would count them twice. "
-                         "The Objective takes uneven shards: give each process its own part, e.g. "
-                         "DataLoader(Subset(dataset, range(rank, len(dataset), world)), batch_size=...).")
-
 @patch
 def _setup_stream(self: ObjectiveChecks, X, batch_size: int|None):
     "Validate a streamed source in one pass: the first batch as for tensors, then every batch; count N and the batches."
-    src = _as_source(X, batch_size)
-    _refuse_padding(getattr(src, "sampler", None))
+    src = as_source(X, batch_size)
+    refuse_padding(getattr(src, "sampler", None))
     self.X = self.y = None
     self._source, self.batch_size = src, None
     it = iter(src)
@@ -164,7 +87,7 @@ def _setup_stream(self: ObjectiveChecks, X, batch_size: int|None):
     self._first = self._prep_batch(b, targets=False)
     self._max_batch = n = len(self._first[0])
     self._inspect_outputs()
-    nb, biggest, sig = 1, n, [_signatures(self._first[0], self._targets(self._first[1]))]
+    nb, biggest, sig = 1, n, [sample_signatures(self._first[0], self._targets(self._first[1]))]
     mixed = [(self._first[0][:8], self._targets(self._first[1])[:8])]  # a few samples of every batch
     for b in tqdm(it, desc="checking the data", leave=False, disable=quiet()):
         Xb, yb = self._prep_batch(b)
@@ -175,12 +98,12 @@ def _setup_stream(self: ObjectiveChecks, X, batch_size: int|None):
                                  "transforms and collate_fn).")
         if biggest < 2 <= len(Xb): _check_coupling(self, Xb)  # the first batch held one sample
         n, nb, biggest = n + len(Xb), nb + 1, max(biggest, len(Xb))
-        sig.append(_signatures(Xb, yb))
+        sig.append(sample_signatures(Xb, yb))
         if sum(len(x) for x, _ in mixed) < 256: mixed.append((Xb[:8], yb[:8]))
     self._check_loss_mixed(torch.cat([x for x, _ in mixed]), torch.cat([y for _, y in mixed]))
     self._act_numel = self._act_numel * biggest // self._max_batch
     self.N_local = self._N = n
-    self.batches = _Stream(self, src, nb, torch.cat(sig))
+    self.batches = Stream(self, src, nb, torch.cat(sig))
 
 # %% ../nbs/00e_checks.ipynb #51f7e443
 @patch
@@ -238,7 +161,7 @@ def _refuse_shared_samples(self: ObjectiveChecks):
     """The same sample (inputs and targets) on two processes counts twice in every mean: gather two numbers per sample and
     refuse shards that overlap in more than a handful (a sampler seeded per process, overlapping slices)."""
     import torch.distributed as dist
-    sig = self.batches.signatures if self.X is None else _signatures(self.X, self.y)
+    sig = self.batches.signatures if self.X is None else sample_signatures(self.X, self.y)
     n = torch.tensor([len(sig)], dtype=torch.int64, device=comm_device(self.group))
     sizes = [torch.empty_like(n) for _ in range(self.world_size)]
     dist.all_gather(sizes, n, group=self.group)
@@ -276,7 +199,7 @@ _WRITES_THETA = ("the model's forward writes its own parameters in place (nn.Emb
 @patch
 def _inspect_outputs(self: ObjectiveChecks):
     Xb, yb = self._first
-    before, acts, t0 = model_settings(self.model), [], _tensor_versions(self.model)
+    before, acts, t0 = model_settings(self.model), [], tensor_versions(self.model)
     hooks = [m.register_forward_hook(lambda m, i, o: acts.append(o.numel() if torch.is_tensor(o) else 0))
              for m in self.model.modules() if not list(m.children())]
     version = self._theta._version
@@ -305,7 +228,7 @@ def _inspect_outputs(self: ObjectiveChecks):
     # what the forward passes above changed (a call counter, the last batch's size) is its own state, not a setting
     after = model_settings(self.model)
     self._volatile = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
-    t1 = _tensor_versions(self.model)  # and a tensor the forward itself replaces (a cache of its last input)
+    t1 = tensor_versions(self.model)  # and a tensor the forward itself replaces (a cache of its last input)
     self._volatile |= {k for k in t0.keys() | t1.keys() if t0.get(k) != t1.get(k)}
 
 # %% ../nbs/00e_checks.ipynb #5f4fec2f
@@ -491,7 +414,7 @@ def check_fresh(self: ObjectiveChecks):
         raise RuntimeError("a buffer or a frozen parameter of the model was changed (through .data or a NumPy view) after "
                            "the Objective was built, so cached curvature would mix two models: build a new Objective.")
     if (now := model_structure(self.model, self._volatile)) != self._structure:
-        raise RuntimeError(f"the model changed after the Objective was built: {_what_changed(self._structure, now)}, so "
+        raise RuntimeError(f"the model changed after the Objective was built: {what_changed(self._structure, now)}, so "
                            "cached curvature would mix two models. Build a new Objective after changing the model.")
     if (now := model_settings(self.model, self._volatile)) != self._settings:
         name, was, is_ = next((k, self._settings.get(k), now.get(k)) for k in {**self._settings, **now}
@@ -503,56 +426,4 @@ def check_fresh(self: ObjectiveChecks):
 def _data_contents(self: ObjectiveChecks) -> list:
     ("Position-weighted checksums of the buffers and frozen parameters: edits torch's version counters do not see "
      "(through .data or a NumPy view). X and y need none: the Objective holds its own copies.")
-    return [checksum(t) for t in _fixed_tensors(self.model)]
-
-def _fixed_tensors(model: nn.Module) -> list:
-    "The model's buffers and frozen parameters: what a product reads but the Objective does not differentiate."
-    return [*model.buffers(), *(p for p in model.parameters() if not p.requires_grad)]
-
-def state_versions(model: nn.Module) -> list:
-    "What identifies a model's buffers and frozen parameters now: each tensor and its in-place version counter."
-    return [(id(t), t._version) for t in _fixed_tensors(model)]
-
-_PLAIN = (bool, int, float, str, type(None))
-
-def model_settings(model: nn.Module, volatile: set = frozenset()) -> dict:
-    "The model's plain settings ('module.name' -> value): numbers, strings, flags and tuples of them, such as a temperature."
-    out = {}
-    for path, m in model.named_modules():
-        for k, v in vars(m).items():
-            plain = isinstance(v, _PLAIN) or isinstance(v, tuple) and all(isinstance(x, _PLAIN) for x in v)
-            name = f"{path}.{k}" if path else k
-            if plain and not k.startswith("_") and k != "training" and name not in volatile: out[name] = v
-    return out
-
-class _Ref:
-    "An object compared by identity, and kept alive (so that its id cannot be reused while it is remembered)."
-    __slots__ = ("obj",)
-    def __init__(self, obj): self.obj = obj
-    def __eq__(self, other): return isinstance(other, _Ref) and self.obj is other.obj
-    def __hash__(self): return id(self.obj)
-
-def tensor_attributes(model: nn.Module) -> dict:
-    "Tensors a model's modules hold as plain attributes (neither parameters nor buffers): 'module.name' -> tensor."
-    return {f"{path}.{k}" if path else k: v for path, m in model.named_modules() for k, v in vars(m).items()
-            if torch.is_tensor(v)}
-
-def _tensor_versions(model: nn.Module) -> dict:
-    "Each tensor attribute by identity and in-place version: 'module.name' -> (the tensor, its version)."
-    return {k: (_Ref(v), v._version) for k, v in tensor_attributes(model).items()}
-
-def model_structure(model: nn.Module, volatile: set = frozenset()) -> dict:
-    ("What the forward runs besides parameters, buffers and settings ('module' -> its class and an instance-level "
-     "forward; its tensor attributes): a layer swapped or added, a forward patched, a tensor replaced or edited.")
-    out = {"(tensor attributes)": {k: v for k, v in _tensor_versions(model).items() if k not in volatile}}
-    for path, m in model.named_modules():  # hooks are left out: most observe (loggers, profilers), and are welcome
-        out[f"module '{path}'" if path else "the model"] = (type(m).__name__, _Ref(m.__dict__.get("forward")))
-    return out
-
-def _what_changed(was: dict, now: dict) -> str:
-    "The first difference of two `model_structure`s, in words."
-    name = next(k for k in {**was, **now} if was.get(k) != now.get(k))
-    if name == "(tensor attributes)":
-        a, b = was[name], now[name]
-        return f"its tensor attribute {next(k for k in {**a, **b} if a.get(k) != b.get(k))!r} was replaced or edited in place"
-    return f"{name} was replaced, added or removed, or got another forward"
+    return [checksum(t) for t in fixed_tensors(self.model)]

@@ -18,7 +18,9 @@ from .core import Objective
 from .data import Data, digits
 from .gauss_newton import ggn, ggn_factor, ggn_op
 from .spectrum import count_outliers, lanczos
-from .train import FMNIST_CNN, TrainConfig, cached, evaluate, mlp, run, run_at
+from .models import FMNIST_CNN, mlp
+from .store import cached
+from .train import TrainConfig, evaluate, run, run_at
 
 # %% auto #0
 __all__ = ['REGIME', 'REGIME_RULE', 'REGIME_SCALES', 'within_class', 'class_facts', 'penultimate', 'collapse_facts', 'ProfileCE',

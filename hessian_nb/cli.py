@@ -20,7 +20,7 @@ import torch
 from . import bulk, class_scale
 from .basics import realization_label
 from .network import report
-from .train import CacheNotWritable, cache_root, check_writable
+from .store import CacheNotWritable, cache_root, check_writable
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'Experiment', 'cache_where', 'summary', 'draws_table', 'runs_table', 'regime_table', 'map_table',

@@ -13,12 +13,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .basics import (check_dense_size, check_eval_mode, check_finite, check_modules, check_vectors,
-                               differentiable_attention, functional_forward, quiet, shift_seed, traced)
+                               differentiable_attention, functional_forward, model_settings, model_structure, quiet,
+                               shift_seed, state_versions, traced)
 from .distributed import fail_together, process_group_info, reduce_sum
 from .losses import Loss, as_loss
 from .operators import Operator
-from .checks import (ObjectiveChecks, check_data, check_parameters, model_settings, model_structure,
-                               state_versions)
+from .checks import ObjectiveChecks, check_data, check_parameters
 
 # %% auto #0
 __all__ = ['Objective', 'func_vjp', 'toy_problem', 'plot_fd_error', 'plot_hessian', 'HessianOp']

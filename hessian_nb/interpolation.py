@@ -10,11 +10,13 @@ import dataclasses
 import torch
 from torch import nn
 
-from .checks import model_settings, tensor_attributes
+from .basics import model_settings, tensor_attributes
 from .core import Objective
 from .data import Data
 from .spectrum import lanczos
-from .train import FMNIST_CNN, TrainConfig, cached, load_state, make_data, make_model, run, run_at, train
+from .models import FMNIST_CNN
+from .store import cached, load_state
+from .train import TrainConfig, make_data, make_model, run, run_at, train
 
 # %% auto #0
 __all__ = ['flat_params', 'check_interpolable', 'line_losses', 'interpolate', 'barrier', 'two_phase', 'check_batches',

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from .basics import check_dense_size, check_vectors, finish_bar, quiet, shift_seed
 from .operators import Operator
 from .core import Objective
-from .spectrum import count_outliers, hutchpp, lanczos, operand, random_signs, slq
+from .operands import operand, random_signs
+from .spectrum import count_outliers, hutchpp, lanczos, slq
 
 # %% auto #0
 __all__ = ['block_indices', 'param_blocks', 'BlockOp', 'CrossBlock', 'block_traces', 'block_table', 'diagonal', 'Tracker',

@@ -6,53 +6,21 @@
 from __future__ import annotations
 import math
 import numbers
-import operator
 import warnings
-import zlib
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from .basics import check_finite, check_vectors, finish_bar, quiet, shift_seed
+from .basics import check_finite, finish_bar, quiet, shift_seed
 from .distributed import checksum
-from .operators import Operator, as_op
-from .core import Objective
-from .distributed import collective_header
+from .operators import Operator
+from .operands import (as_operator, check_eigen_args, check_seed, positive_int, random_signs, same_call,
+                                 start_vector, tolerance)
 
 # %% auto #0
-__all__ = ['Eigs', 'operand', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density', 'wasserstein1', 'spectral_w1',
-           'plot_density', 'random_signs', 'hutchpp', 'OutlierCount', 'count_outliers', 'spiked_wishart', 'plot_scree']
-
-# %% ../nbs/04_spectrum.ipynb #d34edbca
-def _operator(A, who: str) -> Operator:
-    "The Operator a spectral tool works on: an Operator, or a scipy / curvlinops linear operator; clear errors otherwise."
-    if isinstance(A, Operator): return _precise(A, who)
-    if isinstance(A, Objective):
-        raise TypeError(f"{who} takes an operator, not an Objective: pass obj.H (its Hessian), ggn_op(obj) or residual_op(obj).")
-    if torch.is_tensor(A) or type(A).__name__ == "ndarray":
-        raise TypeError(f"{who} takes an operator: wrap a stored symmetric matrix with as_op(M).")
-    if callable(A) and not hasattr(A, "shape"):
-        raise TypeError(f"{who} takes an operator: wrap a function V -> A V with as_op(fn, P=..., dtype=...).")
-    if hasattr(A, "shape"): return _precise(as_op(A), who)
-    raise TypeError(f"{who} takes an Operator (or a scipy / curvlinops linear operator), got {type(A).__name__}.")
-
-def _precise(op: Operator, who: str) -> Operator:
-    "The operator, if its dtype can carry an eigensolver: half precision is refused, with the accuracy it would have."
-    if op.dtype in (torch.float16, torch.bfloat16):
-        eps = torch.finfo(op.dtype).eps
-        raise TypeError(f"{who} on a {str(op.dtype).removeprefix('torch.')} operator ({op.name}): its rounding "
-                        f"(eps {eps:.1e}) leaves eigenvalues wrong by up to about {100 * eps:.0%} of the largest. Work in "
-                        "float32 or float64: build the Objective from model.float() (or .double()), or as_op(M.float()).")
-    return op
-
-# %% ../nbs/04_spectrum.ipynb #e4e5c467
-def _positive_int(name: str, x, lo: int = 1, hi: int|None = None) -> int:
-    "x if it is an integer in lo..hi; a ValueError naming the argument otherwise."
-    if isinstance(x, bool) or not isinstance(x, numbers.Integral) or x < lo or (hi is not None and x > hi):
-        rng = f"{lo:,}..{hi:,}" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name}={x!r}: it must be an integer in {rng}.")
-    return int(x)
+__all__ = ['Eigs', 'lanczos', 'plot_convergence', 'Quadrature', 'slq', 'density', 'wasserstein1', 'spectral_w1', 'plot_density',
+           'hutchpp', 'OutlierCount', 'count_outliers', 'spiked_wishart', 'plot_scree']
 
 # %% ../nbs/04_spectrum.ipynb #e226ad77
 @dataclass
@@ -146,62 +114,6 @@ def _true_residuals(op: Operator, V: torch.Tensor, values: torch.Tensor, scale: 
     return ((R / s).norm(dim=0) * s / max(scale, torch.finfo(torch.float64).tiny)).cpu()
 
 # %% ../nbs/04_spectrum.ipynb #00c1401f
-def _tolerance(tol: float|None, op: Operator, who: str) -> float:
-    "The residual tolerance: 1e-8 by default, never below 100 eps of the dtype; a tolerance asked for and raised is warned."
-    floor = 100 * torch.finfo(op.dtype).eps
-    if tol is None: return max(1e-8, floor)
-    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not 0 < tol < 1:
-        raise ValueError(f"{who}: tol={tol!r} must be a number in (0, 1).")
-    if tol < floor:
-        warnings.warn(f"{who}: tol={tol:g} is below what {str(op.dtype).removeprefix('torch.')} can resolve; "
-                      f"using 100 eps = {floor:.1e}. Work in float64 for a tighter tol.")
-    return max(float(tol), floor)
-
-def _seed_arg(seed, who: str):
-    "Refuse a seed that is not an integer (None, 1.5, True): the start vectors are drawn from it."
-    if isinstance(seed, (bool, float)) or not hasattr(seed, "__index__") or not -2**62 <= int(seed) < 2**62:
-        raise TypeError(f"{who}: seed={seed!r} must be an integer between -2**62 and 2**62: the random start vectors are "
-                        "drawn from it, so that a run repeats. Pass seed=0, 1, 2, ... (another seed: another independent run).")
-
-def operand(A, who: str, seed=0) -> Operator:
-    ("The checks every tool built on operators makes on what it is given (chapter 10's block tools use them): `A` as an "
-     "Operator (a clear error for an Objective, a tensor, ...), and `seed` an integer.")
-    _seed_arg(seed, who)
-    return _operator(A, who)
-
-def _plain(v):
-    "An argument as processes compare it: an integer or float of any type as Python's (np.int64(3) is 3), else itself."
-    if isinstance(v, float): return float(v)
-    if isinstance(v, (bool, str)) or v is None: return v
-    try: return operator.index(v)
-    except Exception: return v
-
-def _signature(op: Operator) -> str:
-    "What processes compare of an operator: its kind, name, size and dtype; a linear combination's exact coefficients."
-    terms = getattr(op, "terms", None)
-    if terms: return " + ".join(f"{float(c)!r} * {_signature(A)}" for c, A in terms)
-    return f"{type(op).__name__} {op.name} (P = {op.P:,}, {str(op.dtype).removeprefix('torch.')})"
-
-def _same_call(op: Operator, err: Exception|None, who: str, **args):
-    """Raise `err` (a bad argument), or go on. Sharded (op.group set), one header before any product carries every process's
-    error flag and a checksum of each argument and of the operator, so that a bad argument on any process, or processes
-    making different calls (another k, probes, steps, seed or operator: other collectives to come), raise on every process
-    at once, with the same message, instead of hanging or each returning its own numbers."""
-    if op.group is None:
-        if err is not None: raise err
-        return
-    args = {n: _plain(v) for n, v in args.items()} | {"operator": _signature(op)}
-    C = collective_header(op.group, err, f"the start of {who}", 0, [zlib.crc32(repr(v).encode()) for v in args.values()], same=False)
-    differ = [("the operator" if n == "operator" else n) for i, n in enumerate(args) if bool((C[:, i] != C[0, i]).any())]
-    if differ:  # every process holds every row: all take this branch, and its one collective, together
-        import torch.distributed as dist
-        calls = [None] * C.shape[0]
-        mine = f"{who}({', '.join(f'{n}={v!r}' for n, v in args.items() if n != 'operator')}) on {args['operator']}"
-        dist.all_gather_object(calls, mine, group=op.group)
-        raise RuntimeError(f"the processes disagree in their call of {who}: they differ in {', '.join(differ)}. "
-                           + "; ".join(f"Process {r} called {c}" for r, c in enumerate(calls)) + ". A sharded operator "
-                           "needs the same call on every process: the same arguments and seed, on the same operator.")
-
 def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / curvlinops linear operator
             k: int = 10, # how many eigenpairs
             which: str = "top", # "top": the largest (algebraic) eigenvalues; "bottom": the smallest
@@ -215,18 +127,18 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
             start: torch.Tensor|None = None, # (P,) or (P, j): start from their sum (a warm start; always verified)
            ) -> Eigs:
     "Extreme eigenpairs of a symmetric operator: Lanczos with full reorthogonalisation, residual stop and a verification restart."
-    op, sgn, err = _operator(A, "lanczos"), 1 if which == "top" else -1, None
+    op, sgn, err = as_operator(A, "lanczos"), 1 if which == "top" else -1, None
     asked = dict(k=k, which=which, tol=tol, max_iter=max_iter, seed=seed, vectors=vectors, verify=verify, check_every=check_every,
                  start=None if start is None or not torch.is_tensor(start) else checksum(start))
     try:
-        _lanczos_args(op, k, which, max_iter); tol = _tolerance(tol, op, "lanczos"); _seed_arg(seed, "lanczos")
+        check_eigen_args(op, k, which, max_iter); tol = tolerance(tol, op, "lanczos"); check_seed(seed, "lanczos")
         k = int(k)  # a NumPy integer too
-        if check_every is not None: _positive_int("check_every", check_every)
+        if check_every is not None: positive_int("check_every", check_every)
         # a warm start may lie in an invariant subspace (earlier eigenvectors of an unchanged A): its Krylov space closes
         # on whatever eigenvalues that subspace holds, so the verification block always runs
-        if start is not None: q0, verify = _start_vector(op, start), True
+        if start is not None: q0, verify = start_vector(op, start), True
     except (TypeError, ValueError) as e: err = e
-    _same_call(op, err, "lanczos", **asked)  # sharded: an error, or processes that disagree, raised on every process
+    same_call(op, err, "lanczos", **asked)  # sharded: an error, or processes that disagree, raised on every process
     first = op.products  # products before this call
     verify_tol = max(tol, 1e-2)  # the fresh block's extreme only has to be placed below the k-th value
     op.check_symmetric()
@@ -282,23 +194,6 @@ def lanczos(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / cu
     return _finish(op, Q, H, {c: b for c, b in open_.items() if c < n}, n, j + 1, k, sgn, tol, scale, vectors, first, history, blocks, done, s)
 
 # %% ../nbs/04_spectrum.ipynb #4feaaf00
-def _start_vector(op: Operator, start) -> torch.Tensor:
-    "The unit sum of the columns of a warm start (P,) or (P, j), checked: the operator's size, dtype and device, finite, not 0."
-    V = check_vectors(start, op.P, op.dtype, op.device, "start")[0]
-    check_finite("start", V)
-    V = V / V.abs().amax(0).clamp_min(torch.finfo(V.dtype).tiny)  # first to at most 1: no overflow in the norms
-    q = (V / V.norm(dim=0).clamp_min(1e-300)).sum(1)  # each column counts alike, whatever its norm
-    if not float(q.norm()) > 0:
-        raise ValueError("start sums to the zero vector: pass earlier eigenvectors (P, j), or leave start=None for a random one.")
-    return q / q.norm()
-
-def _lanczos_args(op: Operator, k, which: str, max_iter):
-    "Clear errors for a bad k, which or max_iter."
-    if which not in ("top", "bottom"): raise ValueError(f"which={which!r}: use 'top' (largest eigenvalues) or 'bottom' (smallest).")
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= op.P:
-        raise ValueError(f"k={k!r} eigenpairs asked of a {op.P:,} x {op.P:,} operator: k must be an integer in 1..{op.P:,}.")
-    if max_iter is not None: _positive_int("max_iter", max_iter)
-
 def _finish(op, Q, H, open_, n, steps, k, sgn, tol, scale, vectors, start, history, blocks, done, s) -> Eigs:
     "Ritz pairs from the projected matrix Q^T A Q over the first n basis vectors, their measured residuals, and the verdict."
     theta, S = torch.linalg.eigh(H[:n, :n])
@@ -345,17 +240,17 @@ def slq(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy / curvli
         seed: int = 0,
         progress: bool|None = None) -> Quadrature:
     "Stochastic Lanczos quadrature: a few Lanczos runs whose Ritz values and weights approximate the spectral distribution."
-    op, err = _operator(A, "slq"), None
+    op, err = as_operator(A, "slq"), None
     start = op.products  # the symmetry check's products count too
     try:
         bad = any(isinstance(x, bool) or not isinstance(x, numbers.Integral) for x in (probes, steps))
         if bad or probes < 1 or not 1 <= steps <= op.P:
             raise ValueError(f"slq needs integers probes >= 1 and steps in 1..P = {op.P:,}; got probes={probes!r}, "
                              f"steps={steps!r}.")
-        _seed_arg(seed, "slq")
+        check_seed(seed, "slq")
         probes, steps = int(probes), int(steps)  # NumPy integers too
     except (TypeError, ValueError) as e: err = e
-    _same_call(op, err, "slq", probes=probes, steps=steps, seed=seed)  # sharded: raised on every process
+    same_call(op, err, "slq", probes=probes, steps=steps, seed=seed)  # sharded: raised on every process
     op.check_symmetric()
     g = torch.Generator(op.device).manual_seed(shift_seed(seed))
     nodes, weights = torch.zeros(probes, steps, dtype=torch.float64), torch.zeros(probes, steps, dtype=torch.float64)
@@ -450,10 +345,6 @@ def plot_density(q: Quadrature, # from slq
     return ax
 
 # %% ../nbs/04_spectrum.ipynb #a799af78
-def random_signs(P: int, k: int, g: torch.Generator, dtype: torch.dtype, device) -> torch.Tensor:
-    "k Rademacher vectors (P, k) of +-1, drawn from `g` on its own device, as `dtype` on `device` (Hutchinson's probes)."
-    return torch.randint(0, 2, (P, k), generator=g, device=g.device).to(dtype=dtype, device=device) * 2 - 1
-
 def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy operator
             products: int = 60, # the budget: a third each to sketch, project, probe (+ 2 if symmetry is checked)
             seed: int = 0,
@@ -463,7 +354,7 @@ def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy oper
     symmetric (`obj.H`, a new operator each time it is asked for; `as_op(fn)`, a foreign operator, until checked once).
     The error bar is a standard error from products / 3 samples: where what the sketch leaves has rank near 1 they are
     heavy-tailed and it can under-cover; for an operator of small rank r, spend 3 r products (the trace is then exact)."""
-    op, err = _operator(A, "hutchpp"), None
+    op, err = as_operator(A, "hutchpp"), None
     try:
         if isinstance(products, bool) or not isinstance(products, numbers.Integral) or products < 6:
             raise ValueError(f"hutchpp needs an integer budget of at least 6 products, got {products!r}.")
@@ -472,9 +363,9 @@ def hutchpp(A, # an Operator (obj.H, ggn_op(obj), as_op(M), ...) or a scipy oper
             raise ValueError(f"hutchpp(products={products}) would rest its error bar on {products // 3} Hutchinson samples: "
                              "with fewer than 10 the error bar is itself unreliable (with 2, the trace falls outside three of "
                              f"them in about one run in five). Use products >= 30, or >= 3 P = {3 * op.P} (exact).")
-        _seed_arg(seed, "hutchpp")
+        check_seed(seed, "hutchpp")
     except (TypeError, ValueError) as e: err = e
-    _same_call(op, err, "hutchpp", products=products, seed=seed)  # sharded: raised on every process
+    same_call(op, err, "hutchpp", products=products, seed=seed)  # sharded: raised on every process
     op.check_symmetric()
     m = products // 3
     g = torch.Generator(op.device).manual_seed(shift_seed(seed))
@@ -509,8 +400,8 @@ def count_outliers(eigenvalues: torch.Tensor, # the spectrum (any order), or its
     "How many eigenvalues stand apart from the bulk: the largest ratio lambda_i / lambda_(i+1) in the top window, if clear."
     if not torch.is_tensor(eigenvalues):
         raise TypeError(f"eigenvalues must be a tensor, got {type(eigenvalues).__name__}: pass torch.as_tensor(...).")
-    if window is not None: _positive_int("window", window, 2)
-    _positive_int("after", after)
+    if window is not None: positive_int("window", window, 2)
+    positive_int("after", after)
     if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or not kappa > 0:
         raise ValueError(f"kappa={kappa!r}: it must be a number > 0 (how many times the gaps below the edge's is).")
     lam = torch.sort(check_finite("the eigenvalues", eigenvalues.reshape(-1).double()), descending=True).values

@@ -9,7 +9,8 @@ import re
 import torch
 
 from .bulk import Spectra, cached_spectra, plot_spectrum_hist, spectrum_facts
-from .train import TrainConfig, cached, make_data, run
+from .store import cached
+from .train import TrainConfig, make_data, run
 
 # %% auto #0
 __all__ = ['EXPLORER_GRID', 'AXES', 'offline_jshtml', 'frames_player', 'grid_player', 'explorer_config', 'explorer_facts',

@@ -5,7 +5,8 @@ import torch
 from hessian_nb import bulk
 from hessian_nb.core import toy_problem
 from hessian_nb.data import from_tensors
-from hessian_nb.train import make_data, make_model, num_params
+from hessian_nb.models import num_params
+from hessian_nb.train import make_data, make_model
 from helpers import raises
 
 

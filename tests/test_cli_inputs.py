@@ -17,7 +17,8 @@ import torch
 
 from hessian_nb import cli
 from hessian_nb.data import FASHION_MNIST_FILES, blobs, digits, fashion_mnist, subset, two_blobs
-from hessian_nb.train import TrainConfig, cache_root
+from hessian_nb.store import cache_root
+from hessian_nb.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from hessian_nb.data import Data, blobs, digits, from_tensors, mnist, subset, two_blobs
-from hessian_nb.train import (CorruptCheckpoint, TrainConfig, atomic_save, load_checkpoint, make_data, make_model, mlp,
-                              run, train)
+from hessian_nb.models import mlp
+from hessian_nb.store import CorruptCheckpoint, atomic_save, load_checkpoint
+from hessian_nb.train import TrainConfig, make_data, make_model, run, train
 
 
 def test_data_rejects_wrong_shapes():
@@ -125,8 +126,10 @@ import textwrap
 from dataclasses import asdict
 from pathlib import Path
 
+import hessian_nb.store as st
 import hessian_nb.train as tr
-from hessian_nb.train import CacheNotWritable, cached, fit, safe_load
+from hessian_nb.store import CacheNotWritable, cached, safe_load
+from hessian_nb.train import fit
 
 SMALL = dict(data={"name": "blobs", "k": 3, "d": 5, "n_per_class": 10}, model={"arch": "mlp", "hidden": [6]})
 
@@ -291,7 +294,7 @@ def test_unwritable_or_full_cache_is_reported_before_training(tmp_path, monkeypa
         (tmp_path / "ro").mkdir(mode=0o555); monkeypatch.setenv("HESSIAN_NB_CACHE", str(tmp_path / "ro"))
         with pytest.raises(CacheNotWritable, match="cannot be written"): run(cfg)
     monkeypatch.setenv("HESSIAN_NB_CACHE", str(tmp_path / "full"))
-    monkeypatch.setattr(tr.shutil, "disk_usage", lambda p: __import__("shutil")._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    monkeypatch.setattr(st.shutil, "disk_usage", lambda p: __import__("shutil")._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
     with pytest.raises(CacheNotWritable, match="MiB free and this needs about .*free some space"): run(cfg)
 
 

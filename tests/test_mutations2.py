@@ -12,8 +12,10 @@ from hessian_nb.operators import as_op
 from hessian_nb.core import Objective, toy_problem
 from hessian_nb.gauss_newton import ggn, residual_op
 from hessian_nb.network import Tracker, _groups, block_indices, diagonal
-from hessian_nb.spectrum import lanczos, random_signs
-from hessian_nb.train import atomic_save, batch_indices, safe_load
+from hessian_nb.operands import random_signs
+from hessian_nb.spectrum import lanczos
+from hessian_nb.store import atomic_save, safe_load
+from hessian_nb.train import batch_indices
 
 D = torch.float64
 
