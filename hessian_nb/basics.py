@@ -5,8 +5,10 @@
 # %% ../nbs/00a_basics.ipynb #c93317a2
 from __future__ import annotations
 import contextlib
+import itertools
 import math
 import os
+from typing import Callable
 
 import torch
 from torch import nn
@@ -15,10 +17,11 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['quiet', 'finish_bar', 'format_bytes', 'seed_offset', 'shift_seed', 'realization', 'realization_label', 'claim',
-           'check_finite', 'check_eval_mode', 'check_modules', 'traced', 'check_vectors', 'check_dense_size',
-           'differentiable_attention', 'functional_forward', 'as_source', 'sample_signatures', 'Stream',
-           'refuse_padding', 'fixed_tensors', 'state_versions', 'model_settings', 'tensor_attributes',
-           'tensor_versions', 'model_structure', 'what_changed']
+           'check_finite', 'check_eval_mode', 'check_modules', 'check_context', 'traced', 'check_vectors',
+           'check_dense_size', 'differentiable_attention', 'functional_forward', 'as_source', 'sample_signatures',
+           'Stream', 'refuse_padding', 'fixed_tensors', 'state_versions', 'model_settings', 'tensor_attributes',
+           'tensor_versions', 'model_structure', 'what_changed', 'derivative_gap', 'second_order_gap',
+           'check_parameter_paths', 'defined_rows']
 
 # %% ../nbs/00a_basics.ipynb #d0b14497
 def quiet() -> bool:
@@ -104,6 +107,20 @@ def check_modules(model: nn.Module):
     if bad:
         raise ValueError(f"{', '.join(bad)} has sparse=True: its gradient is a sparse tensor, which Hessian products "
                          "cannot take. Build it with sparse=False (the loss and its derivatives are the same).")
+
+# %% ../nbs/00a_basics.ipynb #cb5052e2
+def check_context(what: str = "the Objective"):
+    "Refuse an active autocast region (reduced-precision forwards) or inference mode (no graphs): naming the way out."
+    on = [d for d in ("cpu", "cuda") if torch.is_autocast_enabled(d)]
+    if on:
+        raise RuntimeError(f"{what} was called inside an autocast region ({on[0]}): the model's forward would run in "
+                           "reduced precision (bfloat16/float16, about 3 digits), and every loss, gradient and curvature "
+                           f"product with it. Call it outside the region, or inside "
+                           f"torch.autocast('{on[0]}', enabled=False).")
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(f"{what} was called under torch.inference_mode(), which keeps no graph, so no derivative can be "
+                           "taken. Call it outside inference mode (torch.no_grad() is fine: the library turns gradients "
+                           "on where it needs them).")
 
 # %% ../nbs/00a_basics.ipynb #ba2af054
 def traced(t: torch.Tensor) -> bool:
@@ -290,3 +307,103 @@ def what_changed(was: dict, now: dict) -> str:
         a, b = was[name], now[name]
         return f"its tensor attribute {next(k for k in {**a, **b} if a.get(k) != b.get(k))!r} was replaced or edited in place"
     return f"{name} was replaced, added or removed, or got another forward"
+
+# %% ../nbs/00a_basics.ipynb #3c219a92
+def derivative_gap(forward: Callable, th: torch.Tensor, Xb: torch.Tensor, keep: torch.Tensor) -> tuple|None:
+    "None if autograd's gradient of a random combination of the logits matches a central difference; else (autograd, difference)."
+    with torch.no_grad(): z = forward(th, Xb)
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(z.shape, generator=gen, dtype=torch.float64).to(z) / len(Xb)
+    masked = ~torch.isfinite(z)  # logits masked with -inf take no part
+    f = lambda t: (forward(t, Xb).masked_fill(masked, 0) * w).sum()
+    with torch.enable_grad():
+        t = th.detach().requires_grad_()
+        g, = torch.autograd.grad(f(t), t, allow_unused=True)
+    gn = 0.0 if g is None else float(g.norm())
+    if not math.isfinite(gn) or gn == 0: return None
+    eps = torch.finfo(th.dtype).eps
+    h0 = (1e-8 if th.dtype == torch.float64 else eps ** 0.5) * max(1.0, float(th.abs().max()))
+    tol = (1e-4 if th.dtype == torch.float64 else 3e-2) * gn
+    # two directions and two steps: a ReLU kink or a max-pool tie crossed by one step is not crossed by both
+    for h in (h0, h0 / 8):
+        r = torch.randn(th.shape, generator=gen, dtype=torch.float64).to(th)
+        v = (g / gn + r / r.norm()) * keep
+        v = v / v.norm()
+        with torch.no_grad(): fd = (float(f(th + h * v)) - float(f(th - h * v))) / (2 * h)
+        d = float(g @ v)
+        if abs(d - fd) <= tol + 10 * eps * float((z.masked_fill(masked, 0) * w).abs().sum()) / h: return None
+    return d, fd
+
+def second_order_gap(model: nn.Module, # a copy: its parameters are set to each point in turn
+                     names: list, # the parameters theta holds, in order
+                     th: torch.Tensor, Xb: torch.Tensor, # the point (P,) and a batch of inputs
+                     keep: torch.Tensor) -> tuple|None: # 1 where theta may move, 0 on entries held constant
+    ("None if autograd's derivative of the gradient of a random combination of the logits, along a random direction, "
+     "matches a central difference of gradients; else (autograd, difference). On the module's own parameters (set in "
+     "place), so that a forward recomputed in the backward (checkpointing) sees each point. None too if there is nothing "
+     "to compare (logits linear in theta).")
+    own = dict(model.named_parameters()); params = [own[n] for n in names]
+    def at(t):
+        with torch.no_grad(): torch.nn.utils.vector_to_parameters(t, params)
+    at(th)
+    with torch.no_grad(): z = model(Xb)
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(z.shape, generator=gen, dtype=torch.float64).to(z) / len(Xb)
+    masked = ~torch.isfinite(z)
+    def grad(create: bool = False):
+        with torch.enable_grad(), differentiable_attention():
+            gs = torch.autograd.grad((model(Xb).masked_fill(masked, 0) * w).sum(), params, create_graph=create,
+                                     allow_unused=True)
+        return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(gs, params)])
+    eps = torch.finfo(th.dtype).eps
+    # small steps: a ReLU kink crossed between th - h v and th + h v adds its jump / 2h to the difference
+    h0 = (1e-7 if th.dtype == torch.float64 else eps ** (1 / 3)) * max(1.0, float(th.abs().max()))
+    rtol = 1e-4 if th.dtype == torch.float64 else 5e-2
+    g = grad(create=True)
+    if not g.requires_grad: return None
+    for h in (h0, h0 / 8, h0 / 64):  # a kink crossed by one step and direction is not crossed by all
+        u, v = (torch.randn(th.shape, generator=gen, dtype=torch.float64).to(th) * keep for _ in range(2))
+        u, v = u / u.norm(), v / v.norm()
+        Hv = torch.cat([(torch.zeros_like(p) if x is None else x).reshape(-1) for x, p in
+                        zip(torch.autograd.grad(g @ v, params, retain_graph=True, allow_unused=True), params)])
+        if not float(Hv.norm()) > 0: return None
+        at(th + h * v); gp = grad(); at(th - h * v); gm = grad(); at(th)
+        fd, d = float((gp - gm) @ u) / (2 * h), float(Hv @ u)
+        if abs(d - fd) <= rtol * float(Hv.norm()) + 10 * eps * float(g.detach().abs().sum()) / h: return None
+    return d, fd
+
+def check_parameter_paths(model: nn.Module, # the model, in eval mode
+                          names: list, # the trainable parameters' names, in the order of `grads`
+                          loss_fn: Callable, # loss(logits, y)
+                          Xb: torch.Tensor, yb: torch.Tensor, # a batch
+                          grads: list): # the loss's gradients with the parameters substituted (functional_forward)
+    ("The gradient with the parameters substituted (what every product differentiates) against the model's own backward: "
+     "a parameter also reached through a plain Python list or a closure stays constant under substitution.")
+    own = dict(model.named_parameters())
+    params = [own[n] for n in names]
+    with torch.enable_grad(), differentiable_attention():
+        out = loss_fn(model(Xb), yb)
+        direct = torch.autograd.grad(out, params, allow_unused=True) if out.requires_grad else [None] * len(params)
+    tol = torch.finfo(params[0].dtype).eps ** 0.5
+    zero = lambda g, p: torch.zeros_like(p) if g is None else g
+    bad = [n for n, a, b, p in zip(names, grads, direct, params)
+           if float((zero(a, p) - zero(b, p)).norm()) > tol * (float(zero(b, p).norm()) + float(zero(a, p).norm())) + 1e-30]
+    if bad:
+        raise ValueError(f"parameter(s) {bad[:3]} reach the loss by a path the library cannot follow: the model's own "
+                         "backward gives them another gradient than a forward with the parameters substituted "
+                         "(torch.func.functional_call, which every curvature product uses). A parameter also kept in a "
+                         "plain Python list, a closure or a tensor computed from it at construction stays constant there. "
+                         "Reach every parameter through the module's attributes (self.weight, nn.ParameterList), and "
+                         "compute derived tensors inside forward.")
+
+def defined_rows(model: nn.Module, names: list, numels: list) -> torch.Tensor:
+    ("1 on theta (the parameters `names`, of `numels` entries, flattened in order), 0 on the rows PyTorch holds constant "
+     "by definition (nn.Embedding's padding row gets no gradient): directions a derivative check must not take.")
+    keep = torch.ones(sum(numels), dtype=next(model.parameters()).dtype)
+    start = dict(zip(names, itertools.accumulate([0] + list(numels))))
+    for name, m in model.named_modules():
+        p = f"{name}.weight" if name else "weight"
+        if isinstance(m, nn.Embedding) and m.padding_idx is not None and p in start:
+            dim = m.weight.shape[1]
+            keep[start[p] + (m.padding_idx % m.num_embeddings) * dim:][:dim] = 0
+    return keep

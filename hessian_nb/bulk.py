@@ -19,13 +19,13 @@ from .store import cached
 from .train import TrainConfig, make_data, make_model, run, run_at, train
 
 # %% auto #0
-__all__ = ['SCALES', 'SAGUN_TABLE1', 'SPREAD_PAPER', 'TRAJECTORY', 'FMNIST_BATCH_PAPER', 'Spectra', 'spectrum_facts',
-           'cached_spectra', 'class_configs', 'class_sweep', 'class_draws', 'plot_spectrum_hist',
+__all__ = ['SCALES', 'SAGUN_TABLE1', 'SPREAD_PAPER', 'TRAJECTORY', 'FMNIST_BATCH_PAPER', 'BATCH_GRID', 'Spectra',
+           'spectrum_facts', 'cached_spectra', 'class_configs', 'class_sweep', 'class_draws', 'plot_spectrum_hist',
            'plot_outliers_by_class', 'width_configs', 'width_sweep', 'plot_top_eigenvalues', 'fmnist_config',
            'fmnist_width_run', 'near_zero_share', 'fmnist_width_sweep', 'plot_fmnist_widths', 'fmnist_step_sizes',
-           'spread_configs', 'spread_sweep', 'small_init_configs', 'spread_sweep_small_init', 'plot_spread',
-           'spread_trajectory', 'training_spectra', 'batch_configs', 'batch_comparison', 'fmnist_batch_run',
-           'fmnist_batch_comparison', 'plot_batch_tops']
+           'spread_configs', 'spread_sweep', 'small_init_configs', 'spread_sweep_small_init', 'spread_sweep_long',
+           'plot_spread', 'spread_trajectory', 'training_spectra', 'batch_configs', 'batch_comparison',
+           'fmnist_batch_run', 'fmnist_batch_comparison', 'fmnist_batch_grid', 'plot_batch_tops']
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #9d8dbe8a
 SCALES = {
@@ -280,11 +280,12 @@ def spread_sweep(scale: str = "book") -> dict:
 SPREAD_PAPER = { # Sagun et al. 2016, Fig. 7 (read off the plot): spread -> (lambda_1, lambda_2)
     0.2: (0.022, 0.021), 0.4: (0.06, 0.02), 0.6: (0.30, None), 0.8: (0.92, 0.32), 1.0: (1.7, 0.85)}
 
-def small_init_configs(scale: str = "book", per_decade: int = 4) -> dict:
+def small_init_configs(scale: str = "book", per_decade: int = 4,
+                       budget: int|None = None) -> dict: # GD steps (default: the scale's)
     ("The spread sweep's runs from the authors' N(0, 0.1^2) (`init_std`), GD at step 0.1 to gradient norm 1e-4 or the "
      "budget, with checkpoints at `per_decade` log-spaced steps per decade for the trajectory.")
     s = _scale(scale, "spreads")
-    budget = s["small_init_steps"]
+    budget = s["small_init_steps"] if budget is None else budget
     marks = tuple(sorted({round(10 ** (e / per_decade)) for e in range(int(per_decade * math.log10(budget)) + 1)}))
     return {sp: replace(cfg, model={**cfg.model, "init_std": 0.1}, max_steps=budget, checkpoints=marks)
             for sp, cfg in spread_configs(scale).items()}
@@ -292,6 +293,12 @@ def small_init_configs(scale: str = "book", per_decade: int = 4) -> dict:
 def spread_sweep_small_init(scale: str = "book") -> dict:
     "Spectra of H of the small-initialisation runs' final networks."
     return _trained_facts("spread_small_init", small_init_configs(scale), parts=("H",))
+
+def spread_sweep_long(budget: int = 600_000, # GD steps: three times the paper scale's
+                      spreads: tuple = (0.8, 1.0)) -> dict: # the spreads the paper scale's budget leaves short of 1e-4
+    "The paper scale's small-initialisation runs of `spreads`, trained for a larger budget: spread -> Spectra of H."
+    cfgs = small_init_configs("paper", budget=budget)
+    return _trained_facts("spread_small_init", {sp: cfgs[sp] for sp in spreads}, parts=("H",))
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #f34ea4c7
 def plot_spread(sweep: dict, # spread -> Spectra
@@ -379,6 +386,14 @@ def fmnist_batch_comparison(scale: str = "book") -> dict:
     s = _scale(scale, "fmnist_batches")
     return {f"{name} ({b})": [fmnist_batch_run(b, seed, s["lr"], s["steps"], s["n_per_class"], s["k"]) for seed in range(s["seeds"])]
             for name, b in (("small batch", s["small"]), ("large batch", s["large"]))}
+
+BATCH_GRID = [(0.1, s) for s in (150, 300, 600, 1200, 2000)] + [(0.05, 300), (0.2, 300)]  # (step size, steps)
+
+def fmnist_batch_grid(grid: list = BATCH_GRID, # (lr, steps) pairs: what Fig. 4 leaves unstated
+                      seeds: tuple = (0, 1, 2)) -> dict:
+    "(lr, steps) -> {batch size: [fmnist_batch_run for each seed]} for batches 10 and 512, over the step size and count."
+    return {(lr, steps): {b: [fmnist_batch_run(b, seed, lr=lr, steps=steps) for seed in seeds] for b in (10, 512)}
+            for lr, steps in grid}
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #1fe73e2d
 def plot_batch_tops(comparison: dict, # fmnist_batch_comparison(...)

@@ -4,24 +4,22 @@
 
 # %% ../nbs/00e_checks.ipynb #3af44815
 from __future__ import annotations
-import itertools
-import math
 import zlib
 from typing import Callable
 
 import torch
 from fastcore.basics import patch
-from torch import nn
 from tqdm.auto import tqdm
 
-from .basics import (Stream, as_source, check_eval_mode, check_finite, differentiable_attention, fixed_tensors,
+from .basics import (Stream, as_source, check_context, check_eval_mode, check_finite, check_parameter_paths,
+                               defined_rows, derivative_gap, second_order_gap, differentiable_attention, fixed_tensors,
                                functional_forward, model_settings, model_structure, quiet, refuse_padding,
                                sample_signatures, state_versions, tensor_versions, what_changed)
 from .distributed import agree, checksum, comm_device
-from .losses import Loss, as_loss, check_closed_forms, library_mean
+from .losses import Loss, as_loss, check_closed_forms, check_ignored, check_weighted, library_mean
 
 # %% auto #0
-__all__ = ['ObjectiveChecks', 'check_data', 'check_parameters']
+__all__ = ['MAX_STREAM', 'ObjectiveChecks', 'check_data', 'check_parameters']
 
 # %% ../nbs/00e_checks.ipynb #1b903807
 class ObjectiveChecks:
@@ -74,6 +72,13 @@ def _prep_batch(self: ObjectiveChecks, b, targets: bool = True) -> tuple:
     return Xb, self._targets(yb) if targets else yb
 
 # %% ../nbs/00e_checks.ipynb #47fd85c1
+MAX_STREAM = 10**7  # samples a source without a length may yield at construction before it is taken for endless
+
+def _has_length(src) -> bool:
+    "Whether len(src) is defined (a DataLoader over an IterableDataset has __len__ but raises in it)."
+    try: len(src); return True
+    except TypeError: return False
+
 @patch
 def _setup_stream(self: ObjectiveChecks, X, batch_size: int|None):
     "Validate a streamed source in one pass: the first batch as for tensors, then every batch; count N and the batches."
@@ -98,6 +103,11 @@ def _setup_stream(self: ObjectiveChecks, X, batch_size: int|None):
                                  "transforms and collate_fn).")
         if biggest < 2 <= len(Xb): _check_coupling(self, Xb)  # the first batch held one sample
         n, nb, biggest = n + len(Xb), nb + 1, max(biggest, len(Xb))
+        if n > MAX_STREAM and not _has_length(src):
+            raise ValueError(f"the data has yielded more than {MAX_STREAM:,} samples and has no length: it looks endless "
+                             "(an IterableDataset that never stops). The Objective reads every sample in every pass: give "
+                             "it a source with an end (itertools.islice, or a Dataset), or shard larger data over "
+                             "processes.")
         sig.append(sample_signatures(Xb, yb))
         if sum(len(x) for x, _ in mixed) < 256: mixed.append((Xb[:8], yb[:8]))
     self._check_loss_mixed(torch.cat([x for x, _ in mixed]), torch.cat([y for _, y in mixed]))
@@ -115,8 +125,11 @@ def _agree_shards(self: ObjectiveChecks, err: BaseException|None):
         th = self._theta.double()
         try: probe, probe_loss = self._probe()
         except Exception as e: ok, err = False, e
+        fixed = sum((i + 1) * c for i, c in enumerate(self._data_contents()))  # buffers and frozen parameters
+        settings = zlib.crc32(repr(sorted(model_settings(self.model, self._volatile).items())).encode())
     stats = [self.N_local, self.num_params, self.num_classes, self._theta.element_size(),
-             zlib.crc32(self.loss_name.encode()), probe, float(th.sum()), checksum(th), probe_loss] if ok else [0] * 9
+             zlib.crc32(self.loss_name.encode()), probe, float(th.sum()), checksum(th), probe_loss, fixed,
+             settings] if ok else [0] * 11
     S = agree(self.group, err, stats)
     for i, what in ((1, "number of parameters P"), (2, "number of outputs C"), (3, "dtype (bytes per parameter)"),
                     (4, "loss (a checksum of its name)")):
@@ -128,6 +141,13 @@ def _agree_shards(self: ObjectiveChecks, err: BaseException|None):
         raise ValueError("the model's parameters differ between processes, so the shards would not be one objective: seed "
                          "every process alike before building the model, or load one checkpoint everywhere (or broadcast "
                          "rank 0's parameters with torch.distributed.broadcast).")
+    if ((S[:, 9] - S[0, 9]).abs() > 1e-9 * (S[0, 9].abs() + 1)).any():
+        raise ValueError("the model's buffers or frozen parameters differ between processes (BatchNorm statistics, a "
+                         "frozen embedding), so the shards would not be one objective: load one checkpoint everywhere "
+                         "(model.load_state_dict on every process), or broadcast rank 0's state.")
+    if (S[:, 10] != S[0, 10]).any():
+        raise ValueError("the model's settings differ between processes (a plain attribute such as a temperature or an "
+                         "eps): build the same model on every process.")
     if ((S[:, 5] - S[0, 5]).abs() > 1e3 * torch.finfo(self._theta.dtype).eps * (S[0, 5].abs() + 1)).any():
         raise ValueError("the model differs between processes: the same parameters give different logits on a seeded probe "
                          "batch (another architecture, activation or buffer, e.g. Tanh on one and Softsign on another). "
@@ -257,6 +277,7 @@ def _check_loss(self: ObjectiveChecks, z: torch.Tensor, yb: torch.Tensor):
     check_finite("the loss at the model's parameters", out, "Check the data, the initialisation and the loss.")
     check_closed_forms(self.loss_fn, z.detach(), yb)
     n = len(z)
+    if n >= 2 and not library_mean(self.loss_fn): check_ignored(self.loss_fn, z, yb)
     if n >= 2 and not library_mean(self.loss_fn):  # a user's `mean = True` is checked too
         with torch.no_grad(): a, b = self.loss_fn(z[:n // 2], yb[:n // 2]), self.loss_fn(z[n // 2:], yb[n // 2:])
         mean = (a * (n // 2) + b * (n - n // 2)) / n
@@ -265,6 +286,8 @@ def _check_loss(self: ObjectiveChecks, z: torch.Tensor, yb: torch.Tensor):
             raise ValueError(f"the loss of a batch ({float(out):.6g}) is {kind} of its samples' losses (the weighted mean of its "
                              f"halves is {float(mean):.6g}): the Objective needs the mean over samples. Use reduction='mean' "
                              "(or divide by the batch size).")
+        check_weighted(self.loss_fn, z, yb)
+
 
 # %% ../nbs/00e_checks.ipynb #f253182e
 @patch
@@ -283,6 +306,7 @@ def _check_forward(self: ObjectiveChecks, Xb: torch.Tensor, yb: torch.Tensor, z:
         leaves = {n: p.detach().requires_grad_() for n, p in self.unflatten(self._theta).items()}
         out = self.loss_fn(functional_forward(self.model, leaves, Xb), yb)
         grads = torch.autograd.grad(out, list(leaves.values()), allow_unused=True) if out.requires_grad else [None] * len(leaves)
+    check_parameter_paths(self.model, list(leaves), self.loss_fn, Xb, yb, grads)
     cut = [n for n, g in zip(leaves, grads) if g is None]
     if cut:
         raise ValueError(f"parameter(s) {cut} have no path to the loss: forward detaches them, runs them under no_grad "
@@ -300,15 +324,15 @@ def _check_derivative(self: ObjectiveChecks, Xb: torch.Tensor):
     checked as it is."""
     th = self._theta
     if th.dtype not in (torch.float32, torch.float64): return
-    keep = _defined_rows(self)  # rows PyTorch defines as constant (an embedding's padding row) stay out of the test
+    keep = defined_rows(self.model, self._names, self._numels)  # rows PyTorch defines as constant (an embedding's padding row) stay out of the test
     forward, th32, keep32 = self.forward, th, keep
     if th.dtype == torch.float32:
         try: forward, th, keep = _float64_forward(self), th.double(), keep.double()
         except Exception: pass  # a model that cannot be copied is checked as it is
-    try: gap = _derivative_gap(forward, th, Xb, keep)
+    try: gap = derivative_gap(forward, th, Xb, keep)
     except Exception:  # the copy's forward makes float32 tensors of its own (h0 = torch.zeros(...)): check it as it is
         if forward is self.forward: raise
-        gap = _derivative_gap(self.forward, th32, Xb, keep32)
+        gap = derivative_gap(self.forward, th32, Xb, keep32)
     if gap is None: return
     raise ValueError(f"the gradient autograd computes is not the derivative of the model's forward: along a test "
                      f"direction it gives {gap[0]:.6g}, a central difference {gap[1]:.6g}. The forward detaches part of a "
@@ -327,40 +351,36 @@ def _float64_forward(self: ObjectiveChecks) -> Callable:
                          X.double() if X.is_floating_point() else X)
     return forward
 
-def _derivative_gap(forward: Callable, th: torch.Tensor, Xb: torch.Tensor, keep: torch.Tensor) -> tuple|None:
-    "None if autograd's gradient of a random combination of the logits matches a central difference; else (autograd, difference)."
-    with torch.no_grad(): z = forward(th, Xb)
-    gen = torch.Generator().manual_seed(0)
-    w = torch.randn(z.shape, generator=gen, dtype=torch.float64).to(z) / len(Xb)
-    masked = ~torch.isfinite(z)  # logits masked with -inf take no part
-    f = lambda t: (forward(t, Xb).masked_fill(masked, 0) * w).sum()
-    with torch.enable_grad():
-        t = th.detach().requires_grad_()
-        g, = torch.autograd.grad(f(t), t, allow_unused=True)
-    gn = 0.0 if g is None else float(g.norm())
-    if not math.isfinite(gn) or gn == 0: return None
-    eps = torch.finfo(th.dtype).eps
-    h0 = (1e-8 if th.dtype == torch.float64 else eps ** 0.5) * max(1.0, float(th.abs().max()))
-    tol = (1e-4 if th.dtype == torch.float64 else 3e-2) * gn
-    # two directions and two steps: a ReLU kink or a max-pool tie crossed by one step is not crossed by both
-    for h in (h0, h0 / 8):
-        r = torch.randn(th.shape, generator=gen, dtype=torch.float64).to(th)
-        v = (g / gn + r / r.norm()) * keep
-        v = v / v.norm()
-        with torch.no_grad(): fd = (float(f(th + h * v)) - float(f(th - h * v))) / (2 * h)
-        d = float(g @ v)
-        if abs(d - fd) <= tol + 10 * eps * float((z.masked_fill(masked, 0) * w).abs().sum()) / h: return None
-    return d, fd
-
-def _defined_rows(self: ObjectiveChecks) -> torch.Tensor:
-    "1 on theta, 0 on the rows PyTorch holds constant by definition (nn.Embedding's padding row gets no gradient)."
-    keep, start = torch.ones_like(self._theta), dict(zip(self._names, itertools.accumulate([0] + self._numels)))
-    for name, m in self.model.named_modules():
-        p = f"{name}.weight" if name else "weight"
-        if isinstance(m, nn.Embedding) and m.padding_idx is not None and p in start:
-            dim = m.weight.shape[1]
-            keep[start[p] + (m.padding_idx % m.num_embeddings) * dim:][:dim] = 0
-    return keep
+@patch
+def check_second_order(self: ObjectiveChecks):
+    ("Before the first product that needs the model's second derivatives (H, R), once: autograd's derivative of the "
+     "gradient against a central difference of gradients, on a float64 copy. A custom autograd Function whose backward "
+     "is right but not differentiable the way its forward is (it uses a detached value, NumPy, or a hand-written formula "
+     "without a graph) passes the first-order check and gives wrong Hessians; G needs first derivatives only.")
+    if getattr(self, "_second_order_ok", False): return
+    Xb = next(iter(self.batches))[0] if self.X is None else self.batches[0][0]
+    Xb, th, keep = Xb[:8], self._theta, defined_rows(self.model, self._names, self._numels)  # a wrong backward is wrong on any sample
+    gap = None
+    if th.dtype in (torch.float32, torch.float64):
+        import copy
+        try: model = copy.deepcopy(self.model)
+        except Exception: model = None  # a model that cannot be copied is not checked
+        for m in model.modules() if model is not None else (): m._forward_hooks.clear(); m._forward_pre_hooks.clear()
+        tries = ((torch.float64, th.double(), Xb.double() if Xb.is_floating_point() else Xb, keep.double()),
+                 (th.dtype, th, Xb, keep)) if model is not None else ()
+        for dt, t, X, k in tries:  # a float32 model on a float64 copy, or as it is if its forward makes float32 tensors
+            try: gap = second_order_gap(model.to(dt), self._names, t, X, k); break
+            except (RuntimeError, TypeError): continue
+    if gap is not None:
+        raise ValueError(f"the second derivatives autograd computes are not the derivative of the model's gradient: along "
+                         f"a test direction it gives {gap[0]:.6g}, a central difference of gradients {gap[1]:.6g}. A custom "
+                         "autograd Function's backward is right to first order but not differentiable the way its forward "
+                         "is (it computes the derivative from a detached value, with NumPy, or without a graph), so H and "
+                         "R would be wrong (PyTorch's own double backward of torch._weight_norm, under weight_norm, is "
+                         "wrong the same way: remove it with torch.nn.utils.parametrize.remove_parametrizations). Write "
+                         "the backward with torch operations on the saved inputs (or use torch's own ops); the "
+                         "Gauss-Newton matrix G needs first derivatives only and is still given.")
+    self._second_order_ok = True
 
 def _check_coupling(self: ObjectiveChecks, Xb: torch.Tensor):
     """A sample's logits must not depend on the other samples of its batch: the batch against its two halves (in float64
@@ -400,6 +420,7 @@ def _data_versions(self: ObjectiveChecks) -> tuple:
 @patch
 def check_fresh(self: ObjectiveChecks):
     "Refuse to compute if X or y were modified in place, or the model left eval mode, since the Objective was built (streamed data: the count per pass is checked)."
+    check_context("the Objective")
     if self._data_versions() != self._versions:
         raise RuntimeError("X or y was modified in place after the Objective was built, so cached curvature would mix old and "
                            "new data: build a new Objective (pass a copy, X.clone(), if you keep editing the data).")

@@ -25,8 +25,9 @@ from .train import TrainConfig, evaluate, run, run_at
 # %% auto #0
 __all__ = ['REGIME', 'REGIME_RULE', 'REGIME_SCALES', 'within_class', 'class_facts', 'penultimate', 'collapse_facts', 'ProfileCE',
            'control_loss', 'control_facts', 'map_config', 'map_run', 'map_point', 'map_control', 'map_points',
-           'class_map', 'map_rows', 'plot_class_map', 'regime_config', 'regime_stage', 'papyan_regime', 'regime_rows',
-           'regime_verdict', 'plot_regime', 'count_point', 'embedding_along', 'plot_embedding']
+           'class_map', 'map_fit_points', 'class_map_fit', 'map_seed_points', 'class_map_seeds', 'map_rows',
+           'plot_class_map', 'regime_config', 'regime_stage', 'papyan_regime', 'regime_rows', 'regime_verdict',
+           'plot_regime', 'count_point', 'embedding_along', 'plot_embedding']
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #0819bf43
 def within_class(model: nn.Module, data: Data, # the network and its training data
@@ -215,6 +216,28 @@ def map_points(scale: str = "book") -> dict:
 def class_map(scale: str = "book") -> dict:
     "label -> [class_facts at each snapshot] for every run of the map."
     return {label: map_point(p) for label, p in map_points(scale).items()}
+
+# %% ../nbs/06b_class_structure_at_scale.ipynb #72b28b68
+def map_fit_points() -> dict:
+    "The paper map's two largest data sizes, trained until they fit: label -> point (snapshots: the map's, and the end)."
+    base = map_points("paper")
+    return {f"{n} per class, {steps:,} steps": {**base[f"{n} per class"], "steps": steps, "snapshots": [30, 300, 5000, steps]}
+            for n, steps in ((300, 20000), (1000, 40000))}
+
+def class_map_fit() -> dict:
+    "label -> [class_facts at each snapshot] of the paper map's 300 and 1,000 images per class trained to fit."
+    return {label: map_point(p) for label, p in map_fit_points().items()}
+
+def map_seed_points(labels: tuple = ("30 per class", "weight decay 5e-3"), seeds: range = range(5)) -> dict:
+    "The book map's points `labels`, each with every seed: (label, seed) -> point."
+    pts = map_points("book")
+    return {(label, seed): {**pts[label], "seed": seed} for label in labels for seed in seeds}
+
+def class_map_seeds() -> dict:
+    "label -> one [class_facts at each snapshot] per seed: the book map's base and weight-decay points over five seeds."
+    out = {}
+    for (label, seed), p in map_seed_points().items(): out.setdefault(label, []).append(map_point(p))
+    return out
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #19b7ff9f
 def map_rows(cmap: dict) -> list[dict]:

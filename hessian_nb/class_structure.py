@@ -113,6 +113,7 @@ def class_means(obj: Objective) -> tuple[torch.Tensor, torch.Tensor]:
     buf = torch.zeros(C * C * P + C, dtype=obj.theta.dtype, device=obj.theta.device)
     sums, counts = buf[:C * C * P].view(C, C, P), buf[C * C * P:]
     def work():
+        obj.check_fresh()  # inside the collective: a model edited on one process raises on all
         for Xb, yb, _ in obj.batches:
             lab = _labels(obj, yb)
             counts.add_(torch.bincount(lab, minlength=C).to(buf.dtype))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import json
+import statistics
 
 import torch
 
@@ -23,17 +24,19 @@ from .network import report
 from .store import CacheNotWritable, cache_root, check_writable
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'Experiment', 'cache_where', 'summary', 'draws_table', 'runs_table', 'regime_table', 'map_table',
-           'main']
+__all__ = ['MAP_KEYS', 'SEED_KEYS', 'EXPERIMENTS', 'Experiment', 'cache_where', 'classes_markdown', 'batches_markdown',
+           'grid_markdown', 'widths_markdown', 'spreads_markdown', 'map_markdown', 'seeds_markdown', 'summary',
+           'draws_table', 'runs_table', 'regime_table', 'grid_table', 'seeds_table', 'map_table', 'main']
 
 # %% ../nbs/99_cli.ipynb #e3a82635
 @dataclass(frozen=True)
 class Experiment:
-    "A chapter's cached experiment: the function that runs it, what it measures, and the table printed of its result."
+    "A chapter's cached experiment: the function that runs it, what it measures, and the tables printed of its result."
     run: Callable # run(scale) with scale "book" or "paper"; run() for an experiment of one size
     what: str # one line: what it measures, and which figure or table of the papers it answers
     table: Callable[[object], str] # its result -> the lines the shell prints
     rows: Callable[[object], list]|None = None # its result -> a list of flat dicts (what --json writes); None: no rows
+    markdown: Callable[[object, str|None], str]|None = None # (result, scale) -> its table on the benchmarks page; None: none
 
     @property
     def scaled(self) -> bool:
@@ -48,6 +51,81 @@ def cache_where() -> str:
     elif (root.parents[1] / "settings.ini").exists(): why = f"in the checkout of the project at {root.parents[1]}"
     else: why = "under the home folder: $HESSIAN_NB_CACHE is not set and this is not inside a checkout of the project"
     return f"{root} ({why})"
+
+# %% ../nbs/99_cli.ipynb #22d0a36e
+def _md(header: list, rows: list) -> str:
+    "A markdown table."
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows])
+
+def _g(xs, fmt: str = ".3g") -> str: return ", ".join(f"{float(x):{fmt}}" for x in xs)
+
+def classes_markdown(sweep: dict, scale: str|None = None) -> str:
+    "The class sweep (C -> Spectra) against Sagun et al. 2017's Table 1: the counts by gap, ratio and elbow, and the top C + 1."
+    paper = lambda k: " / ".join(str(bulk.SAGUN_TABLE1[rule].get(k, "-")) for rule in bulk.SAGUN_TABLE1)
+    return _md(["classes k", "P", "N", "final gradient norm", "counted in H", "counted in G", "paper: gap / ratio / elbow",
+                "top k+1 eigenvalues of H"],
+               [[str(k), f"{f.P:,}", str(f.N), f"{f.grad_norm:.1e}", str(f.count_H), str(f.count_G), paper(k),
+                 _g(f.H[:k + 1][:12]) + (" ..." if k > 11 else "")] for k, f in sweep.items()])
+
+def batches_markdown(comparison: dict, scale: str|None = None) -> str:
+    "Small against large batch over seeds: the top 10 of H (mean and standard deviation), loss and test accuracy."
+    rows = []
+    for label, runs in comparison.items():
+        v = torch.stack([r["top"][:10].double() for r in runs])
+        rows.append([label, str(len(runs)), ", ".join(f"{m:.3g} ({s:.2g})" for m, s in zip(v.mean(0), v.std(0))),
+                     f"{sum(r['loss'] for r in runs) / len(runs):.3g}", f"{sum(r['test_acc'] for r in runs) / len(runs):.3f}"])
+    return _md(["batch", "seeds", "top 10 eigenvalues of H, mean (std)", "training loss", "test accuracy"], rows) + \
+        f"\n\npaper (MNIST): {bulk.FMNIST_BATCH_PAPER}"
+
+def grid_markdown(grid: dict, scale: str|None = None) -> str:
+    "Large (512) against small (10) batch over step sizes and step counts: top eigenvalues, their ratio per seed, losses."
+    rows = []
+    for (lr, steps), r in grid.items():
+        L, S = (torch.tensor([float(x["top"][0]) for x in r[b]]) for b in (512, 10))
+        mean = lambda b, k: sum(x[k] for x in r[b]) / len(r[b])
+        span = lambda t, f: f"{t.mean():{f}} ({t.min():{f}}-{t.max():{f}})"
+        rows.append([str(lr), str(steps), f"{2 / lr:.0f}", span(L, ".1f"), span(S, ".1f"), span(L / S, ".2f"),
+                     f"{mean(512, 'loss'):.3g} / {mean(10, 'loss'):.3g}", f"{mean(512, 'test_acc'):.3f} / {mean(10, 'test_acc'):.3f}"])
+    return _md(["lr", "steps", "2/lr", "top eig. large (512)", "top eig. small (10)", "ratio large/small (per seed)",
+                "train loss large / small", "test acc. large / small"], rows) + "\n\npaper (MNIST): 21.3 vs 5.3 (4.0x)"
+
+def widths_markdown(sweep: dict, scale: str|None = None) -> str:
+    "The Fashion-MNIST width sweep: the top 5 and the last of the top k of H, their ratio, SLQ's share near 0, the fit."
+    rows = []
+    for (d, h), r in sweep.items():
+        top = r["top"].double()
+        rows.append([str(d), str(h), f"{r['P']:,}", _g(top[:5]), f"{float(top[-1]):.3g}", f"{float(top[0] / top[-1]):.0f}",
+                     f"{bulk.near_zero_share(r):.3f}", f"{r['loss']:.3g}", f"{r.get('acc', float('nan')):.3f}"])
+    k = len(next(iter(sweep.values()))["top"])
+    return _md(["hidden layers", "width", "P", "top 5 of H", f"{k}th", f"top / {k}th", "SLQ share within 1e-3 of 0",
+                "training loss", "training acc."], rows)
+
+def spreads_markdown(sweep: dict, scale: str|None = None) -> str:
+    "The spread sweep from N(0, 0.1^2): the top 2 of H, the gradient norm and whether GD converged, against the paper."
+    budget = bulk.SCALES[scale]["spreads"]["small_init_steps"] if scale else \
+        inspect.signature(bulk.spread_sweep_long).parameters["budget"].default
+    return _md(["spread", "budget (GD steps)", "top 2 eigenvalues of H", "gradient norm", "training loss",
+                "converged (<= 1e-4)", "paper"],
+               [[str(sp), f"{budget:,}", _g(f.H[:2]), f"{f.grad_norm:.1e}", f"{f.loss:.3g}",
+                 "yes" if f.grad_norm <= 1e-4 else "no", str(bulk.SPREAD_PAPER[sp])] for sp, f in sweep.items()])
+
+MAP_KEYS = ["G/G1", "G/G012", "overlap", "tightness", "tightness by c'", "share G1", "share G2", "share G3", "heaviest 5%", "acc"]
+
+def map_markdown(cmap: dict, scale: str|None = None) -> str:
+    "The class-structure map, one row per run and snapshot (map_rows)."
+    return _md(["run", "step", *MAP_KEYS], [[r["run"], str(r["step"]), *(f"{r[k]:.3g}" for k in MAP_KEYS)]
+                                           for r in class_scale.map_rows(cmap)])
+
+SEED_KEYS = ["G/G1", "G/G012", "share G3", "heaviest 5%", "tightness", "acc", "test_acc"]
+
+def seeds_markdown(result: dict, scale: str|None = None) -> str:
+    "The map's points seed by seed: each seed's end of training, and the median over seeds."
+    rows = []
+    for label, per_seed in result.items():
+        ends = [class_scale.map_rows({label: stages})[-1] for stages in per_seed]
+        rows += [[label, str(s), *(f"{e[k]:.3g}" for k in SEED_KEYS)] for s, e in enumerate(ends)]
+        rows.append([label, "median", *(f"{statistics.median(e[k] for e in ends):.3g}" for k in SEED_KEYS)])
+    return _md(["run", "seed", *SEED_KEYS], rows)
 
 # %% ../nbs/99_cli.ipynb #480c2862
 def _top(t, n: int = 3) -> str: return ", ".join(f"{float(x):.3g}" for x in t[:n])
@@ -93,6 +171,23 @@ def regime_table(result: dict) -> str:
                  f"{len(v['control held'])}")
     return "\n".join(lines)
 
+def grid_table(result: dict) -> str:
+    "(lr, steps) -> {batch: runs over seeds}: the mean top eigenvalue of each batch and their ratio."
+    lines = [f"{'lr':>5} | {'steps':>5} | {'top, batch 512':>14} | {'top, batch 10':>13} | ratio"]
+    for (lr, steps), r in result.items():
+        L, S = (sum(float(x["top"][0]) for x in r[b]) / len(r[b]) for b in (512, 10))
+        lines.append(f"{lr:>5} | {steps:>5} | {L:>14.3g} | {S:>13.3g} | {L / S:.2f}")
+    return "\n".join(lines)
+
+def seeds_table(result: dict) -> str:
+    "label -> per seed [class_facts at each snapshot]: G/G1 and accuracy at the end of each seed's run."
+    lines = [f"{'run':>20} | seed | {'G/G1':>7} | acc"]
+    for label, per_seed in result.items():
+        for s, stages in enumerate(per_seed):
+            end = class_scale.map_rows({label: stages})[-1]
+            lines.append(f"{label:>20} | {s:>4} | {end['G/G1']:>7.3g} | {end['acc']:.3f}")
+    return "\n".join(lines)
+
 def map_table(result: dict) -> str:
     "The class-structure map: per run and snapshot, top-C(G) over top-C(G1) (median over k), the overlap, accuracy."
     lines = [f"{'run':>20} | {'step':>6} | {'G/G1':>7} | {'G/G012':>7} | overlap | acc"]
@@ -102,21 +197,30 @@ def map_table(result: dict) -> str:
     return "\n".join(lines)
 
 EXPERIMENTS = {
-    "class_sweep": Experiment(bulk.class_sweep, "outliers against the number of classes (Sagun 2017 Table 1)", summary),
+    "class_sweep": Experiment(bulk.class_sweep, "outliers against the number of classes (Sagun 2017 Table 1)", summary,
+                              markdown=classes_markdown),
     "class_draws": Experiment(bulk.class_draws, "the class sweep over independent draws of data and initialisation",
                               draws_table),
     "width_sweep": Experiment(bulk.width_sweep, "the bulk against the width (Sagun 2017 Fig. 3)", summary),
     "fmnist_width_sweep": Experiment(bulk.fmnist_width_sweep, "the bulk against width and depth on Fashion-MNIST (Lanczos "
-                                     "and SLQ)", runs_table),
+                                     "and SLQ)", runs_table, markdown=widths_markdown),
     "spread_sweep": Experiment(bulk.spread_sweep, "the outliers against the blobs' spread (Sagun 2016 Fig. 7)", summary),
     "spread_sweep_small_init": Experiment(bulk.spread_sweep_small_init, "the spread sweep from the authors' N(0, 0.1^2) "
-                                          "initialisation", summary),
+                                          "initialisation", summary, markdown=spreads_markdown),
+    "spread_sweep_long": Experiment(bulk.spread_sweep_long, "the small-initialisation runs the paper's budget leaves short "
+                                    "of 1e-4, with 600,000 steps (one size)", summary, markdown=spreads_markdown),
     "batch_comparison": Experiment(bulk.batch_comparison, "small- against large-batch solutions (Sagun 2017 Fig. 4)",
                                    summary),
     "fmnist_batch_comparison": Experiment(bulk.fmnist_batch_comparison, "small- against large-batch convnets on "
-                                          "Fashion-MNIST, over seeds", runs_table),
+                                          "Fashion-MNIST, over seeds", runs_table, markdown=batches_markdown),
+    "fmnist_batch_grid": Experiment(bulk.fmnist_batch_grid, "small against large batch over the step size and step count "
+                                    "Sagun 2017 Fig. 4 leaves unstated, 3 seeds (one size)", grid_table, markdown=grid_markdown),
     "class_map": Experiment(class_scale.class_map, "top-C(G) against its class-mean part over sizes, depths, widths "
-                            "(Papyan 2019)", map_table, class_scale.map_rows),
+                            "(Papyan 2019)", map_table, class_scale.map_rows, map_markdown),
+    "class_map_fit": Experiment(class_scale.class_map_fit, "the paper map's 300 and 1,000 images per class trained to fit "
+                                "(one size)", map_table, class_scale.map_rows, map_markdown),
+    "class_map_seeds": Experiment(class_scale.class_map_seeds, "the book map's base and weight-decay points over five seeds "
+                                  "(one size)", seeds_table, markdown=seeds_markdown),
     "papyan_regime": Experiment(class_scale.papyan_regime, "top-C(G) against G1 in Papyan's regime: VGG11-bn (width 8), "
                                 "his recipe, collapse numbers and the control", regime_table, class_scale.regime_rows),
     "training_spectra": Experiment(bulk.training_spectra, "the spectrum along training (one size)", summary),
@@ -146,7 +250,7 @@ def _report(rp: argparse.ArgumentParser, a) -> int:
     return 0
 
 def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv[1:])
-    "The command line: `list`, or `run NAME [--scale book|paper] [--cache DIR]`; returns the exit status."
+    "The command line: `list`, `run NAME [--scale book|paper] [--markdown] [--json FILE] [--cache DIR]`, or `report`; returns the exit status."
     p = argparse.ArgumentParser(prog="hessian-nb", description="Run hessian_nb's experiments into the cache.")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the experiments and where the cache is")
@@ -157,6 +261,8 @@ def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv
                    f"{', '.join(n for n, e in EXPERIMENTS.items() if not e.scaled)}, which have one size")
     r.add_argument("--json", metavar="FILE", help="also write the result's rows, the command and the realization to FILE "
                    f"(for {', '.join(n for n, e in EXPERIMENTS.items() if e.rows)})")
+    r.add_argument("--markdown", action="store_true", help="print the table of the benchmarks page instead (for "
+                   f"{', '.join(n for n, e in EXPERIMENTS.items() if e.markdown)})")
     r.add_argument("--cache", help="the cache folder (default: $HESSIAN_NB_CACHE if set, else .cache/hessian_nb at the root of "
                    "the project's checkout when run inside one, else ~/.cache/hessian_nb; here: "
                    f"{cache_where().replace('%', '%%')})")  # argparse %-formats help texts
@@ -172,6 +278,9 @@ def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv
     e = EXPERIMENTS[a.name]
     if not e.scaled and a.scale is not None:  # refused, not ignored: the run would not be the size asked for
         r.error(f"{a.name} has one size only and takes no --scale: drop --scale {a.scale}.")
+    if a.markdown and e.markdown is None:  # refused before any work, not silently the plain table after it
+        r.error(f"{a.name} has no table on the benchmarks page: --markdown takes one of "
+                f"{', '.join(n for n, x in EXPERIMENTS.items() if x.markdown)}.")
     if a.json is not None and e.rows is None:  # refused before any work, not silently skipped after it
         r.error(f"{a.name} has no rows to write: --json takes one of {', '.join(n for n, x in EXPERIMENTS.items() if x.rows)}.")
     if a.json is not None:  # where the record goes is checked before the run, not found wanting after it
@@ -190,7 +299,7 @@ def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv
     except (ValueError, FileNotFoundError) as err:  # a setting or a file the run needs: one line, as argparse says it
         print(f"hessian-nb run: error: {err}", file=sys.stderr)
         return 1
-    print(e.table(result))
+    print(e.markdown(result, scale if e.scaled else None) if a.markdown else e.table(result))
     if a.json:
         record = {"experiment": a.name, "scale": scale if e.scaled else None, "realization": realization_label(),
                   "command": "hessian-nb " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -12,7 +12,7 @@ from fastcore.basics import patch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .basics import (check_dense_size, check_eval_mode, check_finite, check_modules, check_vectors,
+from .basics import (check_context, check_dense_size, check_eval_mode, check_finite, check_modules, check_vectors,
                                differentiable_attention, functional_forward, model_settings, model_structure, quiet,
                                shift_seed, state_versions, traced)
 from .distributed import fail_together, process_group_info, reduce_sum
@@ -48,6 +48,10 @@ class Objective(ObjectiveChecks):
         # a torch.compile'd module computes what its original does; curvature needs double backward
         # through it, which compiled graphs refuse: differentiate the original module
         model = getattr(model, "_orig_mod", model)
+        check_context("Objective(...)")
+        for name, v in (("max_dense_bytes", max_dense_bytes), ("chunk_bytes", chunk_bytes)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise TypeError(f"{name}={v!r}: it must be a number of bytes, an integer >= 1 (e.g. 2**30 for 1 GiB).")
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}: the Objective differentiates "
                             "its parameters (wrap a function and its parameters in an nn.Module).")
@@ -232,6 +236,7 @@ def _graphs(self: Objective):
     ("For each batch: (t, g, w) with g = grad of the batch loss at t, built so that it "
      "can be differentiated again.")
     self.check_fresh()
+    self.check_second_order()
     if self._graph_cache is not None: yield from self._graph_cache; return
     for Xb, yb, w in self.batches:
         with torch.enable_grad():
@@ -415,6 +420,9 @@ def with_loss(self: Objective, loss: str|Callable|Loss,
               y: torch.Tensor|None = None) -> Objective:
     ("The same model, data, point and process group with another loss and targets `y` "
      "(default: the same targets).")
+    # not from a model changed since; sharded: raised on every process, in the new header
+    try: self.check_fresh()
+    except Exception as e: fail_together(self.group, e)
     if self.X is None:
         if y is not None:
             raise ValueError("a streamed Objective reads its targets from its data: "

@@ -127,11 +127,13 @@ def ggn(obj: Objective) -> torch.Tensor:
     ("The dense generalized Gauss-Newton matrix "
      "$G = \\frac1N \\sum_i J_i^\\top \\nabla^2_z \\ell_i\\, J_i$, (P, P).")
     P = obj.num_params
-    obj.check_dense((P, P), "Gauss-Newton matrix", "Use ggn_op(obj) @ V, or "
-                    "ggn_op(obj).factor().eigh() for its eigenvalues")
-    obj.check_fresh()
+    try:  # sharded: a limit one process exceeds is raised on every process
+        obj.check_dense((P, P), "Gauss-Newton matrix", "Use ggn_op(obj) @ V, or "
+                        "ggn_op(obj).factor().eigh() for its eigenvalues")
+    except MemoryError as e: fail_together(obj.group, e)
     G = torch.zeros(P, P, dtype=obj.theta.dtype, device=obj.theta.device)
     def work():
+        obj.check_fresh()  # inside the collective: an edit on one process raises on all
         for Xs, ys in _chunks(obj, 2 * obj.num_classes * P):
             J = _jac(obj, Xs)
             with torch.no_grad():
@@ -174,11 +176,11 @@ def _jvps(f, theta, z, pull, rows, reverse: bool = False):
 def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
     ("G V for a checked block V (P, k): forward mode (J v), the output Hessian, "
      "reverse mode (J^T u), blocks of k; one all-reduce.")
-    obj.check_fresh()
     rows, k, theta = V.T, obj.block_size(), obj.theta
     reverse = _reverse_only(obj.model)
     out = torch.zeros_like(rows)
     def work():
+        obj.check_fresh()  # inside the collective: an edit on one process raises on all
         for Xb, yb, w in obj.batches:
             f = lambda th: obj.forward(th, Xb)
             z, pull = func_vjp(f, theta)
@@ -209,8 +211,10 @@ class GGNOp(Operator):
         "a custom autograd.Function whose jvp and backward differ (make them agree).")
     def _matmat(self, V): return _ggn_block(self.obj, V)
     def dense(self, progress=None):
-        check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
-                         "matrix of G", "Use products A @ V, or .eigh()")
+        try:  # sharded: a limit one process exceeds is raised on every process
+            check_dense_size((self.P, self.P), self.dtype, self.max_dense_bytes,
+                             "matrix of G", "Use products A @ V, or .eigh()")
+        except MemoryError as e: fail_together(self.obj.group, e)
         return ggn(self.obj)
     def factor(self) -> FactorOp:
         "G as the factor operator V V^T, V (P, N C) from `ggn_factor`."

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['LOSSES', 'ce', 'mse', 'Loss', 'CrossEntropy', 'SquaredError', 'as_loss', 'library_mean', 'check_closed_forms']
+__all__ = ['LOSSES', 'ce', 'mse', 'Loss', 'CrossEntropy', 'SquaredError', 'as_loss', 'library_mean', 'check_closed_forms',
+           'check_ignored', 'check_weighted']
 
 # %% ../nbs/00b_losses.ipynb #c02c97a4
 def ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -189,3 +190,37 @@ def check_closed_forms(L: Loss, z: torch.Tensor, y: torch.Tensor, rows: int = 16
                              "autodiff on single samples), so G and R would belong to another loss. A subclass that "
                              "changes __call__ must override grad, hessian and factor to match, or none of them "
                              "(they then come from autodiff).")
+
+# %% ../nbs/00b_losses.ipynb #2769a946
+def _one_at_a_time(loss_fn: Callable, z: torch.Tensor, yb: torch.Tensor) -> tuple|None:
+    "The losses of up to 32 samples one at a time, and of the same samples together; None if the loss needs more than one."
+    m = min(len(z), 32)
+    try:
+        with torch.no_grad():
+            each = torch.stack([loss_fn(z[i:i + 1], yb[i:i + 1]).reshape(()) for i in range(m)])
+            return each, loss_fn(z[:m], yb[:m]).reshape(())
+    except Exception: return None
+
+def check_ignored(loss_fn: Callable, # the loss (a Loss, or a callable it wraps)
+                  z: torch.Tensor, yb: torch.Tensor): # a batch's logits and targets
+    "A loss that leaves samples out of its mean (ignore_index; a sample whose loss alone is NaN) is refused, naming them."
+    ignore = getattr(getattr(loss_fn, "fn", None), "ignore_index", getattr(loss_fn, "ignore_index", None))
+    dropped = ignore is not None and not yb.is_floating_point() and bool((yb == ignore).any())
+    got = None if dropped else _one_at_a_time(loss_fn, z, yb)
+    if dropped or (got is not None and not bool(torch.isfinite(got[0]).all())):
+        why = (f"its ignore_index={ignore} drops the samples labelled {ignore} (nn.CrossEntropyLoss's default is -100)"
+               if dropped else "a sample's loss alone is not finite while the batch's is")
+        raise ValueError(f"the loss leaves samples out of its mean: {why}, so the Objective, whose G and R weigh every "
+                         "sample by 1/N, would disagree with the loss's own H. Drop those samples from the data "
+                         f"(keep = y != {ignore if ignore is not None else 'the ignored label'}; X[keep], y[keep]).")
+
+def check_weighted(loss_fn: Callable, z: torch.Tensor, yb: torch.Tensor):
+    ("The loss of a batch against the mean of its samples' losses one at a time: a loss that weighs its samples passes "
+     "the halves check when the halves happen to balance.")
+    if (got := _one_at_a_time(loss_fn, z, yb)) is None: return  # the halves check stands alone
+    each, part = got
+    m = len(each)
+    if not torch.isclose(part, each.mean(), rtol=1e-4, atol=1e-6 * float(each.abs().mean()) + 1e-12):
+        raise ValueError(f"the loss of {m} samples ({float(part):.6g}) is not the mean of their losses one at a time "
+                         f"({float(each.mean()):.6g}): it weighs its samples (class weights?), but the Objective needs the "
+                         "plain mean over samples. Drop the weights (or fold them into the data by repeating samples).")

@@ -175,7 +175,10 @@ def task_different_calls(rank):
                        ("bad theta in loss on one", lambda: obj.loss(obj.theta if rank == 0 else obj.theta[:-1])),
                        ("bad theta in grad on one", lambda: obj.grad(obj.theta if rank == 0 else obj.theta.float())),
                        ("dense limit on one", lambda: dense_with_limit(obj, 2**40 if rank == 0 else 1000)),
-                       ("operator dense limit on one", lambda: dense_with_limit(obj, 2**40 if rank == 0 else 1000, op=True))):
+                       ("operator dense limit on one", lambda: dense_with_limit(obj, 2**40 if rank == 0 else 1000, op=True)),
+                       # G's dense paths and products checked their limits and the model outside the collective (hung)
+                       ("G dense limit on one", lambda: ggn_with_limit(obj, 2**40 if rank == 0 else 1000)),
+                       ("G operator dense limit on one", lambda: ggn_with_limit(obj, 2**40 if rank == 0 else 1000, op=True))):
         try: mine(); out[name] = "no error"
         except Exception as e: out[name] = f"{type(e).__name__}: {e}"
     return out
@@ -186,6 +189,40 @@ def dense_with_limit(obj, limit: int, op: bool = False):
     keep, obj.max_dense_bytes = obj.max_dense_bytes, limit
     try: return obj.H.dense() if op else obj.hessian()
     finally: obj.max_dense_bytes = keep
+
+
+def ggn_with_limit(obj, limit: int, op: bool = False):
+    "ggn(obj) (or ggn_op(obj).dense()) under a memory limit of `limit` bytes on this process."
+    keep, obj.max_dense_bytes = obj.max_dense_bytes, limit
+    try: return ggn_op(obj).dense() if op else ggn(obj)
+    finally: obj.max_dense_bytes = keep
+
+
+def task_edited_on_one(rank):
+    "A model edited after construction on one process: every product that checks it must raise on both, not hang."
+    out = {}
+    for name, call in (("G @ V", lambda o: ggn_op(o) @ block(o.num_params)), ("ggn", ggn),
+                       ("class means", class_means), ("residual", lambda o: residual_op(o) @ block(o.num_params))):
+        model, X, y = shard(rank)
+        obj = Objective(model, X, y, group=True)
+        if rank == 1:
+            model[1] = nn.Softsign()  # another layer: another model
+        try: call(obj); out[name] = "no error"
+        except Exception as e: out[name] = f"{type(e).__name__}: {e}"
+    return out
+
+
+def task_frozen_rows_differ(rank):
+    "Equal trainable parameters, frozen embedding rows that differ (the probe batch's tokens do not reach them)."
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(10, 3), nn.Flatten(), nn.Tanh(), nn.Linear(6, 4)).double()
+    model[0].weight.requires_grad_(False)
+    if rank == 1:
+        with torch.no_grad(): model[0].weight[2:] += 0.5
+    ids = torch.randint(0, 10, (N, 2), generator=torch.Generator().manual_seed(0))
+    s = slice(0, SPLIT) if rank == 0 else slice(SPLIT, N)
+    Objective(model, ids[s], (torch.arange(N) % 4)[s], group=True)
+    return {"error": None}
 
 
 def task_embedding_models_differ(rank):
@@ -209,7 +246,8 @@ TASKS = {"other_loss": task_other_loss, "different_calls": task_different_calls,
          "embedding_models_differ": task_embedding_models_differ, "overlapping_shards": task_overlapping_shards,
          "same": task_same, "bad_shard": task_bad_shard, "bad_params": task_bad_params,
          "fails_mid_lanczos": task_fails_mid_lanczos, "other_seed": task_other_seed, "mixed_dtype": task_mixed_dtype,
-         "other_activation": task_other_activation}
+         "other_activation": task_other_activation, "edited_on_one": task_edited_on_one,
+         "frozen_rows_differ": task_frozen_rows_differ}
 
 
 def spawn(task: str, tmp_path, world: int = 2) -> list:
@@ -324,8 +362,22 @@ def test_different_calls_at_once_raise_on_both(tmp_path):
         assert "not running the same computation" in res[r]["H vs G"] and "not running the same" in res[r]["grad vs loss"]
         assert "process 1 of 2 failed" in res[r]["bad V on one"] and "process 1 of 2 failed" in res[r]["k = 0 on one"]
         for name in ("bad v in hvp on one", "bad theta in loss on one", "bad theta in grad on one", "dense limit on one",
-                     "operator dense limit on one"):
+                     "operator dense limit on one", "G dense limit on one", "G operator dense limit on one"):
             assert "process 1 of 2 failed" in res[r][name], (name, r, res[r][name])
+
+
+def test_a_model_edited_on_one_process_raises_on_both(tmp_path):
+    "G products, dense G, class means and the residual check the model inside the collective: both raise, none hangs."
+    res = spawn("edited_on_one", tmp_path)
+    for name in ("G @ V", "ggn", "class means", "residual"):
+        for r in (0, 1):
+            assert "process 1 of 2 failed" in res[r][name] and "the model changed" in res[r][name], (name, r, res[r][name])
+
+
+def test_frozen_tensors_that_differ_between_processes_are_refused(tmp_path):
+    res = spawn("frozen_rows_differ", tmp_path)
+    for r in (0, 1):
+        assert "buffers or frozen parameters differ between processes" in res[r]["error"], res[r]
 
 
 def test_group_needs_init():
