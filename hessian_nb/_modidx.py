@@ -622,6 +622,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'hessian_nb.spectrum.wasserstein1': ('spectrum.html#wasserstein1', 'hessian_nb/spectrum.py')},
             'hessian_nb.store': { 'hessian_nb.store.CacheNotWritable': ('store.html#cachenotwritable', 'hessian_nb/store.py'),
                                   'hessian_nb.store.CorruptCheckpoint': ('store.html#corruptcheckpoint', 'hessian_nb/store.py'),
+                                  'hessian_nb.store._check_config': ('store.html#_check_config', 'hessian_nb/store.py'),
                                   'hessian_nb.store._umask': ('store.html#_umask', 'hessian_nb/store.py'),
                                   'hessian_nb.store.atomic_save': ('store.html#atomic_save', 'hessian_nb/store.py'),
                                   'hessian_nb.store.cache_root': ('store.html#cache_root', 'hessian_nb/store.py'),

@@ -285,7 +285,8 @@ def density(q: Quadrature, # from `slq`
             sign: int = 1, # with log=True: +1 for the positive eigenvalues, -1 for the negative ones
            ) -> torch.Tensor:
     "The spectral density smoothed by a Gaussian: sum of weight x N(grid; node, sigma^2), averaged over probes."
-    if sigma is not None and not sigma > 0: raise ValueError(f"sigma={sigma!r}: the Gaussian width must be positive.")
+    if sigma is not None and not 0 < sigma < math.inf:
+        raise ValueError(f"sigma={sigma!r}: the Gaussian width must be a positive, finite number.")
     if isinstance(sign, bool) or sign not in (1, -1):
         raise ValueError(f"sign={sign!r}: use sign=1 (the positive eigenvalues) or sign=-1 (the negative ones), with log=True.")
     if log not in (True, False): raise ValueError(f"log={log!r}: use log=True (the density of log10|lambda|) or log=False.")
@@ -297,8 +298,9 @@ def density(q: Quadrature, # from `slq`
     else:  # the range of the nodes that carry weight (a probe whose Krylov space closed early pads with empty nodes at 0)
         live = x[w > 0] if bool((w > 0).any()) else x
         sigma = sigma or 0.01 * float(live.max() - live.min()) or 1.0
-    t = torch.as_tensor(grid, dtype=torch.float64)[:, None]  # a list or an array of points is taken too
-    return (w * torch.exp(-0.5 * ((t - x) / sigma) ** 2)).sum(1) / (sigma * math.sqrt(2 * math.pi))
+    t = torch.as_tensor(grid, dtype=torch.float64)  # a list or an array of points is taken too
+    if t.ndim != 1: raise ValueError(f"grid has shape {tuple(t.shape)}: pass the points as one 1-D tensor, e.g. torch.linspace(a, b, 200).")
+    return (w * torch.exp(-0.5 * ((t[:, None] - x) / sigma) ** 2)).sum(1) / (sigma * math.sqrt(2 * math.pi))
 
 def wasserstein1(x: torch.Tensor, # points of the first distribution
                  y: torch.Tensor, # points of the second

@@ -149,11 +149,26 @@ def run_lock(folder: str|os.PathLike): # the run's cache folder
             if fcntl is not None: fcntl.flock(f, fcntl.LOCK_UN)
 
 # %% ../nbs/01c_store.ipynb #7b9532e8
+def _check_config(config, where: str = "config"):
+    "JSON's own types only, with string keys: 1 and '1' as keys would be one entry in JSON, and a tensor has no JSON form."
+    if isinstance(config, dict):
+        for k, v in config.items():
+            if not isinstance(k, str):
+                raise TypeError(f"cached: {where} has the key {k!r} ({type(k).__name__}): keys must be strings (JSON writes "
+                                f"1 and '1' alike, so two entries would share one key): use {str(k)!r}.")
+            _check_config(v, f"{where}[{k!r}]")
+    elif isinstance(config, (list, tuple)):
+        for i, v in enumerate(config): _check_config(v, f"{where}[{i}]")
+    elif not (config is None or type(config) in (bool, int, float, str)):
+        raise TypeError(f"cached: {where} is a {type(config).__name__}: give JSON's types (numbers, strings, lists, dicts), "
+                        "e.g. float(x), x.tolist(), or a run's cfg.key().")
+
 def cached(name: str, # a readable prefix for the file, e.g. "gn_trajectory"
            config: dict, # JSON-able: everything the result depends on
            compute: Callable[[], object], # makes the result: tensors, numbers, strings, lists, tuples and dicts of them
           ):
     "`compute()`, read back from the cache if an intact entry for (`name`, `config`) is there, else computed and cached."
+    _check_config(config)
     text = json.dumps([CACHE_VERSION, realization(), name, config], sort_keys=True)
     path = cache_root() / "results" / f"{name}_{hashlib.sha256(text.encode()).hexdigest()[:16]}.pt"
     if path.exists():

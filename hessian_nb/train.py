@@ -124,7 +124,10 @@ def make_model(cfg: TrainConfig, data: Data) -> nn.Module:
     spec, dtype = dict(cfg.model), getattr(torch, cfg.dtype)
     arch, std = spec.pop("arch", None), spec.pop("init_std", None)
     if arch == "mlp":
-        widths = [math.prod(data.X.shape[1:]), *spec.pop("hidden", []), data.num_classes]
+        hidden = spec.pop("hidden", [])
+        if not isinstance(hidden, (list, tuple)):
+            raise ValueError(f"model hidden={hidden!r}: give the hidden widths as a list, e.g. [{hidden}] for one layer.")
+        widths = [math.prod(data.X.shape[1:]), *hidden, data.num_classes]
         model = mlp(widths, seed=cfg.seed, dtype=dtype, **spec)
     elif arch == "cnn": model = cnn(num_classes=data.num_classes, seed=cfg.seed, dtype=dtype, **spec)
     elif arch == "vgg":

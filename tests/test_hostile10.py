@@ -173,3 +173,32 @@ def test_byte_limits_must_be_numbers_of_bytes(bad):
     for name in ("max_dense_bytes", "chunk_bytes"):
         with pytest.raises(TypeError, match=f"{name}={bad!r}: it must be a number of bytes"):
             Objective(mlp(), X, y, **{name: bad})
+
+
+def test_a_density_grid_must_be_one_dimensional_and_its_width_finite():
+    from hessian_nb.operators import as_op
+    from hessian_nb.spectrum import density, slq
+    q = slq(as_op(torch.diag(torch.linspace(0.1, 2, 80, dtype=torch.float64))), probes=2, steps=10)
+    for grid in (0.5, torch.zeros(2, 2)):
+        with pytest.raises(ValueError, match="pass the points as one 1-D tensor"): density(q, grid)
+    with pytest.raises(ValueError, match="positive, finite number"): density(q, torch.zeros(3), sigma=float("inf"))
+    assert density(q, [0.5, 1.0]).shape == (2,)
+
+
+def test_hidden_widths_given_as_a_number_are_refused_with_the_list_to_give():
+    from hessian_nb.train import TrainConfig, make_data, make_model
+    cfg = TrainConfig(data={"name": "two_blobs"}, model={"arch": "mlp", "hidden": 6})
+    with pytest.raises(ValueError, match=r"hidden=6: give the hidden widths as a list, e.g. \[6\]"):
+        make_model(cfg, make_data(cfg))
+
+
+def test_cache_keys_that_json_would_merge_or_cannot_write_are_refused(tmp_path, monkeypatch):
+    "cached('t', {1: ...}) then cached('t', {'1': ...}) returned the first value for both."
+    import numpy as np
+    from hessian_nb.store import cached
+    monkeypatch.setenv("HESSIAN_NB_CACHE", str(tmp_path))
+    with pytest.raises(TypeError, match="has the key 1 \\(int\\): keys must be strings"):
+        cached("t", {1: "a"}, lambda: 1)
+    with pytest.raises(TypeError, match="config\\['k'\\] is a int64"):
+        cached("t", {"k": np.int64(3)}, lambda: 1)
+    assert cached("t", {"1": "a"}, lambda: 2) == 2 and cached("t", {"1": "b"}, lambda: 3) == 3
