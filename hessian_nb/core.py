@@ -420,7 +420,7 @@ def with_loss(self: Objective, loss: str|Callable|Loss,
               y: torch.Tensor|None = None) -> Objective:
     ("The same model, data, point and process group with another loss and targets `y` "
      "(default: the same targets).")
-    # not from a model changed since; sharded: raised on every process, in the new header
+    # not from a model changed since (sharded: raised on every process)
     try: self.check_fresh()
     except Exception as e: fail_together(self.group, e)
     if self.X is None:

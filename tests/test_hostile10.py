@@ -103,17 +103,22 @@ def test_a_model_changed_after_construction_is_refused_by_the_residual_and_the_c
         with pytest.raises(RuntimeError, match="the model changed after the Objective was built"): f(obj)
 
 
-class _HalfTanh(torch.autograd.Function):
-    "tanh with a backward right in value but computed from a detached input: no second-order path."
-    generate_vmap_rule = True  # torch.func style, so that G's per-sample Jacobians can go through it
-    @staticmethod
-    def forward(x): return torch.tanh(x)
-    @staticmethod
-    def setup_context(ctx, inputs, output): ctx.save_for_backward(inputs[0])
-    @staticmethod
-    def backward(ctx, g):
-        x, = ctx.saved_tensors
-        return g * (1 - torch.tanh(x.detach()) ** 2)
+def tanh_function(detached: bool):
+    "tanh as a custom Function; `detached`: its backward, right in value, is computed from a detached input (no second order)."
+    class Tanh(torch.autograd.Function):
+        generate_vmap_rule = True  # torch.func style, so that G's per-sample Jacobians can go through it
+        @staticmethod
+        def forward(x): return torch.tanh(x)
+        @staticmethod
+        def setup_context(ctx, inputs, output): ctx.save_for_backward(inputs[0])
+        @staticmethod
+        def backward(ctx, g):
+            x, = ctx.saved_tensors
+            return g * (1 - torch.tanh(x.detach() if detached else x) ** 2)
+    return Tanh
+
+
+_HalfTanh = tanh_function(detached=True)
 
 
 class FirstOrderOnly(nn.Module):
@@ -136,16 +141,7 @@ def test_a_backward_right_only_to_first_order_is_refused_for_h_and_r_but_g_is_gi
 
 def test_a_true_second_derivative_passes_the_check():
     "A custom Function whose backward is written with torch ops on the saved input: H as the plain module's."
-    class Tanh2(torch.autograd.Function):
-        generate_vmap_rule = True
-        @staticmethod
-        def forward(x): return torch.tanh(x)
-        @staticmethod
-        def setup_context(ctx, inputs, output): ctx.save_for_backward(inputs[0])
-        @staticmethod
-        def backward(ctx, g):
-            x, = ctx.saved_tensors
-            return g * (1 - torch.tanh(x) ** 2)
+    Tanh2 = tanh_function(detached=False)
     class M(FirstOrderOnly):
         def forward(self, x): return self.b(Tanh2.apply(self.a(x)))
     torch.manual_seed(0)
