@@ -116,7 +116,16 @@ class FunctionOp(Operator):
         super().__init__(int(P), dtype, device, name)
         self.fn = fn
     # a function that writes into V cannot change the caller's block
-    def _matmat(self, V): return self.fn(V.clone())
+    def _matmat(self, V):
+        try: return self.fn(V.clone())
+        # a function of another dtype than the operator declares: name the argument
+        except RuntimeError as e:
+            if "dtype" not in str(e) and "scalar type" not in str(e): raise
+            why = " ".join(str(e).split())[:160]
+            raise TypeError(
+                f"{self.name} failed on a block of dtype {V.dtype}, the operator's "
+                f"declared dtype ({why}): declare the dtype the function computes in, "
+                "as_op(fn, P=..., dtype=torch.float64).") from e
 
 # %% ../nbs/00d_operators.ipynb #eb276186
 @patch

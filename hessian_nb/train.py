@@ -62,6 +62,10 @@ class TrainConfig:
         real = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
         lr, b, steps, tol, every = self.lr, self.batch_size, self.max_steps, self.grad_tol, self.log_every
         check("lr", real(lr) and lr > 0, "a finite number > 0 (the constant step, e.g. 0.1)")
+        check("loss", self.loss in LOSSES, f"one of {', '.join(map(repr, LOSSES))} (your own loss: train your model with fit)")
+        for name in ("data", "model"):
+            check(name, getattr(self, name) is None or isinstance(getattr(self, name), dict),
+                  "a dict such as {'name': 'blobs', ...} / {'arch': 'mlp', ...}, or None for your own")
         check("batch_size", b is None or (whole(b) and b >= 1), "a positive integer, or None for full-batch gradient descent")
         check("max_steps", whole(steps) and steps >= 0, "an integer >= 0 (the step budget: steps= in fit)")
         check("grad_tol", real(tol) and tol >= 0, "a finite number >= 0 (0: never stop on the gradient norm)")

@@ -198,3 +198,19 @@ def test_cache_keys_that_json_would_merge_or_cannot_write_are_refused(tmp_path, 
     with pytest.raises(TypeError, match="config\\['k'\\] is a int64"):
         cached("t", {"k": np.int64(3)}, lambda: 1)
     assert cached("t", {"1": "a"}, lambda: 2) == 2 and cached("t", {"1": "b"}, lambda: 3) == 3
+
+
+def test_a_function_operator_of_another_dtype_names_the_dtype_to_declare():
+    from hessian_nb.operators import as_op
+    A = torch.eye(5, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"declare the dtype the function computes in, as_op\(fn, P=..., dtype=torch.float64\)"):
+        as_op(lambda V: A @ V, P=5) @ torch.ones(5)
+    torch.testing.assert_close(as_op(lambda V: A @ V, P=5, dtype=torch.float64) @ torch.ones(5, dtype=torch.float64),
+                               torch.ones(5, dtype=torch.float64))
+
+
+def test_a_training_configuration_with_an_unknown_loss_or_a_name_for_data_is_refused_when_made():
+    from hessian_nb.train import TrainConfig
+    with pytest.raises(ValueError, match="TrainConfig: loss must be one of 'ce', 'mse'"): TrainConfig(loss="hinge")
+    with pytest.raises(ValueError, match="TrainConfig: data must be a dict"): TrainConfig(data="blobs")
+    with pytest.raises(ValueError, match="TrainConfig: model must be a dict"): TrainConfig(model="mlp")
