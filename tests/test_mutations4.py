@@ -2,7 +2,6 @@
 test below kills one of the ten survivors (checked on a copy of the package carrying the edit)."""
 import contextlib
 import io
-import math
 from types import SimpleNamespace
 
 import pytest
