@@ -91,7 +91,7 @@ def spectrum_facts(model, data, loss: str = "ce",
 # %% ../nbs/05_bulk_and_outliers.ipynb #00eda447
 def cached_spectra(name: str, config: dict, compute) -> Spectra:
     "A Spectra through the result cache (stored as a plain dict, read back as a Spectra; counts are taken on what is read)."
-    return Spectra(**cached(name, {**config, "format": 2}, lambda: asdict(compute())))
+    return Spectra(**cached(name, config, lambda: asdict(compute())))
 
 def _trained_facts(name: str, configs: dict, parts: tuple = ("H", "G")) -> dict:
     "spectrum_facts of each configuration's trained network, cached under `name`."

@@ -5,8 +5,11 @@
 # %% ../nbs/01c_store.ipynb #fa50279e
 from __future__ import annotations
 import contextlib
+import dis
 import errno
+import functools
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -14,6 +17,7 @@ import re
 import shutil
 import tempfile
 import time
+import types
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -27,13 +31,75 @@ from torch import nn
 from .basics import realization
 
 # %% auto #0
-__all__ = ['CACHE_VERSION', 'CorruptCheckpoint', 'atomic_save', 'safe_load', 'load_checkpoint', 'load_state', 'one_thread',
-           'cache_root', 'CacheNotWritable', 'check_writable', 'run_lock', 'cached']
+__all__ = ['CACHE_VERSION', 'code_version', 'CorruptCheckpoint', 'atomic_save', 'safe_load', 'load_checkpoint', 'load_state',
+           'one_thread', 'cache_root', 'CacheNotWritable', 'check_writable', 'run_lock', 'cached']
 
 # %% ../nbs/01c_store.ipynb #bba7e0cc
-# part of every run's and measurement's key: bump it when data generation
-# or training arithmetic changes
+# the layout of a stored entry or checkpoint (what keys it holds): not a code version, which code_version derives
 CACHE_VERSION = 4
+
+# %% ../nbs/01c_store.ipynb #dae34f51
+@functools.lru_cache(maxsize=None)  # code objects compare by content: an edited function is another key
+def _code_parts(code: types.CodeType, doc: str|None = None) -> tuple:
+    "What a code object computes: its bytecode, names and constants (a set's elements sorted), and the code nested in it."
+    out = [code.co_code, code.co_names]
+    for k in code.co_consts:
+        if isinstance(k, types.CodeType): out += _code_parts(k)
+        elif isinstance(k, frozenset): out.append(sorted(map(repr, k)))
+        elif not (doc is not None and k == doc): out.append(repr(k))  # a function's docstring is help, not arithmetic
+    return tuple(out)
+
+@functools.lru_cache(maxsize=None)
+def _names(code: types.CodeType, only_globals: bool = False) -> tuple:
+    "The global names (or all names, attributes too) a code object and the code nested in it use."
+    own = tuple(i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")) if only_globals \
+        else code.co_names
+    return own + tuple(n for k in code.co_consts if isinstance(k, types.CodeType) for n in _names(k, only_globals))
+
+def _plain(v) -> bool:
+    "A constant whose repr is its value: numbers, strings, and tuples, lists and dicts of them."
+    if v is None or type(v) in (bool, int, float, str): return True
+    if type(v) in (tuple, list): return all(map(_plain, v))
+    return type(v) is dict and all(_plain(k) and _plain(x) for k, x in v.items())
+
+# %% ../nbs/01c_store.ipynb #273ee81f
+def _uses(f) -> list:
+    "(name, value) of what a function's code names: its globals, its closure, the types in its annotations."
+    names = list(_names(f.__code__, True)) + [n for a in f.__annotations__.values() if isinstance(a, str) for n in re.findall(r"\w+", a)]
+    cells = [(n, c.cell_contents) for n, c in zip(f.__code__.co_freevars, f.__closure__ or ()) if _filled(c)]
+    return [(n, f.__globals__[n]) for n in dict.fromkeys(names) if n in f.__globals__] + cells, _names(f.__code__)
+
+def _filled(cell) -> bool:
+    try: cell.cell_contents; return True
+    except ValueError: return False  # a closure variable not yet assigned
+
+def _constant(name: str, v) -> bool:
+    "A value that is part of the code: a number, string or tuple, or a list or dict named as a constant (UPPER_CASE)."
+    return _plain(v) and (type(v) not in (list, dict) or name.isupper())
+
+def code_version(*fns: Callable) -> str:
+    "A 16-digit hash of the code `fns` run, following every function, class and constant of this package they name."
+    home = {"hessian_nb"} | {(getattr(f, "__module__", None) or "").split(".")[0] for f in fns}
+    ours = lambda v: (inspect.isfunction(v) or inspect.isclass(v)) and (v.__module__ or "").split(".")[0] in home
+    parts, seen, todo = {}, set(), list(fns)
+    while todo:
+        f = todo.pop()
+        if hasattr(f, "__wrapped__"): f = inspect.unwrap(f)  # functools.wraps, lru_cache
+        if isinstance(f, (staticmethod, classmethod)): f = f.__func__
+        if isinstance(f, property): todo += [g for g in (f.fget, f.fset, f.fdel) if g]; continue
+        if id(f) in seen or not (inspect.isfunction(f) or inspect.isclass(f)): continue
+        seen.add(id(f))
+        if inspect.isclass(f):
+            parts[f.__qualname__] = [b.__qualname__ for b in f.__mro__] + \
+                [repr((k, v)) for k, v in vars(f).items() if not k.startswith("__") and _plain(v)]  # fields' defaults
+            todo += [v for v in vars(f).values()] + [b for b in f.__mro__[1:] if ours(b)]; continue
+        parts[f.__qualname__], (uses, names) = list(_code_parts(f.__code__, f.__doc__)), _uses(f)
+        for n, v in uses:
+            if inspect.ismodule(v): v = dict((a, getattr(v, a)) for a in names if hasattr(v, a)) if v.__name__.split(".")[0] in home else {}
+            for m, x in (v.items() if type(v) is dict and not _plain(v) else [(n, v)]):  # a module, a registry: each entry
+                if ours(x) or isinstance(x, (staticmethod, classmethod, property)): todo.append(x)
+                elif _constant(m, x): parts[f.__qualname__].append(repr((m, x)))
+    return hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()[:16]
 
 # %% ../nbs/01c_store.ipynb #6cd389b5
 class CorruptCheckpoint(ValueError):
@@ -169,7 +235,7 @@ def cached(name: str, # a readable prefix for the file, e.g. "gn_trajectory"
           ):
     "`compute()`, read back from the cache if an intact entry for (`name`, `config`) is there, else computed and cached."
     _check_config(config)
-    text = json.dumps([CACHE_VERSION, realization(), name, config], sort_keys=True)
+    text = json.dumps([CACHE_VERSION, realization(), name, config, code_version(compute)], sort_keys=True)
     path = cache_root() / "results" / f"{name}_{hashlib.sha256(text.encode()).hexdigest()[:16]}.pt"
     if path.exists():
         try:

@@ -23,8 +23,8 @@ from .basics import finish_bar, quiet, realization, shift_seed
 from .losses import LOSSES
 from .data import Data, blobs, digits, fashion_mnist, two_blobs
 from .models import cnn, mlp, normal_init_, vgg
-from .store import (CACHE_VERSION, CorruptCheckpoint, atomic_save, cache_root, check_writable, load_checkpoint,
-                              load_state, one_thread, run_lock)
+from .store import (CACHE_VERSION, CorruptCheckpoint, atomic_save, cache_root, check_writable, code_version,
+                              load_checkpoint, load_state, one_thread, run_lock)
 
 # %% auto #0
 __all__ = ['DATASETS', 'TrainConfig', 'make_data', 'make_model', 'batch_indices', 'evaluate', 'Run', 'check_resume', 'train',
@@ -102,14 +102,17 @@ class TrainConfig:
         return {k: v for k, v in asdict(self).items() if k not in _LATER or v != _LATER[k]}
 
     def key(self) -> str:
-        "A short hash of the whole configuration and the realization (seed offset, CPU kernels): the run's name in the cache."
-        return hashlib.sha256(json.dumps([CACHE_VERSION, realization(), self.spec()], sort_keys=True).encode()).hexdigest()[:16]
+        "A short hash of the configuration, the realization and the code that trains it: the run's name in the cache."
+        code = code_version(TrainConfig, *(globals()[n] for n in _TRAINER if n in globals()))  # (all but in this page's top)
+        what = [CACHE_VERSION, realization(), self.spec(), code]
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
     def lr_at(self, step: int) -> float:
         "The learning rate of the update made at `step` (0-based)."
         return self.lr * self.lr_gamma ** sum(step >= m for m in self.lr_milestones)
 
 # fields added after runs were cached: at these values they stay out of a run's record and key, so those runs keep their names
+_TRAINER = ("make_data", "make_model", "train") # the code a run's numbers come from (defined below): part of its key
 _LATER = {"momentum": 0.0, "weight_decay": 0.0, "lr_milestones": (), "lr_gamma": 0.1, "device": "cpu"}
 _STOPPING = ("max_steps", "grad_tol", "checkpoints") # when a run stops and what it saves, not where it goes: a resumed run may change these
 
