@@ -16,16 +16,16 @@ from .gauss_newton import ggn, residual
 from .spectrum import OutlierCount, count_outliers, lanczos, slq
 from .models import FMNIST_CNN, cnn, mlp, normal_init_, num_params
 from .store import cached
-from .train import TrainConfig, make_data, make_model, run, run_at, train
+from .train import TrainConfig, evaluate, make_data, make_model, run, run_at, train
 
 # %% auto #0
 __all__ = ['SCALES', 'SAGUN_TABLE1', 'SPREAD_PAPER', 'TRAJECTORY', 'FMNIST_BATCH_PAPER', 'BATCH_GRID', 'Spectra',
            'spectrum_facts', 'cached_spectra', 'class_configs', 'class_sweep', 'class_draws', 'plot_spectrum_hist',
-           'plot_outliers_by_class', 'width_configs', 'width_sweep', 'plot_top_eigenvalues', 'fmnist_config',
-           'fmnist_width_run', 'near_zero_share', 'fmnist_width_sweep', 'plot_fmnist_widths', 'fmnist_step_sizes',
-           'spread_configs', 'spread_sweep', 'small_init_configs', 'spread_sweep_small_init', 'spread_sweep_long',
-           'plot_spread', 'spread_trajectory', 'training_spectra', 'batch_configs', 'batch_comparison',
-           'fmnist_batch_run', 'fmnist_batch_comparison', 'fmnist_batch_grid', 'plot_batch_tops']
+           'plot_outliers_by_class', 'width_configs', 'width_sweep', 'plot_top_eigenvalues', 'TrainedTop', 'cached_top',
+           'fmnist_config', 'fmnist_width_run', 'near_zero_share', 'fmnist_width_sweep', 'plot_fmnist_widths',
+           'fmnist_step_sizes', 'spread_configs', 'spread_sweep', 'small_init_configs', 'spread_sweep_small_init',
+           'spread_sweep_long', 'plot_spread', 'spread_trajectory', 'training_spectra', 'batch_configs',
+           'batch_comparison', 'fmnist_batch_run', 'fmnist_batch_comparison', 'fmnist_batch_grid', 'plot_batch_tops']
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #9d8dbe8a
 SCALES = {
@@ -196,6 +196,26 @@ def plot_top_eigenvalues(sweep: dict, # parameter value -> Spectra
     ax.set(xlabel=xlabel, ylabel=f"top {top} eigenvalues of H")
     return ax
 
+# %% ../nbs/05_bulk_and_outliers.ipynb #d7c5237d
+@dataclass
+class TrainedTop:
+    "A trained network's k largest Hessian eigenvalues (descending), its last logged metrics, and SLQ's quadrature if taken."
+    top: torch.Tensor # the k largest eigenvalues of H, descending (Lanczos)
+    step: int # the steps trained; then the full-batch training loss, accuracy and gradient norm
+    loss: float
+    acc: float
+    grad_norm: float
+    test_loss: float|None = None # on the held-out set, when the data have one
+    test_acc: float|None = None
+    P: int|None = None # the parameters, when the quadrature is taken
+    converged: bool|None = None # whether Lanczos met its tolerance (None: not asked, verify=False)
+    nodes: torch.Tensor|None = None # SLQ's nodes and weights (probes x steps), when taken
+    weights: torch.Tensor|None = None
+
+def cached_top(name: str, config: dict, compute) -> TrainedTop:
+    "A TrainedTop through the result cache (stored as a plain dict)."
+    return TrainedTop(**cached(name, config, lambda: asdict(compute())))
+
 # %% ../nbs/05_bulk_and_outliers.ipynb #3a85d9e8
 def fmnist_config(n_per_class: int, # training images per class (100 test images per class)
                   model: dict, # a registered model, e.g. {"arch": "mlp", "hidden": [30]} or FMNIST_CNN
@@ -208,7 +228,7 @@ def fmnist_config(n_per_class: int, # training images per class (100 test images
 
 def fmnist_width_run(width: int, depth: int = 1, # hidden layers of `width` units (784-h-10 or 784-h-h-10)
                      n_per_class: int = 100, steps: int = 1000, lr: float = 0.1, k: int = 40, # top k by Lanczos
-                     probes: int = 4, slq_steps: int = 60, seed: int = 0) -> dict:
+                     probes: int = 4, slq_steps: int = 60, seed: int = 0) -> TrainedTop:
     "Full-batch GD on Fashion-MNIST (the run cache), then the top k of H (Lanczos) and an SLQ quadrature of its spectrum, cached."
     cfg = fmnist_config(n_per_class, {"arch": "mlp", "hidden": [width] * depth}, seed, lr=lr, max_steps=steps, log_every=steps)
     def compute():
@@ -218,14 +238,13 @@ def fmnist_width_run(width: int, depth: int = 1, # hidden layers of `width` unit
         # loose tol * |H|; at tol 1e-3 the 40th value came out -0.017 instead of 0.121
         e = lanczos(obj.H, k=k, vectors=False, max_iter=12 * k + 600)
         q = slq(obj.H, probes=probes, steps=slq_steps, seed=seed)
-        return {"top": e.values, "converged": e.converged, "nodes": q.nodes, "weights": q.weights, "P": obj.num_params,
-                **r.history[-1]}
-    return cached("fmnist_width", {"run": cfg.key(), "k": k, "probes": probes, "slq_steps": slq_steps,
-                                   "lanczos": "default tol, checked, max_iter 12 k + 600"}, compute)
+        return TrainedTop(e.values, **r.history[-1], P=obj.num_params, converged=e.converged, nodes=q.nodes, weights=q.weights)
+    return cached_top("fmnist_width", {"run": cfg.key(), "k": k, "probes": probes, "slq_steps": slq_steps,
+                                       "lanczos": "default tol, checked, max_iter 12 k + 600"}, compute)
 
-def near_zero_share(res: dict, rel: float = 1e-3) -> float:
+def near_zero_share(res: TrainedTop, rel: float = 1e-3) -> float:
     "The SLQ estimate of the share of eigenvalues within rel x the largest of zero."
-    return float((res["weights"] * (res["nodes"].abs() <= rel * float(res["top"][0]))).sum() / res["weights"].sum())
+    return float((res.weights * (res.nodes.abs() <= rel * float(res.top[0]))).sum() / res.weights.sum())
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #9bdd815d
 def fmnist_width_sweep(scale: str = "book") -> dict:
@@ -242,10 +261,10 @@ def plot_fmnist_widths(sweep: dict, # fmnist_width_sweep(...)
     runs = {h: r for (d, h), r in sweep.items() if d == depth}
     bins = torch.linspace(-0.2, 1.0, 61, dtype=torch.float64)
     for i, (h, r) in enumerate(runs.items()):
-        t = r["top"][:top].double()
+        t = r.top[:top].double()
         axes[0].plot(range(1, len(t) + 1), t.clamp_min(1e-3), "o-", ms=2, lw=1, color=f"C{i}", label=f"h = {h}")
-        x = (r["nodes"].double() / float(r["top"][0])).reshape(-1)
-        counts = torch.histogram(x.clamp(-0.2, 1.0), bins, weight=(r["weights"].double() * r["P"] / r["nodes"].shape[0]).reshape(-1)).hist
+        x = (r.nodes.double() / float(r.top[0])).reshape(-1)
+        counts = torch.histogram(x.clamp(-0.2, 1.0), bins, weight=(r.weights.double() * r.P / r.nodes.shape[0]).reshape(-1)).hist
         axes[1].stairs(counts.clamp_min(0.1), bins, color=f"C{i}", label=f"h = {h}")
     axes[0].set(yscale="log", xlabel="rank", ylabel="eigenvalue of H (Lanczos)")
     axes[1].set(yscale="log", xlabel=r"eigenvalue / largest", ylabel="count (SLQ estimate)")
@@ -255,13 +274,13 @@ def plot_fmnist_widths(sweep: dict, # fmnist_width_sweep(...)
 # %% ../nbs/05_bulk_and_outliers.ipynb #19276dd1
 def fmnist_step_sizes(lrs: tuple = (0.1, 0.01, 0.001), # full-batch step sizes
                       width: int = 30, steps: int = 1000, n_per_class: int = 100, seed: int = 0) -> dict:
-    "{step size: fmnist_width_run(...)} for the 784-width-10 network, and {0.0: the top eigenvalue and loss at the initialisation}."
+    "{step size: fmnist_width_run(...)} for the 784-width-10 network, and {0.0: the top 3 and the metrics at the initialisation}."
     def at_init():
         cfg = fmnist_config(n_per_class, {"arch": "mlp", "hidden": [width]}, seed)
         data = make_data(cfg)
-        obj = Objective(make_model(cfg, data), data.X, data.y)
-        return {"top": lanczos(obj.H, k=3, vectors=False).values, "loss": float(obj.loss())}
-    out = {0.0: cached("fmnist_init_top", {"width": width, "n_per_class": n_per_class, "seed": seed}, at_init)}
+        model = make_model(cfg, data)
+        return TrainedTop(lanczos(Objective(model, data.X, data.y).H, k=3, vectors=False).values, step=0, **evaluate(model, data))
+    out = {0.0: cached_top("fmnist_init_top", {"width": width, "n_per_class": n_per_class, "seed": seed}, at_init)}
     return out | {lr: fmnist_width_run(width, 1, n_per_class, steps, lr, k=10, probes=1, slq_steps=10, seed=seed) for lr in lrs}
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #0af770ba
@@ -371,14 +390,14 @@ FMNIST_BATCH_PAPER = { # Sagun et al. 2017, Fig. 4 (MNIST, read off the plot): t
 def fmnist_batch_run(batch_size: int, # minibatch size of SGD
                      seed: int = 0, # seeds the initialisation, the subset and the minibatch order
                      lr: float = 0.1, steps: int = 300, n_per_class: int = 100,
-                     k: int = 20) -> dict: # how many of the Hessian's largest eigenvalues
+                     k: int = 20) -> TrainedTop: # how many of the Hessian's largest eigenvalues
     "Train the Fashion-MNIST convnet with SGD at one batch size; its k largest Hessian eigenvalues (Lanczos) and metrics, cached."
     cfg = fmnist_config(n_per_class, FMNIST_CNN, seed, lr=lr, batch_size=batch_size, max_steps=steps, log_every=steps)
     def compute():
         r = run(cfg, progress=False)
         e = lanczos(Objective(r.model, r.data.X, r.data.y).H, k=k, tol=1e-3, vectors=False, verify=False)
-        return {"top": e.values, **r.history[-1]}
-    return cached("fmnist_batch", {"run": cfg.key(), "k": k}, compute)
+        return TrainedTop(e.values, **r.history[-1])
+    return cached_top("fmnist_batch", {"run": cfg.key(), "k": k}, compute)
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #55c84ac0
 def fmnist_batch_comparison(scale: str = "book") -> dict:
@@ -403,7 +422,7 @@ def plot_batch_tops(comparison: dict, # fmnist_batch_comparison(...)
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(6, 3.2))[1]
     for i, (label, runs) in enumerate(comparison.items()):
-        v = torch.stack([r["top"][:top].double() for r in runs])
+        v = torch.stack([r.top[:top].double() for r in runs])
         ranks = torch.arange(1, top + 1)
         ax.errorbar(ranks, v.mean(0), yerr=v.std(0), fmt="o-", ms=4, lw=1, capsize=2, color=f"C{i}", label=f"{label}, {len(runs)} seeds")
         ref = next((p for k, p in paper.items() if label.startswith(k)), None)

@@ -183,25 +183,25 @@ def _refuse_shared_samples(self: ObjectiveChecks):
     import torch.distributed as dist
     sig = self.batches.signatures if self.X is None else sample_signatures(self.X, self.y)
     n = torch.tensor([len(sig)], dtype=torch.int64, device=comm_device(self.group))
-    sizes = [torch.empty_like(n) for _ in range(self.world_size)]
-    dist.all_gather(sizes, n, group=self.group)
+    sizes = [torch.empty_like(n) for _ in range(self.world_size)]; dist.all_gather(sizes, n, group=self.group)
     most = int(max(int(s) for s in sizes))
-    pad = torch.full((most, 2), float("nan"), dtype=torch.float64)
-    pad[:len(sig)] = sig
+    pad = torch.full((most, 2), float("nan"), dtype=torch.float64); pad[:len(sig)] = sig
     rows = [torch.empty_like(pad).to(comm_device(self.group)) for _ in range(self.world_size)]
     dist.all_gather(rows, pad.to(comm_device(self.group)), group=self.group)
     every = torch.cat([torch.cat([r.cpu(), torch.full((most, 1), float(i), dtype=torch.float64)], 1)
                        for i, r in enumerate(rows)])
     every = every[~every[:, 0].isnan()]
-    s = every[torch.sort(every[:, 1], stable=True).indices]
-    s = s[torch.sort(s[:, 0], stable=True).indices]
+    s = every[torch.sort(every[:, 1], stable=True).indices]; s = s[torch.sort(s[:, 0], stable=True).indices]
     same = (s[1:, :2] == s[:-1, :2]).all(1) & (s[1:, 2] != s[:-1, 2])
-    shared = int(same.sum())
+    shared, twice = int(same.sum()), {tuple(r) for r in torch.cat([s[1:][same], s[:-1][same]])[:, :2].tolist()}
+    ends = [tuple(rows[i][j].tolist()) for i in range(self.world_size) for j in {0, int(sizes[i]) - 1} if int(sizes[i])]
     if shared > max(self.world_size, len(every) // 1000):
-        raise ValueError(f"{shared:,} samples appear on more than one process (the shards overlap: {len(every):,} samples "
-                         f"counted, fewer distinct), so every mean would count them twice. Give each process a disjoint "
-                         "part: a DistributedSampler with the same seed on every process (it splits one shuffle), or "
-                         "slices that do not overlap.")
+        raise ValueError(f"{shared:,} samples appear on more than one process (the shards overlap: {len(every):,} counted, "
+                         f"fewer distinct), so every mean would count them twice. Give each process a disjoint part: a "
+                         "DistributedSampler with one seed on every process (it splits one shuffle), or disjoint slices.")
+    if shared and any(e in twice for e in ends):  # a repeat in the data rarely sits at an end; an off-by-one slice does
+        raise ValueError(f"the shards overlap where they meet: a sample at the end of one process's part is also on "
+                         f"another ({shared} shared in all). Slices off by one? Use X[a:b] on one and X[b:c] on the next.")
 
 @patch
 def require_unsharded(self: ObjectiveChecks, what: str):

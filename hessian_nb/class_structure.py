@@ -31,6 +31,11 @@ def _labels(obj: Objective, y: torch.Tensor) -> torch.Tensor:
                              "these targets are real-valued (a regression), so there are no classes to average over.")
         y = y.argmax(1)
     if obj.num_classes < 2: raise ValueError(f"the model has C = {obj.num_classes} output: the class structure needs at least two classes.")
+    if not obj.loss_fn.by_logit:
+        raise ValueError(f"the class structure reads column c' of each sample's loss-Hessian factor as logit c' (cross-entropy's "
+                         f"sqrt(p_c') (e_c' - p)); the loss {obj.loss_fn.name!r} has its factor from an eigendecomposition, "
+                         "whose columns come in their own order and signs. Use loss='ce' or 'mse', or a Loss whose "
+                         "factor(z, y) is indexed by logit, with by_logit = True.")
     return y
 
 def _check_counts(counts: torch.Tensor):

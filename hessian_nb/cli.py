@@ -71,9 +71,9 @@ def batches_markdown(comparison: dict, scale: str|None = None) -> str:
     "Small against large batch over seeds: the top 10 of H (mean and standard deviation), loss and test accuracy."
     rows = []
     for label, runs in comparison.items():
-        v = torch.stack([r["top"][:10].double() for r in runs])
+        v = torch.stack([r.top[:10].double() for r in runs])
         rows.append([label, str(len(runs)), ", ".join(f"{m:.3g} ({s:.2g})" for m, s in zip(v.mean(0), v.std(0))),
-                     f"{sum(r['loss'] for r in runs) / len(runs):.3g}", f"{sum(r['test_acc'] for r in runs) / len(runs):.3f}"])
+                     f"{sum(r.loss for r in runs) / len(runs):.3g}", f"{sum(r.test_acc for r in runs) / len(runs):.3f}"])
     return _md(["batch", "seeds", "top 10 eigenvalues of H, mean (std)", "training loss", "test accuracy"], rows) + \
         f"\n\npaper (MNIST): {bulk.FMNIST_BATCH_PAPER}"
 
@@ -81,8 +81,8 @@ def grid_markdown(grid: dict, scale: str|None = None) -> str:
     "Large (512) against small (10) batch over step sizes and step counts: top eigenvalues, their ratio per seed, losses."
     rows = []
     for (lr, steps), r in grid.items():
-        L, S = (torch.tensor([float(x["top"][0]) for x in r[b]]) for b in (512, 10))
-        mean = lambda b, k: sum(x[k] for x in r[b]) / len(r[b])
+        L, S = (torch.tensor([float(x.top[0]) for x in r[b]]) for b in (512, 10))
+        mean = lambda b, k: sum(getattr(x, k) for x in r[b]) / len(r[b])
         span = lambda t, f: f"{t.mean():{f}} ({t.min():{f}}-{t.max():{f}})"
         rows.append([str(lr), str(steps), f"{2 / lr:.0f}", span(L, ".1f"), span(S, ".1f"), span(L / S, ".2f"),
                      f"{mean(512, 'loss'):.3g} / {mean(10, 'loss'):.3g}", f"{mean(512, 'test_acc'):.3f} / {mean(10, 'test_acc'):.3f}"])
@@ -93,10 +93,10 @@ def widths_markdown(sweep: dict, scale: str|None = None) -> str:
     "The Fashion-MNIST width sweep: the top 5 and the last of the top k of H, their ratio, SLQ's share near 0, the fit."
     rows = []
     for (d, h), r in sweep.items():
-        top = r["top"].double()
-        rows.append([str(d), str(h), f"{r['P']:,}", _g(top[:5]), f"{float(top[-1]):.3g}", f"{float(top[0] / top[-1]):.0f}",
-                     f"{bulk.near_zero_share(r):.3f}", f"{r['loss']:.3g}", f"{r.get('acc', float('nan')):.3f}"])
-    k = len(next(iter(sweep.values()))["top"])
+        top = r.top.double()
+        rows.append([str(d), str(h), f"{r.P:,}", _g(top[:5]), f"{float(top[-1]):.3g}", f"{float(top[0] / top[-1]):.0f}",
+                     f"{bulk.near_zero_share(r):.3f}", f"{r.loss:.3g}", f"{r.acc:.3f}"])
+    k = len(next(iter(sweep.values())).top)
     return _md(["hidden layers", "width", "P", "top 5 of H", f"{k}th", f"top / {k}th", "SLQ share within 1e-3 of 0",
                 "training loss", "training acc."], rows)
 
@@ -152,8 +152,9 @@ def runs_table(result: dict) -> str:
     lines = [f"{'configuration':>22} | {'runs':>4} | {'top 3 eigenvalues of H':>30} | loss | test acc"]
     for key, rs in result.items():
         rs = rs if isinstance(rs, list) else [rs]
-        top = torch.stack([r["top"][:3].double() for r in rs]).mean(0)
-        loss, acc = (sum(r.get(k, float("nan")) for r in rs) / len(rs) for k in ("loss", "test_acc"))
+        top = torch.stack([r.top[:3].double() for r in rs]).mean(0)
+        loss, acc = (sum(float("nan") if getattr(r, k) is None else getattr(r, k) for r in rs) / len(rs)
+                     for k in ("loss", "test_acc"))
         lines.append(f"{str(key):>22} | {len(rs):>4} | {_top(top):>30} | {loss:.2g} | {acc:.3f}")
     return "\n".join(lines)
 
@@ -175,7 +176,7 @@ def grid_table(result: dict) -> str:
     "(lr, steps) -> {batch: runs over seeds}: the mean top eigenvalue of each batch and their ratio."
     lines = [f"{'lr':>5} | {'steps':>5} | {'top, batch 512':>14} | {'top, batch 10':>13} | ratio"]
     for (lr, steps), r in result.items():
-        L, S = (sum(float(x["top"][0]) for x in r[b]) / len(r[b]) for b in (512, 10))
+        L, S = (sum(float(x.top[0]) for x in r[b]) / len(r[b]) for b in (512, 10))
         lines.append(f"{lr:>5} | {steps:>5} | {L:>14.3g} | {S:>13.3g} | {L / S:.2f}")
     return "\n".join(lines)
 

@@ -32,7 +32,9 @@ class Loss:
     # mean: a mean over samples by construction (False: the Objective checks a batch against its halves)
     # rank_deficit: directions of the logits every sample's Hessian misses (softmax: 1, all ones), so rank G <= N (C - it)
     # replaces_curvature: hessian and factor are not those of __call__ on purpose (a control, chapter 6b): not checked
-    name, convex, mean, rank_deficit, replaces_curvature = "custom", None, False, 0, False
+    # by_logit: column c' of factor(z, y) belongs to logit c' (closed forms), as Papyan's class pieces read it; an
+    # eigendecomposition's columns come in its own order and signs
+    name, convex, mean, rank_deficit, replaces_curvature, by_logit = "custom", None, False, 0, False, False
     def __init__(
         self,
         fn: Callable|None = None, # (logits, y) -> mean loss; derivatives by autodiff
@@ -92,7 +94,7 @@ def factor(self: Loss, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/00b_losses.ipynb #658b2d4b
 class CrossEntropy(Loss):
     "Softmax cross-entropy with integer labels: closed-form derivatives in the logits."
-    name, convex, mean, rank_deficit = "ce", True, True, 1
+    name, convex, mean, rank_deficit, by_logit = "ce", True, True, 1, True
     def __call__(self, z, y): return ce(z, y)
     def check_y(self, y):
         if y.is_floating_point() or y.ndim != 1 or y.dtype == torch.bool:
@@ -122,7 +124,7 @@ class CrossEntropy(Loss):
 class SquaredError(Loss):
     ("Half the squared error summed over outputs: gradient z - y, Hessian and factor "
      "the identity.")
-    name, convex, mean = "mse", True, True
+    name, convex, mean, by_logit = "mse", True, True, True
     def __call__(self, z, y): return mse(z, y)
     def targets(self, y, C, dtype):
         "Float targets (N, C) as given; integer labels (N,) one-hot."

@@ -92,9 +92,25 @@ def dense(self: Operator, progress: bool|None = None) -> torch.Tensor:
     return torch.cat(cols, 1)
 
 # %% ../nbs/00d_operators.ipynb #b2d710a7
+def _check_square(A: torch.Tensor):
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError("a matrix operand must be square (P, P), got shape "
+                         f"{tuple(A.shape)}.")
+    if A.shape[0] == 0:
+        raise ValueError("the matrix is 0 x 0: an operator needs a dimension P >= 1.")
+
 class DenseOp(Operator):
-    "A stored symmetric matrix as an operator."
+    "A stored symmetric matrix as an operator (checked: square, real, finite, symmetric)"
     def __init__(self, M: torch.Tensor, name: str = "a dense matrix"):
+        _check_square(M)
+        if not M.is_floating_point():
+            raise TypeError("a matrix operand must be real floating point, got "
+                            f"{M.dtype}: pass A.double().")
+        check_finite("the matrix", M)
+        if not torch.allclose(M, M.T, rtol=1e-10, atol=1e-12 * float(M.abs().max())):
+            gap = float((M - M.T).abs().max())
+            raise ValueError(f"the matrix is not symmetric (max |A - A^T| = "
+                             f"{gap:.2e}): use (A + A.T) / 2.")
         super().__init__(M.shape[0], M.dtype, M.device, name)
         self.M = M
     def _matmat(self, V): return self.M @ V
@@ -162,15 +178,10 @@ def as_op(A, # a square tensor, an Operator, a scipy LinearOperator, a curvlinop
     if type(A).__name__ == "Objective":
         raise TypeError("an Objective is a loss, not an operator: pass obj.H (its Hessian), or ggn_op(obj) / residual_op(obj).")
     if torch.is_tensor(A):
-        if A.ndim != 2 or A.shape[0] != A.shape[1]: raise ValueError(f"a matrix operand must be square (P, P), got shape {tuple(A.shape)}.")
-        if A.shape[0] == 0: raise ValueError("the matrix is 0 x 0: an operator needs a dimension P >= 1.")
+        _check_square(A)
         if A.layout != torch.strided:  # a torch sparse matrix: products without densifying; eigensolvers check symmetry
             return FunctionOp(lambda V: A @ V, A.shape[0], A.dtype, A.device, name or "a sparse matrix")
-        if not A.is_floating_point(): raise TypeError(f"a matrix operand must be real floating point, got {A.dtype}: pass A.double().")
-        check_finite("the matrix", A)
-        if not torch.allclose(A, A.T, rtol=1e-10, atol=1e-12 * float(A.abs().max())):
-            raise ValueError(f"the matrix is not symmetric (max |A - A^T| = {float((A - A.T).abs().max()):.2e}): use (A + A.T) / 2.")
-        return DenseOp(A, name or "a dense matrix")
+        return DenseOp(A, name or "a dense matrix")  # checks the rest
     if hasattr(A, "shape") and len(getattr(A, "shape", ())) == 2 and (hasattr(A, "matmat") or hasattr(A, "__matmul__")):
         return _foreign_op(A, dtype, name)
     if callable(A):

@@ -35,7 +35,8 @@ __all__ = ['CACHE_VERSION', 'code_version', 'CorruptCheckpoint', 'atomic_save', 
            'one_thread', 'cache_root', 'CacheNotWritable', 'check_writable', 'run_lock', 'cached']
 
 # %% ../nbs/01c_store.ipynb #bba7e0cc
-# the layout of a stored entry or checkpoint (what keys it holds): not a code version, which code_version derives
+# the layout of a stored entry or checkpoint (what keys it holds); not a code
+# version: code_version derives that
 CACHE_VERSION = 4
 
 # %% ../nbs/01c_store.ipynb #dae34f51
@@ -77,6 +78,15 @@ def _constant(name: str, v) -> bool:
     "A value that is part of the code: a number, string or tuple, or a list or dict named as a constant (UPPER_CASE)."
     return _plain(v) and (type(v) not in (list, dict) or name.isupper())
 
+def _instance(f) -> bool: return callable(f) and not (inspect.isroutine(f) or inspect.isclass(f))
+
+def _inner(f) -> tuple:
+    "What a partial, a bound method or a callable object runs, and the plain data it carries (arguments, attributes)."
+    if isinstance(f, functools.partial): return f.func, [a for a in (*f.args, *sorted(f.keywords.items())) if _plain(a)]
+    obj, inner = (f.__self__, f.__func__) if inspect.ismethod(f) else (f, type(f))
+    state = sorted((k, v) for k, v in (vars(obj).items() if hasattr(obj, "__dict__") else ()) if _plain(v))
+    return inner, state
+
 def code_version(*fns: Callable) -> str:
     "A 16-digit hash of the code `fns` run, following every function, class and constant of this package they name."
     home = {"hessian_nb"} | {(getattr(f, "__module__", None) or "").split(".")[0] for f in fns}
@@ -85,6 +95,9 @@ def code_version(*fns: Callable) -> str:
     while todo:
         f = todo.pop()
         if hasattr(f, "__wrapped__"): f = inspect.unwrap(f)  # functools.wraps, lru_cache
+        if isinstance(f, functools.partial) or inspect.ismethod(f) or _instance(f):  # the code it runs, and its data
+            inner, data = _inner(f)
+            parts.setdefault(f"{getattr(inner, '__qualname__', '')} with", []).append(repr(data)); todo.append(inner); continue
         if isinstance(f, (staticmethod, classmethod)): f = f.__func__
         if isinstance(f, property): todo += [g for g in (f.fget, f.fset, f.fdel) if g]; continue
         if id(f) in seen or not (inspect.isfunction(f) or inspect.isclass(f)): continue
@@ -94,6 +107,7 @@ def code_version(*fns: Callable) -> str:
                 [repr((k, v)) for k, v in vars(f).items() if not k.startswith("__") and _plain(v)]  # fields' defaults
             todo += [v for v in vars(f).values()] + [b for b in f.__mro__[1:] if ours(b)]; continue
         parts[f.__qualname__], (uses, names) = list(_code_parts(f.__code__, f.__doc__)), _uses(f)
+        uses += [("", v) for v in (*(f.__defaults__ or ()), *(f.__kwdefaults__ or {}).values())]  # default arguments
         for n, v in uses:
             if inspect.ismodule(v): v = dict((a, getattr(v, a)) for a in names if hasattr(v, a)) if v.__name__.split(".")[0] in home else {}
             for m, x in (v.items() if type(v) is dict and not _plain(v) else [(n, v)]):  # a module, a registry: each entry

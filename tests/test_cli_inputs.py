@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from hessian_nb.bulk import TrainedTop
+
 from hessian_nb import cli
 from hessian_nb.data import FASHION_MNIST_FILES, blobs, digits, fashion_mnist, subset, two_blobs
 from hessian_nb.store import cache_root
@@ -232,9 +234,9 @@ def test_every_table_prints_its_kind_of_result():
         def __init__(self, top, count): self.H, self.P, self.count_H, self.loss = torch.tensor(top), 10, count, 0.5
     draws = cli.draws_table({2: [Facts([3.0, 2.0, 0.1], 2), Facts([5.0, 1.0, 0.1], None)]})
     assert draws.splitlines()[1].split("|")[3].strip() == "2 -" and draws.splitlines()[1].endswith("| 3")  # torch: the lower median
-    runs = cli.runs_table({"small": [{"top": torch.tensor([4.0, 2.0, 1.0]), "loss": 0.1, "test_acc": 0.8},
-                                     {"top": torch.tensor([2.0, 2.0, 1.0]), "loss": 0.3, "test_acc": 0.6}],
-                           0.0: {"top": torch.tensor([1.0, 0.5, 0.2]), "loss": 2.3}})  # no test set: nan, no error
+    top = lambda t, loss, test_acc=None: TrainedTop(torch.tensor(t), 10, loss, 0.5, 1e-3, test_acc=test_acc)
+    runs = cli.runs_table({"small": [top([4.0, 2.0, 1.0], 0.1, 0.8), top([2.0, 2.0, 1.0], 0.3, 0.6)],
+                           0.0: top([1.0, 0.5, 0.2], 2.3)})  # no test set: nan, no error
     small, init = runs.splitlines()[1:]
     assert "|    2 |" in small and "3, 2, 1" in small and "| 0.2 | 0.700" in small, small
     assert init.endswith("| 2.3 | nan"), init

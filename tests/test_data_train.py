@@ -310,3 +310,15 @@ def test_fit_own_model_and_data_without_test_set():
     with pytest.raises(TypeError, match=r"use data.to\(torch.float64\)"):
         train(TrainConfig(max_steps=1), d, torch.nn.Linear(3, 2).double())
     assert from_tensors(X, y, test_fraction=0).X_test is None  # nothing held out: no test set, not an empty one
+
+
+def test_a_runs_key_carries_the_version_of_the_training_code(monkeypatch):
+    "Another training loop (or data or model builder) names another run: no cached run of the old code is read back."
+    cfg = TrainConfig(**SMALL, max_steps=5)
+    k0 = cfg.key()
+    for name in ("train", "make_data", "make_model"):
+        real = getattr(tr, name)
+        monkeypatch.setattr(tr, name, lambda *a, real=real, **k: real(*a, **k))
+        assert cfg.key() != k0, name
+        monkeypatch.setattr(tr, name, real)
+    assert cfg.key() == k0

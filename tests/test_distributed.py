@@ -242,7 +242,15 @@ def task_overlapping_shards(rank):
     return {"error": None}
 
 
-TASKS = {"other_loss": task_other_loss, "different_calls": task_different_calls,
+def task_off_by_one_shards(rank, shared=1):
+    model, X, y = problem()
+    s = slice(0, SPLIT + shared) if rank == 0 else slice(SPLIT, N)  # the boundary sample(s) on both: an off-by-one slice
+    Objective(model, X[s], y[s], group=True)
+    return {"error": None}
+
+
+TASKS = {"off_by_one": task_off_by_one_shards, "off_by_two": lambda rank: task_off_by_one_shards(rank, 2),
+         "other_loss": task_other_loss, "different_calls": task_different_calls,
          "embedding_models_differ": task_embedding_models_differ, "overlapping_shards": task_overlapping_shards,
          "same": task_same, "bad_shard": task_bad_shard, "bad_params": task_bad_params,
          "fails_mid_lanczos": task_fails_mid_lanczos, "other_seed": task_other_seed, "mixed_dtype": task_mixed_dtype,
@@ -345,7 +353,9 @@ def test_models_that_differ_refused_at_construction(tmp_path, task, says):
 
 @pytest.mark.parametrize("task, says", [("other_loss", "the loss differs between processes"),
                                         ("embedding_models_differ", "seeded probe batch"),
-                                        ("overlapping_shards", "200 samples appear on more than one process")])
+                                        ("overlapping_shards", "200 samples appear on more than one process"),
+                                        ("off_by_one", "the shards overlap where they meet"),
+                                        ("off_by_two", "the shards overlap where they meet")])
 def test_shards_that_are_not_one_objective_refused(tmp_path, task, says):
     res = spawn(task, tmp_path)
     for r in (0, 1):

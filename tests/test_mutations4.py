@@ -77,8 +77,9 @@ def test_a_checkpoint_at_the_last_step_can_be_resumed():
 def test_the_near_zero_share_is_a_share_over_several_probes():
     "Two probes, each with half its weight at 0: the share is 0.5 (without the normalisation, 1.0)."
     from hessian_nb.bulk import near_zero_share
-    res = {"top": torch.tensor([2.0, 1.0]), "nodes": torch.tensor([[0.0, 2.0], [0.0, 2.0]]),
-           "weights": torch.tensor([[0.5, 0.5], [0.5, 0.5]])}
+    from hessian_nb.bulk import TrainedTop
+    res = TrainedTop(torch.tensor([2.0, 1.0]), 10, 0.1, 1.0, 1e-3, nodes=torch.tensor([[0.0, 2.0], [0.0, 2.0]]),
+                     weights=torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
     assert near_zero_share(res) == pytest.approx(0.5)
 
 
