@@ -5,6 +5,7 @@
 # %% ../nbs/06b_class_structure_at_scale.ipynb #720382e0
 from __future__ import annotations
 import math
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -23,11 +24,10 @@ from .store import cached
 from .train import TrainConfig, evaluate, run, run_at
 
 # %% auto #0
-__all__ = ['REGIME', 'REGIME_RULE', 'REGIME_SCALES', 'within_class', 'class_facts', 'penultimate', 'collapse_facts', 'ProfileCE',
+__all__ = ['within_class', 'ClassFacts', 'Collapse', 'ControlFacts', 'class_facts', 'penultimate', 'collapse_facts', 'ProfileCE',
            'control_loss', 'control_facts', 'map_config', 'map_run', 'map_point', 'map_control', 'map_points',
            'class_map', 'map_fit_points', 'class_map_fit', 'map_seed_points', 'class_map_seeds', 'map_rows',
-           'plot_class_map', 'regime_config', 'regime_stage', 'papyan_regime', 'regime_rows', 'regime_verdict',
-           'plot_regime', 'count_point', 'embedding_along', 'plot_embedding']
+           'plot_class_map', 'count_point', 'embedding_along', 'plot_embedding']
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #0819bf43
 def within_class(model: nn.Module, data: Data, # the network and its training data
@@ -51,9 +51,40 @@ def within_class(model: nn.Module, data: Data, # the network and its training da
             "tr_G3_same": float(dev[same].sum() / N),
             "heavy_G": top(per.sum(1)), "heavy_G3": top(dev.sum(1))}
 
+# %% ../nbs/06b_class_structure_at_scale.ipynb #58d74a0e
+@dataclass
+class ClassFacts:
+    "What `class_facts` measured on one network: spectra (descending), top-C overlap, tightness, traces, metrics."
+    G: torch.Tensor # the top C eigenvalues of G (Lanczos)
+    G1: torch.Tensor # G1's nonzero eigenvalues (C; C - 1 where the class means sum to zero)
+    G012: torch.Tensor # the top C of G0 + G1 + G2
+    overlap: float # of the top-C eigenspaces of G and G1
+    tightness: float # the delta_{c,c'}'s spread around delta_c over the centres' distance
+    tightness_logit: float # the same around the logit centres (the mean over c != c')
+    tr_G0: float; tr_G1: float; tr_G2: float # the pieces' traces
+    tr_G: float; tr_G3: float; tr_G3_same: float # G's, G3's, and G3's from the c' = c columns
+    heavy_G: float; heavy_G3: float # the heaviest 5% of samples' share of tr G and of tr G3
+    loss: float; acc: float; grad_norm: float # the network's metrics (evaluate)
+    test_loss: float|None = None; test_acc: float|None = None
+    step: int|None = None # the snapshot of its run it was measured at
+
+@dataclass
+class Collapse:
+    "What `collapse_facts` measured: NC1 of the penultimate features and the wrong-class probability 1 - p_{i,y_i}."
+    nc1: float # tr(Sigma_W Sigma_B^+) / C
+    wrong_mass: float # its mean over the samples
+    wrong_decades: float # its spread over the samples, in decades
+    top_wrong_share: float # the share of it on each sample's likeliest wrong class, averaged
+
+@dataclass
+class ControlFacts:
+    "What `control_facts` measured under a profile: top-C(G) over top-C(G1) (median and largest over k), overlap."
+    ratio: float; ratio_max: float; overlap: float
+    k: int # C, or C - 1 where G1 has rank C - 1
+
 # %% ../nbs/06b_class_structure_at_scale.ipynb #da42480c
 def class_facts(model: nn.Module, data: Data, # a network and its training data
-                tol: float = 1e-4) -> dict: # Lanczos tolerance for the top C of G
+                tol: float = 1e-4) -> ClassFacts: # Lanczos tolerance for the top C of G
     "Top C of G, G0+G1+G2 and G1, top-C overlap, tightness and within-class traces."
     obj = Objective(model, data.X, data.y)
     C = obj.num_classes
@@ -72,12 +103,12 @@ def class_facts(model: nn.Module, data: Data, # a network and its training data
     dl = (dcc * off[:, :, None]).sum(0) / (C - 1)   # (C', P)
     dev_l = (dcc - dl[None, :, :]).transpose(0, 1)[off]
     spread_l = dev_l.reshape(C, C - 1, -1).pow(2).sum(2).mean(1).sqrt()
-    return {"G": top.values, "G1": e1, "G012": e012,
-            "overlap": subspace_overlap(top.vectors, Q1),
-            "tightness": float(spread.mean() / dist),
-            "tightness_logit": float(spread_l.mean() / torch.pdist(dl).mean()),
-            **{f"tr_G{k}": float(a.pow(2).sum()) for k, a in enumerate((A0, A1, A2))},
-            **within_class(model, data, dcc), **evaluate(model, data)}
+    traces = {f"tr_G{k}": float(a.pow(2).sum()) for k, a in enumerate((A0, A1, A2))}
+    tight = float(spread.mean() / dist)
+    tight_logit = float(spread_l.mean() / torch.pdist(dl).mean())
+    return ClassFacts(top.values, e1, e012, subspace_overlap(top.vectors, Q1), tight,
+                      tight_logit, **traces, **within_class(model, data, dcc),
+                      **evaluate(model, data))
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #9878aa7f
 def penultimate(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
@@ -97,7 +128,7 @@ def _wrong_classes(z: torch.Tensor, y: torch.Tensor) -> tuple:
     zw = z.masked_fill(F.one_hot(y, z.shape[1]).bool(), float("-inf"))
     return zw, torch.logsumexp(zw, 1) - torch.logsumexp(z, 1)
 
-def collapse_facts(model: nn.Module, data: Data) -> dict:
+def collapse_facts(model: nn.Module, data: Data) -> Collapse:
     "NC1 of the penultimate features; the wrong-class probability: its mean, its spread in decades, its top class's share."
     H, y, C = penultimate(model, data.X).double(), data.y, data.num_classes
     mu = torch.stack([H[y == c].mean(0) for c in range(C)])        # class means of the features
@@ -105,9 +136,8 @@ def collapse_facts(model: nn.Module, data: Data) -> dict:
     nc1 = float(torch.trace((W.T @ W / len(H)) @ torch.linalg.pinv(B.T @ B / C, hermitian=True)) / C)
     with torch.no_grad(): z = model(data.X).double()
     zw, log_wrong = _wrong_classes(z, y)
-    return {"nc1": nc1, "wrong_mass": float(log_wrong.exp().mean()),
-            "wrong_decades": float((log_wrong.max() - log_wrong.min()) / math.log(10)),
-            "top_wrong_share": float((zw.max(1).values - torch.logsumexp(zw, 1)).exp().mean())}
+    return Collapse(nc1, float(log_wrong.exp().mean()), float((log_wrong.max() - log_wrong.min()) / math.log(10)),
+                    float((zw.max(1).values - torch.logsumexp(zw, 1)).exp().mean()))
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #aa08adb7
 class ProfileCE(CrossEntropy):
@@ -146,7 +176,7 @@ def control_loss(model: nn.Module, data: Data, profile: str) -> ProfileCE:
         return ProfileCE(profile, class_logits=torch.stack([z[data.y == c].mean(0) for c in range(data.num_classes)]))
     return ProfileCE(profile)
 
-def control_facts(model: nn.Module, data: Data, profile: str, tol: float = 1e-4) -> dict:
+def control_facts(model: nn.Module, data: Data, profile: str, tol: float = 1e-4) -> ControlFacts:
     ("Top-C(G) over top-C(G1) (median over k <= C, and the largest) and their overlap, at the profile's probabilities. "
      "Where G1 has rank C - 1 (its class means summing to zero, as a symmetric profile can make them), the top C - 1.")
     obj = Objective(model, data.X, data.y, loss=control_loss(model, data, profile))
@@ -154,8 +184,7 @@ def control_facts(model: nn.Module, data: Data, profile: str, tol: float = 1e-4)
     k = min(obj.num_classes, len(e1))
     top = lanczos(ggn_op(obj), k=k, tol=tol, vectors=True, verify=False)
     r = top.values.double() / e1[:k].double()
-    return {"G/G1": float(r.median()), "G/G1 max": float(r.max()), "overlap": subspace_overlap(top.vectors, Q1[:, :k]),
-            "k": k}
+    return ControlFacts(float(r.median()), float(r.max()), subspace_overlap(top.vectors, Q1[:, :k]), k)
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #2709fb62
 def map_config(point: dict) -> TrainConfig:
@@ -180,19 +209,19 @@ def map_run(point: dict) -> tuple:
     return run(cfg).data, {s: run_at(cfg, s) for s in cfg.checkpoints}
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #243503cb
-def map_point(point: dict) -> list[dict]:
+def map_point(point: dict) -> list[ClassFacts]:
     "class_facts at each snapshot of one map run (see map_config), cached under the run's key."
     def compute():
         data, snaps = map_run(point)
-        return [{"step": step, **class_facts(model, data)} for step, model in snaps.items()]
-    return cached("class_map", {"run": map_config(point).key()}, compute)
+        return [asdict(replace(class_facts(model, data), step=step)) for step, model in snaps.items()]
+    return [ClassFacts(**f) for f in cached("class_map", {"run": map_config(point).key()}, compute)]
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #8a693406
-def map_control(point: dict, profile: str = "symmetric") -> dict:
+def map_control(point: dict, profile: str = "symmetric") -> ControlFacts:
     "control_facts at the end of one map run, under `profile`, cached under the run's key."
     cfg = map_config(point)
-    return cached("class_map_control", {"run": cfg.key(), "profile": profile},
-                  lambda: control_facts(run_at(cfg, cfg.checkpoints[-1]), run(cfg).data, profile))
+    return ControlFacts(**cached("class_map_control", {"run": cfg.key(), "profile": profile},
+                                 lambda: asdict(control_facts(run_at(cfg, cfg.checkpoints[-1]), run(cfg).data, profile))))
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #3556b5cd
 def map_points(scale: str = "book") -> dict:
@@ -245,12 +274,12 @@ def map_rows(cmap: dict) -> list[dict]:
     rows = []
     for label, stages in cmap.items():
         for f in stages:
-            r1, r012 = f["G"].double() / f["G1"].double(), f["G"].double() / f["G012"].double()
-            rows.append({"run": label, "step": f["step"], "G/G1": float(r1.median()), "G/G1 max": float(r1.max()),
-                         "G/G012": float(r012.median()), "overlap": f["overlap"], "tightness": f["tightness"], "tightness by c'": f["tightness_logit"],
-                         **{f"share G{k}": f[f"tr_G{k}"] / f["tr_G"] for k in range(4)},
-                         "G3 from c'=c": f["tr_G3_same"] / f["tr_G3"], "heaviest 5%": f["heavy_G"],
-                         "loss": f["loss"], "acc": f["acc"], "test_acc": f["test_acc"]})
+            r1, r012 = f.G.double() / f.G1.double(), f.G.double() / f.G012.double()
+            rows.append({"run": label, "step": f.step, "G/G1": float(r1.median()), "G/G1 max": float(r1.max()),
+                         "G/G012": float(r012.median()), "overlap": f.overlap, "tightness": f.tightness, "tightness by c'": f.tightness_logit,
+                         **{f"share G{k}": getattr(f, f"tr_G{k}") / f.tr_G for k in range(4)},
+                         "G3 from c'=c": f.tr_G3_same / f.tr_G3, "heaviest 5%": f.heavy_G,
+                         "loss": f.loss, "acc": f.acc, "test_acc": f.test_acc})
     return rows
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #3e1234f1
@@ -275,105 +304,8 @@ def plot_class_map(rows: list[dict], axes=None):
     axes[1].legend(frameon=False, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), handlelength=1, columnspacing=0.8)
     return axes
 
-# %% ../nbs/06b_class_structure_at_scale.ipynb #a0b640b0
-REGIME = {"width": 8, "n_per_class": 100, "epochs": 200, "lr": 0.05}  # the recipe's free choices (see the text)
-REGIME_RULE = {"G/G1": 1.5, "overlap": 0.9}  # at most / at least, median over k <= C, at the end of training
-
-def regime_config(seed: int = 0, width: int = 8, # the first convolution's channels (VGG11: 64)
-                  n_per_class: int = 100, epochs: int = 200, lr: float = 0.05,
-                  device: str = "cpu") -> TrainConfig: # "cuda": trained and measured on a GPU
-    ("Papyan's recipe as a registered run: Fashion-MNIST padded to 32 x 32 and normalised (100 test images per class), "
-     "VGG11 with BatchNorm at `width`, float32, SGD with momentum 0.9, weight decay 5e-4, batch 128, the learning rate "
-     "divided by 10 at 1/3 and 2/3 of `epochs`; checkpoints there and at the end.")
-    steps = epochs * math.ceil(10 * n_per_class / 128)
-    marks = (steps // 3, 2 * steps // 3)
-    data = {"name": "fashion_mnist", "n_per_class": n_per_class, "n_test_per_class": 100, "image": True, "pad": 2,
-            "normalize": True, "seed": seed}
-    return TrainConfig(data=data, model={"arch": "vgg", "width": width}, lr=lr, batch_size=128, max_steps=steps,
-                       grad_tol=0, momentum=0.9, weight_decay=5e-4, lr_milestones=marks, checkpoints=(*marks, steps),
-                       seed=seed, dtype="float32", log_every=max(1, steps // 20), device=device)
-
-# %% ../nbs/06b_class_structure_at_scale.ipynb #d2f848a3
-def regime_stage(cfg: TrainConfig, step: int, # a run and one of its checkpoints
-                 profiles: tuple = ("symmetric",)) -> dict:
-    "class_facts and collapse_facts at checkpoint `step` of run `cfg`, and control_facts under each profile; each cached."
-    key = {"run": cfg.key(), "step": step}
-    model = lambda: run_at(cfg, step)
-    facts = cached("regime_facts", key, lambda: {**class_facts(model(), run(cfg).data), **collapse_facts(model(), run(cfg).data)})
-    control = {p: cached("regime_control", key | {"profile": p}, lambda: control_facts(model(), run(cfg).data, p))
-               for p in profiles}
-    return {"step": step, **facts, "control": control}
-
-# runs as (width, seed, stages measured); every run with all three controls at the paper's scale
-REGIME_SCALES = {"book": {"runs": [(8, 0, "end")], "profiles": ("symmetric",)},
-                 "paper": {"runs": [(8, 0, "all"), (8, 1, "all"), (8, 2, "all"), (16, 0, "end")],
-                           "profiles": ProfileCE.PROFILES}}
-
-def papyan_regime(scale: str = "book") -> dict:
-    ("'width w, seed s' -> [regime_stage at each measured checkpoint]; 'book': width 8, one seed, the end of training, the "
-     "symmetric control (about five minutes on two cores); 'paper': three seeds at 1/3, 2/3 and the end and a run at "
-     "twice the width at the end, with the three controls (about an hour).")
-    if scale not in REGIME_SCALES: raise ValueError(f"scale={scale!r}: choose one of {list(REGIME_SCALES)}.")
-    s, out = REGIME_SCALES[scale], {}
-    for width, seed, stages in s["runs"]:
-        cfg = regime_config(seed, **(REGIME | {"width": width}))
-        steps = cfg.checkpoints if stages == "all" else cfg.checkpoints[-1:]
-        out[f"width {width}, seed {seed}"] = [regime_stage(cfg, step, s["profiles"]) for step in steps]
-    return out
-
-# %% ../nbs/06b_class_structure_at_scale.ipynb #16c533bf
-def regime_rows(result: dict) -> list[dict]:
-    "One row per (run, step) of papyan_regime: G/G1 and the overlap, trace shares, collapse numbers, each control's pair."
-    rows = []
-    for label, stages in result.items():
-        width, seed = (int(x.split()[-1]) for x in label.split(", "))
-        for f in stages:
-            r1 = f["G"].double() / f["G1"].double()
-            rows.append({"run": label, "width": width, "seed": seed, "step": f["step"], "G/G1": float(r1.median()), "G/G1 max": float(r1.max()),
-                         "overlap": f["overlap"], **{f"share G{k}": f[f"tr_G{k}"] / f["tr_G"] for k in range(4)},
-                         "heaviest 5%": f["heavy_G"], "nc1": f["nc1"], "wrong decades": f["wrong_decades"],
-                         "top wrong share": f["top_wrong_share"], "wrong mass": f["wrong_mass"], "acc": f["acc"],
-                         "test_acc": f["test_acc"],
-                         **{f"{p} {k}": c[k] for p, c in f["control"].items() for k in ("G/G1", "overlap")}})
-    return rows
-
-def regime_verdict(rows: list[dict], rule: dict = REGIME_RULE, width: int = REGIME["width"]) -> dict:
-    "The rule applied to the last stage of each seed at the recipe's width: does the claim stand, and under the symmetric control?"
-    end = {r["seed"]: r for r in rows if r.get("width", width) == width}  # the last stage of each seed
-    meets = lambda r, pre: r[f"{pre}G/G1"] <= rule["G/G1"] and r[f"{pre}overlap"] >= rule["overlap"]
-    held = [s for s, r in end.items() if meets(r, "")]
-    control = [s for s, r in end.items() if "symmetric G/G1" in r and meets(r, "symmetric ")]
-    return {"seeds": list(end), "held": held, "stands": 2 * len(held) > len(end),
-            "control held": control, "control stands": 2 * len(control) > len(end)}
-
-# %% ../nbs/06b_class_structure_at_scale.ipynb #f3cccaf0
-def plot_regime(rows: list[dict], # regime_rows
-                map_end: list[float]|None = None, # the map's end-of-training G/G1, drawn as a grey band
-                axes=None):
-    ("Left: G/G1 (median over k <= C) along training, per seed, trained probabilities (solid) and symmetric control "
-     "(dashed), Papyan's claim hollow at 1; right: the collapse numbers, NC1 and the wrong-class probability's spread.")
-    import matplotlib.pyplot as plt
-    axes = axes if axes is not None else plt.subplots(1, 2, figsize=(7, 3.4))[1]
-    steps = sorted({r["step"] for r in rows})
-    for i, run in enumerate(dict.fromkeys(r["run"] for r in rows)):
-        rs = [r for r in rows if r["run"] == run]
-        x = [steps.index(r["step"]) for r in rs]
-        axes[0].plot(x, [r["G/G1"] for r in rs], "o-", color=f"C{i}", label=run)
-        if "symmetric G/G1" in rs[0]:
-            axes[0].plot(x, [r["symmetric G/G1"] for r in rs], "s--", color=f"C{i}", ms=4, label="symmetric control" if i == 0 else None)
-        axes[1].plot(x, [r["nc1"] for r in rs], "o-", color=f"C{i}", label="NC1" if i == 0 else None)
-        axes[1].plot(x, [r["wrong decades"] for r in rs], "^:", color=f"C{i}", label="wrong-class decades" if i == 0 else None)
-    axes[0].plot([len(steps) - 1], [1.0], "D", mfc="none", color="k", ms=8, label="Papyan: about 1")
-    if map_end: axes[0].axhspan(min(map_end), max(map_end), color="0.85", zorder=0, label="the map, end of training")
-    axes[0].axhline(REGIME_RULE["G/G1"], color="0.5", lw=0.8, ls=":")
-    for ax in axes: ax.set_xticks(range(len(steps)), [f"step {s:,}" for s in steps]); ax.set_xlim(-0.4, len(steps) - 0.6)
-    axes[0].set(yscale="log", ylabel=r"$\lambda_k(G)/\lambda_k(G_1)$, median over $k \leq C$")
-    axes[1].set(yscale="log", ylabel="NC1; decades of $1 - p_{i,y_i}$")
-    for ax in axes: ax.legend(frameon=False, fontsize=7)
-    return axes
-
 # %% ../nbs/06b_class_structure_at_scale.ipynb #1d7a76d5
-def count_point(data: str = "digits", n_per_class: int|None = 50, seed: int = 0, steps: int = 1500, top: int = 30) -> dict:
+def count_point(data: str = "digits", n_per_class: int|None = 50, seed: int = 0, steps: int = 1500, top: int = 30) -> CountFacts:
     "Top `top` eigenvalues of H and G (Lanczos) and the C of G1 of one trained MLP 32-32, with its counts, cached."
     cfg = map_config(dict(data=data, n_per_class=n_per_class, model={"arch": "mlp", "hidden": [32, 32]}, lr=0.1,
                           batch_size=50, steps=steps, snapshots=[steps], seed=seed))
@@ -384,8 +316,8 @@ def count_point(data: str = "digits", n_per_class: int|None = 50, seed: int = 0,
         eH = lanczos(obj.H, k=top, tol=1e-4, vectors=False, verify=False).values
         eG = lanczos(ggn_op(obj), k=top, tol=1e-4, vectors=False, verify=False).values
         dcc, w = class_means(obj)
-        return {"H": eH, "G": eG, "G1": FactorOp(class_pieces(dcc, w)[1]).eigh(vectors=False), **evaluate(model, d)}
-    return cached("class_count", {"run": cfg.key(), "top": top}, compute)
+        return asdict(CountFacts(eH, eG, FactorOp(class_pieces(dcc, w)[1]).eigh(vectors=False), **evaluate(model, d)))
+    return CountFacts(**cached("class_count", {"run": cfg.key(), "top": top}, compute))
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #f829ba35
 def embedding_along(point: dict) -> dict:

@@ -18,7 +18,7 @@ import statistics
 
 import torch
 
-from . import bulk, class_scale
+from . import bulk, class_scale, regime
 from .basics import realization_label
 from .network import report
 from .store import CacheNotWritable, cache_root, check_writable
@@ -160,16 +160,16 @@ def runs_table(result: dict) -> str:
 
 def regime_table(result: dict) -> str:
     "Papyan's regime: per seed and checkpoint, G/G1 and the overlap, under the symmetric control, NC1, the verdict."
-    rows = class_scale.regime_rows(result)
+    rows = regime.regime_rows(result)
     lines = [f"{'run':>17} | {'step':>6} | {'G/G1':>7} | overlap | {'sym G/G1':>8} | sym overlap | {'NC1':>6} | acc"]
     for r in rows:
         lines.append(f"{r['run']:>17} | {r['step']:>6,} | {r['G/G1']:>7.3g} | {r['overlap']:>7.2f} | "
                      f"{r.get('symmetric G/G1', float('nan')):>8.3g} | {r.get('symmetric overlap', float('nan')):>11.2f} | "
                      f"{r['nc1']:>6.3g} | {r['acc']:.3f}")
-    v = class_scale.regime_verdict(rows)
-    lines.append(f"at width {class_scale.REGIME['width']} the claim holds in {len(v['held'])} of {len(v['seeds'])} seeds "
-                 f"({'it stands' if v['stands'] else 'it does not stand'}); under the symmetric control in "
-                 f"{len(v['control held'])}")
+    v = regime.regime_verdict(rows)
+    lines.append(f"at width {regime.REGIME['width']} the claim holds in {len(v.held)} of {len(v.seeds)} seeds "
+                 f"({'it stands' if v.stands else 'it does not stand'}); under the symmetric control in "
+                 f"{len(v.control_held)}")
     return "\n".join(lines)
 
 def grid_table(result: dict) -> str:
@@ -222,8 +222,8 @@ EXPERIMENTS = {
                                 "(one size)", map_table, class_scale.map_rows, map_markdown),
     "class_map_seeds": Experiment(class_scale.class_map_seeds, "the book map's base and weight-decay points over five seeds "
                                   "(one size)", seeds_table, markdown=seeds_markdown),
-    "papyan_regime": Experiment(class_scale.papyan_regime, "top-C(G) against G1 in Papyan's regime: VGG11-bn (width 8), "
-                                "his recipe, collapse numbers and the control", regime_table, class_scale.regime_rows),
+    "papyan_regime": Experiment(regime.papyan_regime, "top-C(G) against G1 in Papyan's regime: VGG11-bn (width 8), "
+                                "his recipe, collapse numbers and the control", regime_table, regime.regime_rows),
     "training_spectra": Experiment(bulk.training_spectra, "the spectrum along training (one size)", summary),
     "fmnist_step_sizes": Experiment(bulk.fmnist_step_sizes, "the top eigenvalue against the step size on Fashion-MNIST "
                                     "(one size)", runs_table),

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from hessian_nb.bulk import TrainedTop
+from hessian_nb.class_scale import ClassFacts
 
 from hessian_nb import cli
 from hessian_nb.data import FASHION_MNIST_FILES, blobs, digits, fashion_mnist, subset, two_blobs
@@ -240,8 +241,8 @@ def test_every_table_prints_its_kind_of_result():
     small, init = runs.splitlines()[1:]
     assert "|    2 |" in small and "3, 2, 1" in small and "| 0.2 | 0.700" in small, small
     assert init.endswith("| 2.3 | nan"), init
-    f = {"step": 30, "G": torch.tensor([4.0, 2.0]), "G1": torch.tensor([2.0, 1.0]), "G012": torch.tensor([4.0, 2.0]),
-         "overlap": 0.5, "tightness": 0.1, "tightness_logit": 0.2, "tr_G": 2.0, "tr_G3_same": 0.1, "tr_G3": 0.5,
-         "heavy_G": 0.3, "loss": 0.1, "acc": 0.9, "test_acc": 0.8, **{f"tr_G{k}": 0.5 for k in range(4)}}
+    f = ClassFacts(G=torch.tensor([4.0, 2.0]), G1=torch.tensor([2.0, 1.0]), G012=torch.tensor([4.0, 2.0]), overlap=0.5,
+                   tightness=0.1, tightness_logit=0.2, tr_G0=0.5, tr_G1=0.5, tr_G2=0.5, tr_G=2.0, tr_G3=0.5,
+                   tr_G3_same=0.1, heavy_G=0.3, heavy_G3=0.3, loss=0.1, acc=0.9, grad_norm=1e-3, test_acc=0.8, step=30)
     line = cli.map_table({"30 per class": [f]}).splitlines()[1]
     assert [x.strip() for x in line.split("|")] == ["30 per class", "30", "2", "1", "0.50", "0.900"], line

@@ -74,7 +74,7 @@ def test_penultimate_features_are_those_the_last_linear_to_run_reads():
     torch.testing.assert_close(penultimate(m, X), m.body(X).detach())
     same = nn.Sequential(m.body, m.head)  # the same network, registered in running order
     data = Data(X, Y, None, None, 3)
-    assert collapse_facts(m, data)["nc1"] == collapse_facts(same, data)["nc1"]
+    assert collapse_facts(m, data).nc1 == collapse_facts(same, data).nc1
 
 
 def test_error_bars_and_residuals_at_huge_scales():
@@ -125,7 +125,7 @@ def test_collapse_diagnostics_and_profiles_against_their_definitions():
     mus = torch.stack([Xf[yf == c].mean(0) for c in range(C)])
     SW = sum(torch.outer(x - mus[c], x - mus[c]) for x, c in zip(Xf, yf)) / 30
     SB = sum(torch.outer(m - Xf.mean(0), m - Xf.mean(0)) for m in mus) / C
-    nc1 = collapse_facts(lin, Data(Xf, yf, None, None, C))["nc1"]
+    nc1 = collapse_facts(lin, Data(Xf, yf, None, None, C)).nc1
     assert nc1 == pytest.approx(float(torch.trace(SW @ torch.linalg.pinv(SB)) / C), rel=1e-9)
     p = ProfileCE("symmetric", eps=0.3).probabilities(torch.zeros(2, 4, dtype=D), torch.tensor([0, 2]))
     torch.testing.assert_close(p, torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1]], dtype=D))

@@ -123,12 +123,12 @@ def test_a_flipped_bit_in_a_saved_file_is_caught_by_its_digest(tmp_path):
 
 
 def test_the_regime_verdict_needs_a_strict_majority_of_seeds():
-    from hessian_nb.class_scale import REGIME_RULE, regime_verdict
+    from hessian_nb.regime import REGIME_RULE, regime_verdict
     good = {"G/G1": REGIME_RULE["G/G1"] / 2, "overlap": 0.99}
     bad = {"G/G1": 10 * REGIME_RULE["G/G1"], "overlap": 0.5}
     half = [{"seed": 0, **good}, {"seed": 1, **bad}]
-    assert regime_verdict(half)["held"] == [0] and not regime_verdict(half)["stands"]  # one of two is no majority
-    assert regime_verdict(half + [{"seed": 2, **good}])["stands"]
+    assert regime_verdict(half).held == [0] and not regime_verdict(half).stands  # one of two is no majority
+    assert regime_verdict(half + [{"seed": 2, **good}]).stands
 
 
 def test_cli_report_refuses_k_below_one(tmp_path, monkeypatch, capsys):
