@@ -6,6 +6,7 @@
 from __future__ import annotations
 import copy
 import dataclasses
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -19,9 +20,9 @@ from .store import cached, load_state
 from .train import TrainConfig, make_data, make_model, run, run_at, train
 
 # %% auto #0
-__all__ = ['flat_params', 'check_interpolable', 'line_losses', 'interpolate', 'barrier', 'two_phase', 'check_batches',
-           'join_histories', 'two_phase_run', 'plot_two_phase', 'sharpness_along', 'plot_lines', 'as_snapshots',
-           'paired_lines', 'paired_runs', 'fmnist_two_phase']
+__all__ = ['flat_params', 'check_interpolable', 'Line', 'TwoPhase', 'line_losses', 'interpolate', 'barrier', 'two_phase',
+           'check_batches', 'join_histories', 'two_phase_run', 'plot_two_phase', 'sharpness_along', 'plot_lines',
+           'as_snapshots', 'paired_lines', 'paired_runs', 'fmnist_two_phase']
 
 # %% ../nbs/07_interpolation.ipynb #dc165bf6
 def flat_params(model: nn.Module) -> torch.Tensor:
@@ -53,13 +54,32 @@ def check_interpolable(model_a: nn.Module, model_b: nn.Module):
                          "line moves only the trainable parameters, so its alpha = 1 end would not be model_b. Give both "
                          "models the same fixed values (load model_a's into model_b), or make them trainable.")
 
+# %% ../nbs/07_interpolation.ipynb #03ebdf60
+@dataclass
+class Line:
+    "Loss and accuracy along (1 - alpha) theta_a + alpha theta_b: on the training set, and on the test set if measured."
+    alpha: torch.Tensor # where, float64
+    loss: torch.Tensor # the loss and accuracy at each alpha
+    acc: torch.Tensor
+    test_loss: torch.Tensor|None = None # the same on the held-out set (interpolate)
+    test_acc: torch.Tensor|None = None
+
+@dataclass
+class TwoPhase:
+    "Large batch, then small batch from its end: the two solutions, the step of the switch, the joined history."
+    large: nn.Module
+    small: nn.Module
+    switch: int
+    history: list # Run.history of both phases, phase 2's steps counted on from the switch
+    data: Data|None = None # what they were trained on (two_phase_run)
+
 # %% ../nbs/07_interpolation.ipynb #223e644d
 def line_losses(model_a: nn.Module, # the point at alpha = 0
                 model_b: nn.Module, # the point at alpha = 1
                 X: torch.Tensor, # the inputs the loss is measured on
                 y: torch.Tensor, # their integer labels
                 alphas=None, # where (default: 31 points on [-1, 2])
-                loss: str = "ce") -> dict:
+                loss: str = "ce") -> Line:
     "Loss and accuracy on (X, y) at theta(alpha) = (1 - alpha) theta_a + alpha theta_b."
     check_interpolable(model_a, model_b)
     if alphas is None: alphas = torch.linspace(-1, 2, 31, dtype=torch.float64)
@@ -73,27 +93,28 @@ def line_losses(model_a: nn.Module, # the point at alpha = 0
         labels = y.argmax(1) if y.ndim == 2 else y
         accs.append(float((z.argmax(1) == labels).double().mean()))
     f64 = lambda v: torch.tensor(v, dtype=torch.float64)
-    return {"alpha": alphas, "loss": f64(losses), "acc": f64(accs)}
+    return Line(alphas, f64(losses), f64(accs))
 
 def interpolate(model_a: nn.Module, # the point at alpha = 0
                 model_b: nn.Module, # the point at alpha = 1
                 data: Data, # train and test sets
                 alphas=None, # where (default: 31 points on [-1, 2], as in the paper)
-                loss: str = "ce") -> dict:
+                loss: str = "ce") -> Line:
     "Loss and accuracy, train and test, at (1 - alpha) theta_a + alpha theta_b."
     check_interpolable(model_a, model_b)
     test = data.require_test("interpolate")
-    out = {}
-    for split, (X, y) in (("train", (data.X, data.y)), ("test", test)):
-        c = line_losses(model_a, model_b, X, y, alphas, loss)
-        out["alpha"] = c["alpha"]
-        out[f"{split}_loss"], out[f"{split}_acc"] = c["loss"], c["acc"]
-    return out
+    train = line_losses(model_a, model_b, data.X, data.y, alphas, loss)
+    held = line_losses(model_a, model_b, *test, alphas, loss)
+    return Line(train.alpha, train.loss, train.acc, held.loss, held.acc)
 
-def barrier(curve: dict, # from interpolate (or line_losses, with key="loss")
-            key: str = "train_loss") -> float:
+def barrier(curve: Line, # from interpolate or line_losses
+            key: str = "loss") -> float: # "loss" (training), or "test_loss"
     "The barrier: max over alpha in [0, 1] of L(alpha) - max(L(0), L(1)), or 0."
-    a, L = curve["alpha"], curve[key]
+    a = curve.alpha
+    L = getattr(curve, key, None) if key in ("loss", "test_loss") else None
+    if L is None:
+        raise ValueError(f"key={key!r}: a barrier is taken of 'loss' or, where the "
+                         "line was measured on a test set (interpolate), 'test_loss'.")
     if not (bool((a.abs() < 1e-9).any()) and bool(((a - 1).abs() < 1e-9).any())):
         raise ValueError(
             "barrier needs the line evaluated at both ends, alpha = 0 and alpha = 1 "
@@ -113,7 +134,7 @@ def two_phase(model: nn.Module, # the start: a copy is trained, `model` stays as
               loss: str = "ce", # "ce" or "mse"
               seed: int = 0, # the minibatch order (the same seed in both phases)
               log_every: int = 10, # steps between logged (full-batch) metrics
-              progress: bool|None = False) -> dict:
+              progress: bool|None = False) -> TwoPhase:
     "Large batch, then small batch from its end (Sagun et al. 2017, Fig. 7): no cache."
     check_batches(small_batch, large_batch, len(data.X))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -126,8 +147,8 @@ def two_phase(model: nn.Module, # the start: a copy is trained, `model` stays as
     first = train(cfg, data, copy.deepcopy(model), progress=progress)
     small_cfg = dataclasses.replace(cfg, batch_size=small_batch)
     second = train(small_cfg, data, copy.deepcopy(first.model), progress=progress)
-    return {"large": first.model, "small": second.model, "switch": first.step,
-            "history": join_histories(first.history, second.history, first.step)}
+    history = join_histories(first.history, second.history, first.step)
+    return TwoPhase(first.model, second.model, first.step, history)
 
 # %% ../nbs/07_interpolation.ipynb #03b08b0a
 def check_batches(small_batch: int, # phase 2's batch size
@@ -151,7 +172,7 @@ def join_histories(first: list, # phase 1's history (Run.history)
 # %% ../nbs/07_interpolation.ipynb #f19af735
 def two_phase_run(cfg: TrainConfig, # phase 1, a registered run: cfg.batch_size for cfg.max_steps steps; grad_tol should be 0
                   small_batch: int, # phase 2: this batch size, same step size and step count, from phase 1's end
-                 ) -> dict:
+                 ) -> TwoPhase:
     "`two_phase` for a registered configuration, cached: phase 1 is the cached run, phase 2 a cached continuation."
     first = run(cfg)
     check_batches(small_batch, cfg.batch_size, len(first.data.X))
@@ -160,11 +181,11 @@ def two_phase_run(cfg: TrainConfig, # phase 1, a registered run: cfg.batch_size 
         return {"state": second.model.state_dict(), "history": second.history}
     res = cached("two_phase", {"run": cfg.key(), "small_batch": small_batch}, compute)
     small = load_state(make_model(cfg, first.data), res["state"], "the cached small-batch phase")
-    return {"large": first.model, "small": small.eval(), "switch": first.step, "data": first.data,
-            "history": join_histories(first.history, res["history"], first.step)}
+    return TwoPhase(first.model, small.eval(), first.step, join_histories(first.history, res["history"], first.step),
+                    first.data)
 
 # %% ../nbs/07_interpolation.ipynb #62868c36
-def plot_two_phase(history: list, # two_phase(...)["history"]
+def plot_two_phase(history: list, # two_phase(...).history
                    switch: int, # the step of the switch
                    axes=None):
     "Training loss (log scale) and test accuracy along the two phases, the switch marked."
@@ -196,13 +217,13 @@ def sharpness_along(model_a: nn.Module, # the point at alpha = 0
 
 # %% ../nbs/07_interpolation.ipynb #5c160033
 def plot_lines(curves: dict, # label -> interpolate(...)
-               key: str = "train_loss", ax=None):
+               key: str = "loss", ax=None): # "loss" (training) or "test_loss"
     "Loss along interpolation lines against alpha (log scale), the segment [0, 1] shaded."
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(6, 3.2))[1]
-    for label, c in curves.items(): ax.semilogy(c["alpha"], c[key], "o-", ms=3, label=label)
+    for label, c in curves.items(): ax.semilogy(c.alpha, getattr(c, key), "o-", ms=3, label=label)
     ax.axvspan(0, 1, color="0.92")
-    ax.set(xlabel=r"$\alpha$", ylabel=key.replace("_", " "))
+    ax.set(xlabel=r"$\alpha$", ylabel={"loss": "training loss", "test_loss": "test loss"}[key])
     ax.legend(frameon=False)
     return ax
 
@@ -246,7 +267,7 @@ def paired_lines(snapshots_a: dict|list, # one run: step -> model, or [(step, mo
         c = line_losses(a[s], b[s], data.X, data.y, alphas, loss)
         distance = float((flat_params(a[s]) - flat_params(b[s])).norm())
         out.append({"step": s, "distance": distance, "barrier": barrier(c, "loss"),
-                    "loss_a": float(c["loss"][0]), "loss_b": float(c["loss"][-1])})
+                    "loss_a": float(c.loss[0]), "loss_b": float(c.loss[-1])})
     return out
 
 # %% ../nbs/07_interpolation.ipynb #eef68555

@@ -100,7 +100,7 @@ def _check_square(A: torch.Tensor):
         raise ValueError("the matrix is 0 x 0: an operator needs a dimension P >= 1.")
 
 class DenseOp(Operator):
-    "A stored symmetric matrix as an operator (square, real, finite, symmetric: checked)."
+    "A stored symmetric matrix as an operator (checked: square, real, finite)."
     def __init__(self, M: torch.Tensor, name: str = "a dense matrix"):
         _check_square(M)
         if not M.is_floating_point():

@@ -172,10 +172,10 @@ class SpectrumExplorer:
         display(self.widget)
 
 # %% ../nbs/08_explore.ipynb #815aea36
-def draw_line(ax, curve: dict, alpha: float, sharpness: float|None = None):
+def draw_line(ax, curve, alpha: float, sharpness: float|None = None):
     "One interpolation frame: the losses along the line (log scale), alpha marked, its top eigenvalue."
-    ax.semilogy(curve["alpha"], curve["train_loss"], label="train loss")
-    ax.semilogy(curve["alpha"], curve["test_loss"], "--", label="test loss")
+    ax.semilogy(curve.alpha, curve.loss, label="train loss")
+    ax.semilogy(curve.alpha, curve.test_loss, "--", label="test loss")
     ax.axvspan(0, 1, color="0.93"); ax.axvline(alpha, color="C3")
     title = rf"$\alpha$ = {alpha:.2f}" + ("" if sharpness is None else f", top eigenvalue {sharpness:.3g}")
     ax.set(xlabel=r"$\alpha$", ylabel="loss", title=title)
@@ -188,7 +188,7 @@ class InterpolationExplorer:
         from hessian_nb.interpolation import interpolate
         self.models, self.data, self.loss = (model_a, model_b), data, loss
         self.curve = interpolate(model_a, model_b, data, alphas, loss)
-        lo, hi = float(self.curve["alpha"].min()), float(self.curve["alpha"].max())
+        lo, hi = float(self.curve.alpha.min()), float(self.curve.alpha.max())
         self.slider = W.FloatSlider(value=start, min=lo, max=hi, step=0.05, description="alpha",
                                     continuous_update=False)
         self.status, self.plot, self.sharpness = W.HTML(), W.Output(), None
@@ -208,8 +208,8 @@ class InterpolationExplorer:
             self.sharpness = float(sharpness_along(*self.models, self.data, [a], self.loss)[0])
             clear_output()
         at = interpolate(*self.models, self.data, torch.tensor([a]), self.loss)
-        self.status.value = (f"alpha = {a:.2f}: training loss {float(at['train_loss'][0]):.4g}, "
-                             f"test accuracy {float(at['test_acc'][0]):.3f}, "
+        self.status.value = (f"alpha = {a:.2f}: training loss {float(at.loss[0]):.4g}, "
+                             f"test accuracy {float(at.test_acc[0]):.3f}, "
                              f"<b>top Hessian eigenvalue {self.sharpness:.3g}</b>")
         with self.plot:
             clear_output(wait=True)

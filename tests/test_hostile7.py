@@ -94,7 +94,7 @@ def test_a_line_between_models_whose_frozen_parts_differ_is_refused():
         line_losses(a, b, X, y, alphas=[0.0, 1.0])
     b[0].weight.data.copy_(a[0].weight)  # the same frozen layer: the line is well defined
     c = line_losses(a, b, X, y, alphas=[1.0])
-    with torch.no_grad(): assert abs(float(c["loss"][0]) - float(F.cross_entropy(b(X), y))) < 1e-12
+    with torch.no_grad(): assert abs(float(c.loss[0]) - float(F.cross_entropy(b(X), y))) < 1e-12
 
     class Scaled(nn.Module):
         def __init__(self, t):
@@ -295,7 +295,7 @@ def test_a_line_between_models_whose_settings_differ_is_refused_and_mse_accuracy
     onehot = F.one_hot(y, 3).double()
     c = line_losses(mlp(0), mlp(1), X, onehot, alphas=[0.0], loss="mse")
     with torch.no_grad(): want = float((mlp(0)(X).argmax(1) == y).double().mean())
-    assert float(c["acc"][0]) == want
+    assert float(c.acc[0]) == want
 
 
 def test_a_control_loss_that_replaces_its_curvature_on_purpose_is_taken():

@@ -6,7 +6,7 @@ from torch import nn
 
 from hessian_nb.core import Objective, toy_problem
 from hessian_nb.data import from_tensors
-from hessian_nb.interpolation import barrier, interpolate, sharpness_along
+from hessian_nb.interpolation import Line, barrier, interpolate, sharpness_along
 from helpers import raises
 
 
@@ -23,19 +23,19 @@ def test_ends_and_midpoint():
     a, b, data = pair()
     c = interpolate(a, b, data, torch.tensor([0.0, 0.5, 1.0]))
     for i, m in ((0, a), (2, b)):
-        assert abs(float(c["train_loss"][i]) - float(Objective(m, data.X, data.y).loss())) < 1e-12
-        assert abs(float(c["test_loss"][i]) - float(Objective(m, data.X_test, data.y_test).loss())) < 1e-12
+        assert abs(float(c.loss[i]) - float(Objective(m, data.X, data.y).loss())) < 1e-12
+        assert abs(float(c.test_loss[i]) - float(Objective(m, data.X_test, data.y_test).loss())) < 1e-12
     mid = copy.deepcopy(a)
     nn.utils.vector_to_parameters(0.5 * (nn.utils.parameters_to_vector(a.parameters()) + nn.utils.parameters_to_vector(b.parameters())),
                                   mid.parameters())
-    assert abs(float(c["train_loss"][1]) - float(Objective(mid, data.X, data.y).loss())) < 1e-12
-    assert c["train_acc"].min() >= 0 and c["train_acc"].max() <= 1
+    assert abs(float(c.loss[1]) - float(Objective(mid, data.X, data.y).loss())) < 1e-12
+    assert c.acc.min() >= 0 and c.acc.max() <= 1
 
 
 def test_barrier_only_counts_the_segment():
     a = torch.tensor([-1.0, 0.0, 0.5, 1.0, 2.0])
-    assert abs(barrier({"alpha": a, "train_loss": torch.tensor([9.0, 1.0, 1.5, 1.2, 9.0], dtype=torch.float64)}) - 0.3) < 1e-12  # outside [0, 1] ignored
-    assert barrier({"alpha": a, "train_loss": torch.tensor([9.0, 1.0, 0.5, 1.2, 9.0])}) == 0.0
+    assert abs(barrier(Line(a, torch.tensor([9.0, 1.0, 1.5, 1.2, 9.0], dtype=torch.float64), torch.zeros(len(a)))) - 0.3) < 1e-12  # outside [0, 1] ignored
+    assert barrier(Line(a, torch.tensor([9.0, 1.0, 0.5, 1.2, 9.0]), torch.zeros(len(a)))) == 0.0
 
 
 def test_sharpness_at_the_ends():
@@ -71,9 +71,9 @@ def test_interpolate_needs_a_test_set():
 def test_barrier_needs_both_ends():
     "Alphas that miss 0 or 1 would silently take the nearest point as an end: refused."
     a = torch.tensor([-1.0, -0.5, 1.5, 2.0], dtype=torch.float64)
-    with raises(ValueError, "alpha = 0 and alpha = 1", "include 0 and 1"): barrier({"alpha": a, "train_loss": a ** 2})
+    with raises(ValueError, "alpha = 0 and alpha = 1", "include 0 and 1"): barrier(Line(a, a ** 2, torch.zeros(len(a))))
     a = torch.linspace(0, 1, 5, dtype=torch.float64)
-    assert barrier({"alpha": a, "train_loss": torch.tensor([1.0, 2.0, 1.5, 1.0, 1.0], dtype=torch.float64)}) == 1.0
+    assert barrier(Line(a, torch.tensor([1.0, 2.0, 1.5, 1.0, 1.0], dtype=torch.float64), torch.zeros(len(a)))) == 1.0
 
 
 # two_phase and paired_lines on a user's own model and tensors: no registered data set, no cache.
@@ -99,18 +99,18 @@ def test_two_phase_on_own_data(monkeypatch, tmp_path):
     before = params(model)
     res = two_phase(model, data, small_batch=4, large_batch=16, lr=0.2, steps=12, log_every=3)
     assert torch.equal(params(model), before)                      # the user's model is not trained in place
-    assert res["switch"] == 12
-    steps = [h["step"] for h in res["history"]]
+    assert res.switch == 12
+    steps = [h["step"] for h in res.history]
     assert steps == [0, 3, 6, 9, 12, 15, 18, 21, 24]                # one history, no step twice
-    at_switch = res["history"][4]
-    assert abs(at_switch["loss"] - evaluate(res["large"], data)["loss"]) < 1e-12
-    assert abs(res["history"][-1]["loss"] - evaluate(res["small"], data)["loss"]) < 1e-12
+    at_switch = res.history[4]
+    assert abs(at_switch["loss"] - evaluate(res.large, data)["loss"]) < 1e-12
+    assert abs(res.history[-1]["loss"] - evaluate(res.small, data)["loss"]) < 1e-12
     # phase 1 is SGD with the large batch from the user's model; phase 2 SGD with the small batch from phase 1's end
     ref = copy.deepcopy(model)
     fit(ref, data, lr=0.2, steps=12, batch_size=16, grad_tol=0, progress=False)
-    assert torch.equal(params(ref), params(res["large"]))
+    assert torch.equal(params(ref), params(res.large))
     fit(ref, data, lr=0.2, steps=12, batch_size=4, grad_tol=0, progress=False)
-    assert torch.equal(params(ref), params(res["small"]))
+    assert torch.equal(params(ref), params(res.small))
     assert not (tmp_path / "cache").exists()                         # nothing cached
 
 
