@@ -345,8 +345,8 @@ def plot_spread(sweep: dict, # spread -> Spectra
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #639a3171
 def spread_trajectory(spread: float, # one of the spread sweep's blob standard deviations
-                      scale: str = "book", per_decade: int = 4) -> list[dict]:
-    "The small-initialisation run at one spread: loss, gradient norm and the dense Hessian's top two at its checkpoints and at the stop."
+                      scale: str = "book", per_decade: int = 4) -> list[TrainedTop]:
+    "The small-initialisation run at one spread: the dense Hessian's top two and the metrics at its checkpoints and at the stop."
     configs = small_init_configs(scale, per_decade)
     if spread not in configs: raise ValueError(f"spread={spread!r}: the {scale!r} sweep has {list(configs)}.")
     cfg = configs[spread]
@@ -354,10 +354,11 @@ def spread_trajectory(spread: float, # one of the spread sweep's blob standard d
         r, out = run(cfg), []
         for step in [s for s in cfg.checkpoints if s < r.step] + [r.step]:
             obj = Objective(r.model if step == r.step else run_at(cfg, step), r.data.X, r.data.y)
-            out.append({"step": step, "grad_norm": float(obj.grad().norm()), "loss": float(obj.loss()),
-                        "top": torch.linalg.eigvalsh(obj.hessian())[-2:].flip(0)})
+            acc = float((obj.logits().argmax(1) == obj.y).double().mean())
+            top = torch.linalg.eigvalsh(obj.hessian())[-2:].flip(0)
+            out.append(asdict(TrainedTop(top, step, float(obj.loss()), acc, float(obj.grad().norm()))))
         return out
-    return cached("spread_trajectory", {"run": cfg.key()}, compute)
+    return [TrainedTop(**t) for t in cached("spread_trajectory", {"run": cfg.key()}, compute)]
 
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #23cf867d
