@@ -24,10 +24,10 @@ from .store import cached
 from .train import TrainConfig, evaluate, run, run_at
 
 # %% auto #0
-__all__ = ['within_class', 'ClassFacts', 'Collapse', 'ControlFacts', 'class_facts', 'penultimate', 'collapse_facts', 'ProfileCE',
-           'control_loss', 'control_facts', 'map_config', 'map_run', 'map_point', 'map_control', 'map_points',
-           'class_map', 'map_fit_points', 'class_map_fit', 'map_seed_points', 'class_map_seeds', 'map_rows',
-           'plot_class_map', 'count_point', 'embedding_along', 'plot_embedding']
+__all__ = ['within_class', 'ClassFacts', 'Collapse', 'ControlFacts', 'CountFacts', 'class_facts', 'penultimate', 'collapse_facts',
+           'ProfileCE', 'control_loss', 'control_facts', 'map_config', 'map_run', 'map_point', 'map_control',
+           'map_points', 'class_map', 'map_fit_points', 'class_map_fit', 'map_seed_points', 'class_map_seeds',
+           'map_rows', 'plot_class_map', 'count_point', 'embedding_along', 'plot_embedding']
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #0819bf43
 def within_class(model: nn.Module, data: Data, # the network and its training data
@@ -81,6 +81,13 @@ class ControlFacts:
     "What `control_facts` measured under a profile: top-C(G) over top-C(G1) (median and largest over k), overlap."
     ratio: float; ratio_max: float; overlap: float
     k: int # C, or C - 1 where G1 has rank C - 1
+
+@dataclass
+class CountFacts:
+    "count_point's top eigenvalues of H and G (Lanczos) and G1's nonzero ones, descending, and the metrics."
+    H: torch.Tensor; G: torch.Tensor; G1: torch.Tensor
+    loss: float; acc: float; grad_norm: float
+    test_loss: float|None = None; test_acc: float|None = None
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #da42480c
 def class_facts(model: nn.Module, data: Data, # a network and its training data

@@ -20,7 +20,6 @@ import torch
 
 from . import bulk, class_scale, regime
 from .basics import realization_label
-from .network import report
 from .store import CacheNotWritable, cache_root, check_writable
 
 # %% auto #0
@@ -245,6 +244,7 @@ def _report(rp: argparse.ArgumentParser, a) -> int:
         rp.error(f"{a.target} returned {type(got).__name__}: it must return (model, data) or (model, data, loss).")
     if len(got) == 3 and all(torch.is_tensor(t) for t in got[1:]):
         rp.error(f"{a.target} returned (model, X, y): return (model, (X, y)), the data as one pair.")
+    from hessian_nb.network import report  # here: importing it patches Operator, which would move every cache key
     try: print(report(*got[:2], *got[2:], k=a.k))
     except (TypeError, ValueError) as e:  # the library's errors name the fix: one line, as argparse says it
         rp.error(f"{a.target}: {e}")

@@ -115,6 +115,10 @@ def barrier(curve: Line, # from interpolate or line_losses
     if L is None:
         raise ValueError(f"key={key!r}: a barrier is taken of 'loss' or, where the "
                          "line was measured on a test set (interpolate), 'test_loss'.")
+    if bool(L.isnan().any()):
+        bad = a[L.isnan()].tolist()
+        raise ValueError(f"the {key} is NaN at alpha = {bad}: the line leaves where "
+                         "the loss is defined, and has no barrier.")
     if not (bool((a.abs() < 1e-9).any()) and bool(((a - 1).abs() < 1e-9).any())):
         raise ValueError(
             "barrier needs the line evaluated at both ends, alpha = 0 and alpha = 1 "

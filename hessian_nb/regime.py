@@ -15,8 +15,8 @@ from .store import cached
 from .train import TrainConfig, run, run_at
 
 # %% auto #0
-__all__ = ['REGIME', 'REGIME_RULE', 'REGIME_SCALES', 'regime_config', 'RegimeStage', 'Verdict', 'CountFacts', 'regime_stage',
-           'papyan_regime', 'regime_rows', 'regime_verdict', 'plot_regime']
+__all__ = ['REGIME', 'REGIME_RULE', 'REGIME_SCALES', 'regime_config', 'RegimeStage', 'Verdict', 'regime_stage', 'papyan_regime',
+           'regime_rows', 'regime_verdict', 'plot_regime']
 
 # %% ../nbs/06c_papyan_regime.ipynb #a0b640b0
 REGIME = {"width": 8, "n_per_class": 100, "epochs": 200, "lr": 0.05}  # the recipe's free choices (see the text)
@@ -48,13 +48,6 @@ class Verdict:
     "The rule on the last stage of each seed: the seeds meeting it, and whether they are a strict majority."
     seeds: list; held: list; stands: bool # trained probabilities
     control_held: list; control_stands: bool # under the symmetric control
-
-@dataclass
-class CountFacts:
-    "count_point's top eigenvalues of H and G (Lanczos) and G1's nonzero ones, descending, and the metrics."
-    H: torch.Tensor; G: torch.Tensor; G1: torch.Tensor
-    loss: float; acc: float; grad_norm: float
-    test_loss: float|None = None; test_acc: float|None = None
 
 # %% ../nbs/06c_papyan_regime.ipynb #d2f848a3
 def regime_stage(cfg: TrainConfig, step: int, # a run and one of its checkpoints
@@ -103,7 +96,9 @@ def regime_rows(result: dict) -> list[dict]:
 
 def regime_verdict(rows: list[dict], rule: dict = REGIME_RULE, width: int = REGIME["width"]) -> Verdict:
     "The rule applied to the last stage of each seed at the recipe's width: does the claim stand, and under the symmetric control?"
-    end = {r["seed"]: r for r in rows if r.get("width", width) == width}  # the last stage of each seed
+    end = {}  # the last stage of each seed: its largest step, whatever the rows' order
+    for r in sorted((r for r in rows if r.get("width", width) == width), key=lambda r: r["step"]): end[r["seed"]] = r
+    if not end: raise ValueError(f"no rows at width {width}: give rows of regime_rows with that width, or width=.")
     meets = lambda r, pre: r[f"{pre}G/G1"] <= rule["G/G1"] and r[f"{pre}overlap"] >= rule["overlap"]
     held = [s for s, r in end.items() if meets(r, "")]
     control = [s for s, r in end.items() if "symmetric G/G1" in r and meets(r, "symmetric ")]

@@ -15,6 +15,8 @@ import json
 import os
 import re
 import shutil
+import site
+import sys
 import tempfile
 import time
 import types
@@ -40,15 +42,21 @@ __all__ = ['CACHE_VERSION', 'code_version', 'CorruptCheckpoint', 'atomic_save', 
 CACHE_VERSION = 4
 
 # %% ../nbs/01c_store.ipynb #dae34f51
+_JUMPS = set(dis.hasjrel) | set(dis.hasjabs)
+
 @functools.lru_cache(maxsize=None)  # code objects compare by content: an edited function is another key
-def _code_parts(code: types.CodeType, doc: str|None = None) -> tuple:
-    "What a code object computes: its bytecode, names and constants (a set's elements sorted), and the code nested in it."
-    out = [code.co_code, code.co_names]
-    for k in code.co_consts:
-        if isinstance(k, types.CodeType): out += _code_parts(k)
-        elif isinstance(k, frozenset): out.append(sorted(map(repr, k)))
-        elif not (doc is not None and k == doc): out.append(repr(k))  # a function's docstring is help, not arithmetic
-    return tuple(out)
+def _code_parts(code: types.CodeType) -> tuple:
+    ("What a code object computes: its instructions with their names and constants, jumps by instruction, and the code "
+     "nested in it. LOAD_METHOD is read as LOAD_ATTR: Python 3.11 picks one by where a module was imported.")
+    ins = list(dis.get_instructions(code))
+    at = {i.offset: n for n, i in enumerate(ins)}
+    ops = [("LOAD_ATTR" if i.opname == "LOAD_METHOD" else i.opname,
+            at.get(i.argval) if i.opcode in _JUMPS else _arg(i.argval)) for i in ins if i.opname != "EXTENDED_ARG"]
+    return tuple(ops) + tuple(p for k in code.co_consts if isinstance(k, types.CodeType) for p in _code_parts(k))
+
+def _arg(v) -> str:
+    if isinstance(v, types.CodeType): return "<code>"  # followed on its own
+    return repr(sorted(map(repr, v))) if isinstance(v, frozenset) else repr(v)  # a set's order is per process
 
 @functools.lru_cache(maxsize=None)
 def _names(code: types.CodeType, only_globals: bool = False) -> tuple:
@@ -64,56 +72,81 @@ def _plain(v) -> bool:
     return type(v) is dict and all(_plain(k) and _plain(x) for k, x in v.items())
 
 # %% ../nbs/01c_store.ipynb #273ee81f
-def _uses(f) -> list:
-    "(name, value) of what a function's code names: its globals, its closure, the types in its annotations."
-    names = list(_names(f.__code__, True)) + [n for a in f.__annotations__.values() if isinstance(a, str) for n in re.findall(r"\w+", a)]
-    cells = [(n, c.cell_contents) for n, c in zip(f.__code__.co_freevars, f.__closure__ or ()) if _filled(c)]
-    return [(n, f.__globals__[n]) for n in dict.fromkeys(names) if n in f.__globals__] + cells, _names(f.__code__)
+_INSTALLED = tuple(sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages())}))
+
+@functools.lru_cache(maxsize=None)
+def _user_code(module: str|None) -> bool:
+    "Code of this package or of its user (a notebook, a script, a module outside the Python installation), not a library's."
+    if not module: return False
+    if module.split(".")[0] == "hessian_nb": return True
+    m = sys.modules.get(module)
+    if m is None: return True  # code run by exec under a name of its own
+    file = getattr(m, "__file__", None)
+    return module == "__main__" if file is None else not os.path.realpath(file).startswith(_INSTALLED)
+
+def _attr(x, name: str):
+    try: return getattr(x, name, None)
+    except Exception: return None  # a __getattr__ that raises
+
+def _is_code(x) -> bool:
+    "Whether `x` is code to follow: a user's function or class, a partial, a method, a wrapper, an instance of a user's class."
+    if inspect.isfunction(x) or inspect.isclass(x): return _user_code(x.__module__)
+    if isinstance(x, (functools.partial, staticmethod, classmethod, property)) or inspect.ismethod(x): return True
+    return _attr(x, "__wrapped__") is not None or not inspect.ismodule(x) and _user_code(type(x).__module__)
+
+def _uses(f) -> tuple:
+    "(name, value, kind) of what a function names (globals, annotated types), closes over and takes by default; its names."
+    g, names = f.__globals__, _names(f.__code__)
+    used = list(_names(f.__code__, True)) + [n for a in f.__annotations__.values() if isinstance(a, str) for n in re.findall(r"\w+", a)]
+    out = [(n, g[n], "global") for n in dict.fromkeys(used) if n in g]
+    out += [(n, c.cell_contents, "own") for n, c in zip(f.__code__.co_freevars, f.__closure__ or ()) if _filled(c)]
+    return out + [("", v, "own") for v in (*(f.__defaults__ or ()), *(f.__kwdefaults__ or {}).values())], names
 
 def _filled(cell) -> bool:
     try: cell.cell_contents; return True
     except ValueError: return False  # a closure variable not yet assigned
 
-def _constant(name: str, v) -> bool:
-    "A value that is part of the code: a number, string or tuple, or a list or dict named as a constant (UPPER_CASE)."
-    return _plain(v) and (type(v) not in (list, dict) or name.isupper())
-
-def _instance(f) -> bool: return callable(f) and not (inspect.isroutine(f) or inspect.isclass(f))
-
 def _inner(f) -> tuple:
     "What a partial, a bound method or a callable object runs, and the plain data it carries (arguments, attributes)."
     if isinstance(f, functools.partial): return f.func, [a for a in (*f.args, *sorted(f.keywords.items())) if _plain(a)]
     obj, inner = (f.__self__, f.__func__) if inspect.ismethod(f) else (f, type(f))
-    state = sorted((k, v) for k, v in (vars(obj).items() if hasattr(obj, "__dict__") else ()) if _plain(v))
-    return inner, state
+    state = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
+    state |= {s: _attr(obj, s) for c in type(obj).__mro__ for s in getattr(c, "__slots__", ()) if isinstance(s, str)}
+    return inner, sorted((k, v) for k, v in state.items() if _plain(v))
 
+# %% ../nbs/01c_store.ipynb #463793d5
 def code_version(*fns: Callable) -> str:
-    "A 16-digit hash of the code `fns` run, following every function, class and constant of this package they name."
-    home = {"hessian_nb"} | {(getattr(f, "__module__", None) or "").split(".")[0] for f in fns}
-    ours = lambda v: (inspect.isfunction(v) or inspect.isclass(v)) and (v.__module__ or "").split(".")[0] in home
-    parts, seen, todo = {}, set(), list(fns)
+    "A 16-digit hash of the code `fns` run, following every function, class, constant and object of user code they name."
+    parts, seen, todo = [], set(), list(reversed(fns))
     while todo:
         f = todo.pop()
-        if hasattr(f, "__wrapped__"): f = inspect.unwrap(f)  # functools.wraps, lru_cache
-        if isinstance(f, functools.partial) or inspect.ismethod(f) or _instance(f):  # the code it runs, and its data
-            inner, data = _inner(f)
-            parts.setdefault(f"{getattr(inner, '__qualname__', '')} with", []).append(repr(data)); todo.append(inner); continue
-        if isinstance(f, (staticmethod, classmethod)): f = f.__func__
-        if isinstance(f, property): todo += [g for g in (f.fget, f.fset, f.fdel) if g]; continue
-        if id(f) in seen or not (inspect.isfunction(f) or inspect.isclass(f)): continue
+        if id(f) in seen: continue
         seen.add(id(f))
-        if inspect.isclass(f):
-            parts[f.__qualname__] = [b.__qualname__ for b in f.__mro__] + \
-                [repr((k, v)) for k, v in vars(f).items() if not k.startswith("__") and _plain(v)]  # fields' defaults
-            todo += [v for v in vars(f).values()] + [b for b in f.__mro__[1:] if ours(b)]; continue
-        parts[f.__qualname__], (uses, names) = list(_code_parts(f.__code__, f.__doc__)), _uses(f)
-        uses += [("", v) for v in (*(f.__defaults__ or ()), *(f.__kwdefaults__ or {}).values())]  # default arguments
-        for n, v in uses:
-            if inspect.ismodule(v): v = dict((a, getattr(v, a)) for a in names if hasattr(v, a)) if v.__name__.split(".")[0] in home else {}
-            for m, x in (v.items() if type(v) is dict and not _plain(v) else [(n, v)]):  # a module, a registry: each entry
-                if ours(x) or isinstance(x, (staticmethod, classmethod, property)): todo.append(x)
-                elif _constant(m, x): parts[f.__qualname__].append(repr((m, x)))
-    return hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()[:16]
+        wrapped = _attr(f, "__wrapped__")
+        if isinstance(f, (staticmethod, classmethod)): todo.append(f.__func__)
+        elif isinstance(f, property): todo += [g for g in (f.fget, f.fset, f.fdel) if g]
+        elif inspect.isclass(f):
+            parts.append((f.__qualname__, [b.__qualname__ for b in f.__mro__],
+                          [repr((k, v)) for k, v in vars(f).items() if not k.startswith("__") and _plain(v)]))  # defaults
+            todo += [v for v in vars(f).values() if _is_code(v)] + [b for b in f.__mro__[1:] if _is_code(b)]
+        elif inspect.isfunction(f):
+            parts.append((f.__qualname__, _code_parts(f.__code__)))
+            todo += [wrapped] if wrapped is not None else []
+            _follow(f, parts, todo)
+        elif wrapped is not None: todo.append(wrapped)  # lru_cache and other wrappers
+        elif callable(f) or _is_code(f):  # a partial, a bound method, a callable object: what it runs, and its data
+            inner, data = _inner(f); parts.append(("with", repr(data))); todo.append(inner)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+def _follow(f, parts: list, todo: list):
+    "Queue the code `f` names and record the constants: a module's named attributes, a registry's entries, each value."
+    uses, names = _uses(f)
+    for n, v, kind in uses:
+        if inspect.ismodule(v): v = {a: getattr(v, a) for a in names if hasattr(v, a)} if _user_code(v.__name__) else {}
+        for m, x in (v.items() if type(v) is dict and not _plain(v) else [(n, v)]):
+            if _is_code(x): todo.append(x)
+            elif _plain(x) and (kind == "own" or type(x) not in (list, dict) or m.isupper()):  # a global list: state, unless a CONSTANT
+                parts.append((f.__qualname__, m, repr(x)))
 
 # %% ../nbs/01c_store.ipynb #6cd389b5
 class CorruptCheckpoint(ValueError):

@@ -246,3 +246,11 @@ def test_every_table_prints_its_kind_of_result():
                    tr_G3_same=0.1, heavy_G=0.3, heavy_G3=0.3, loss=0.1, acc=0.9, grad_norm=1e-3, test_acc=0.8, step=30)
     line = cli.map_table({"30 per class": [f]}).splitlines()[1]
     assert [x.strip() for x in line.split("|")] == ["30 per class", "30", "2", "1", "0.50", "0.900"], line
+
+
+def test_the_command_line_does_not_import_the_network_module_until_report():
+    "hessian_nb.network patches Operator when imported, which moves every cache key: `run` must read what the book cached."
+    import subprocess
+    import sys
+    code = "import sys, hessian_nb.cli; print('hessian_nb.network' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -1,5 +1,6 @@
 """Bad input and failure modes of the lab (hessian_nb.data, hessian_nb.train)."""
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -228,10 +229,10 @@ def test_a_checkpoint_holding_a_code_running_pickle_is_refused(tmp_path, monkeyp
         with pytest.raises(CorruptCheckpoint, match="cannot be read"): load_checkpoint(p)
         assert not marker.exists(), f"{p.name}: the pickle ran code"
     monkeypatch.setenv("HESSIAN_NB_CACHE", str(tmp_path / "cache"))
-    value = [1]; measure = lambda: value[0]  # one measurement (one code version), whose result we can tell apart
+    box = SimpleNamespace(value=1); measure = lambda: box.value  # one code version, whose result we can tell apart
     cached("v", {}, measure)
     entry = next((tmp_path / "cache" / "results").glob("v_*.pt")); entry.write_bytes(inner.read_bytes())
-    value[0] = 2
+    box.value = 2
     with pytest.warns(UserWarning, match="cannot be read"): assert cached("v", {}, measure) == 2
     assert not marker.exists()
 
@@ -322,3 +323,13 @@ def test_a_runs_key_carries_the_version_of_the_training_code(monkeypatch):
         assert cfg.key() != k0, name
         monkeypatch.setattr(tr, name, real)
     assert cfg.key() == k0
+
+
+def test_keys_and_code_versions_are_the_same_in_every_process():
+    "String hashing is randomised per process: a set's order must never reach a key (a set of paths once did)."
+    code = ("from hessian_nb.train import TrainConfig; from hessian_nb import bulk, regime; from hessian_nb.store import "
+            "code_version; print(TrainConfig(**" + repr(SMALL) + ").key(), code_version(bulk.fmnist_width_run), "
+            "code_version(regime.regime_stage))")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": s}).stdout for s in ("1", "2", "3")}
+    assert len(outs) == 1, outs

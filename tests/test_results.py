@@ -28,3 +28,22 @@ def test_check_split_is_a_dataclass():
     from hessian_nb.gauss_newton import SplitCheck, check_split
     f = check_split(Objective(*toy_problem(n=8)))
     assert isinstance(f, SplitCheck) and all(descending(e) for e in (f.H, f.G, f.R))
+
+
+def test_the_experiments_results_are_dataclasses_read_back_typed(tmp_path, monkeypatch):
+    "class_facts (a ClassFacts, spectra descending against dense G), the lines and the two-phase run of chapter 07."
+    from hessian_nb.class_scale import ClassFacts, class_facts
+    from hessian_nb.data import from_tensors
+    from hessian_nb.gauss_newton import ggn
+    from hessian_nb.interpolation import Line, TwoPhase, interpolate, two_phase
+    monkeypatch.setenv("HESSIAN_NB_CACHE", str(tmp_path))
+    model, X, _ = toy_problem(n=30)
+    y = torch.arange(30) % 3
+    data = from_tensors(X, y, num_classes=3, test_fraction=0.3)
+    f = class_facts(model, data, tol=1e-10)
+    assert isinstance(f, ClassFacts) and all(descending(e) for e in (f.G, f.G1, f.G012))
+    dense = torch.linalg.eigvalsh(ggn(Objective(model, data.X, data.y))).flip(0)[:len(f.G)]
+    torch.testing.assert_close(f.G, dense, rtol=1e-6, atol=1e-10)
+    tp = two_phase(model, data, small_batch=4, lr=0.1, steps=3, log_every=1)
+    line = interpolate(tp.large, tp.small, data, torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
+    assert isinstance(tp, TwoPhase) and isinstance(line, Line) and tp.switch == 3 and line.test_loss is not None
