@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ["index", "02_train", "03_gauss_newton", "04_spectrum", "05_bulk_and_outliers", "06b_class_structure_at_scale",
+            "06c_papyan_regime",
             "07_interpolation", "08_explore", "10_your_network"]
 START, END = "<!-- robustness table: start -->", "<!-- robustness table: end -->"
 
