@@ -126,9 +126,9 @@ def test_the_regime_verdict_needs_a_strict_majority_of_seeds():
     from hessian_nb.regime import REGIME_RULE, regime_verdict
     good = {"G/G1": REGIME_RULE["G/G1"] / 2, "overlap": 0.99}
     bad = {"G/G1": 10 * REGIME_RULE["G/G1"], "overlap": 0.5}
-    half = [{"seed": 0, **good}, {"seed": 1, **bad}]
+    half = [{"seed": 0, "step": 9, **good}, {"seed": 1, "step": 9, **bad}]
     assert regime_verdict(half).held == [0] and not regime_verdict(half).stands  # one of two is no majority
-    assert regime_verdict(half + [{"seed": 2, **good}]).stands
+    assert regime_verdict(half + [{"seed": 2, "step": 9, **good}]).stands
 
 
 def test_cli_report_refuses_k_below_one(tmp_path, monkeypatch, capsys):
