@@ -115,10 +115,10 @@ def barrier(curve: Line, # from interpolate or line_losses
     if L is None:
         raise ValueError(f"key={key!r}: a barrier is taken of 'loss' or, where the "
                          "line was measured on a test set (interpolate), 'test_loss'.")
-    if bool(L.isnan().any()):
-        bad = a[L.isnan()].tolist()
-        raise ValueError(f"the {key} is NaN at alpha = {bad}: the line leaves where "
-                         "the loss is defined, and has no barrier.")
+    if not bool(torch.isfinite(L).all()):
+        bad = a[~torch.isfinite(L)].tolist()
+        raise ValueError(f"the {key} is not finite (NaN or inf) at alpha = {bad}: the "
+                         "line leaves where the loss is defined, and has no barrier.")
     if not (bool((a.abs() < 1e-9).any()) and bool(((a - 1).abs() < 1e-9).any())):
         raise ValueError(
             "barrier needs the line evaluated at both ends, alpha = 0 and alpha = 1 "
@@ -270,8 +270,9 @@ def paired_lines(snapshots_a: dict|list, # one run: step -> model, or [(step, mo
     for s in steps:
         c = line_losses(a[s], b[s], data.X, data.y, alphas, loss)
         distance = float((flat_params(a[s]) - flat_params(b[s])).norm())
+        end = lambda t: float(c.loss[(c.alpha - t).abs().argmin()])  # the loss at t
         out.append({"step": s, "distance": distance, "barrier": barrier(c, "loss"),
-                    "loss_a": float(c.loss[0]), "loss_b": float(c.loss[-1])})
+                    "loss_a": end(0), "loss_b": end(1)})
     return out
 
 # %% ../nbs/07_interpolation.ipynb #eef68555

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import site
+import sysconfig
 import sys
 import tempfile
 import time
@@ -48,10 +49,12 @@ _JUMPS = set(dis.hasjrel) | set(dis.hasjabs)
 def _code_parts(code: types.CodeType) -> tuple:
     ("What a code object computes: its instructions with their names and constants, jumps by instruction, and the code "
      "nested in it. LOAD_METHOD is read as LOAD_ATTR: Python 3.11 picks one by where a module was imported.")
-    ins = list(dis.get_instructions(code))
-    at = {i.offset: n for n, i in enumerate(ins)}
+    ins, at = [], {}
+    for i in dis.get_instructions(code):  # an EXTENDED_ARG (a long jump) belongs to the instruction after it
+        at[i.offset] = len(ins)
+        if i.opname != "EXTENDED_ARG": ins.append(i)
     ops = [("LOAD_ATTR" if i.opname == "LOAD_METHOD" else i.opname,
-            at.get(i.argval) if i.opcode in _JUMPS else _arg(i.argval)) for i in ins if i.opname != "EXTENDED_ARG"]
+            at.get(i.argval) if i.opcode in _JUMPS else _arg(i.argval)) for i in ins]
     return tuple(ops) + tuple(p for k in code.co_consts if isinstance(k, types.CodeType) for p in _code_parts(k))
 
 def _arg(v) -> str:
@@ -72,11 +75,12 @@ def _plain(v) -> bool:
     return type(v) is dict and all(_plain(k) and _plain(x) for k, x in v.items())
 
 # %% ../nbs/01c_store.ipynb #273ee81f
-_INSTALLED = tuple(sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages())}))
+_INSTALLED = tuple(sorted({os.path.join(os.path.realpath(p), "") for p in (*site.getsitepackages(), *(
+    sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")))}))  # libraries, not user code
 
 @functools.lru_cache(maxsize=None)
 def _user_code(module: str|None) -> bool:
-    "Code of this package or of its user (a notebook, a script, a module outside the Python installation), not a library's."
+    "Code of this package or of its user (a notebook, a script, a module outside the libraries' folders), not a library's."
     if not module: return False
     if module.split(".")[0] == "hessian_nb": return True
     m = sys.modules.get(module)
@@ -88,17 +92,51 @@ def _attr(x, name: str):
     try: return getattr(x, name, None)
     except Exception: return None  # a __getattr__ that raises
 
+def _wrapped(x):
+    "What functools.wraps or lru_cache wrapped, from the wrapper's own attributes (a catch-all __getattr__ is not asked)."
+    try: return vars(x).get("__wrapped__")
+    except Exception: return None  # no __dict__, or one that raises
+
 def _is_code(x) -> bool:
     "Whether `x` is code to follow: a user's function or class, a partial, a method, a wrapper, an instance of a user's class."
     if inspect.isfunction(x) or inspect.isclass(x): return _user_code(x.__module__)
     if isinstance(x, (functools.partial, staticmethod, classmethod, property)) or inspect.ismethod(x): return True
-    return _attr(x, "__wrapped__") is not None or not inspect.ismodule(x) and _user_code(type(x).__module__)
+    return _wrapped(x) is not None or not inspect.ismodule(x) and _user_code(type(x).__module__)
+
+def _tensor_digest(t: torch.Tensor) -> str:
+    try: return hashlib.sha256(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
+    except Exception: return "?"  # sparse, meta: described by type and shape only
+
+def _describe(x, todo: list, depth: int = 0) -> str:
+    "A stable description of a value a computation uses, the code inside it queued to be followed."
+    if _is_code(x): todo.append(x); return "<code>"
+    if x is None or type(x) in (bool, int, float, complex, str, bytes): return repr(x)
+    if type(x).__name__ == "ndarray" and type(x).__module__ == "numpy":
+        return f"ndarray{x.shape} {x.dtype} {hashlib.sha256(x.tobytes()).hexdigest()[:16]}"
+    if isinstance(x, (bool, int, float, complex, str, bytes)) or type(x).__module__ == "numpy" and hasattr(x, "item"):
+        return f"{type(x).__name__}({x.item() if hasattr(x, 'item') else x!r})"  # NumPy scalars, subclasses
+    if depth > 4: return type(x).__qualname__
+    d = lambda v: _describe(v, todo, depth + 1)
+    if isinstance(x, (list, tuple)): return f"{type(x).__name__}[{', '.join(map(d, x))}]"
+    if isinstance(x, dict): return "{" + ", ".join(f"{d(k)}: {d(v)}" for k, v in x.items()) + "}"
+    if isinstance(x, (set, frozenset)): return "{" + ", ".join(sorted(map(d, x))) + "}"
+    if isinstance(x, torch.Tensor): return f"tensor{tuple(x.shape)} {x.dtype} {_tensor_digest(x)}"
+    if isinstance(x, nn.Module):  # its layers' classes (a user's followed) and its weights
+        return repr([d(type(m)) for m in x.modules()]) + repr(x) + d(x.state_dict())
+    if isinstance(x, torch.Generator): return f"generator {_tensor_digest(x.get_state())}"
+    if isinstance(x, (torch.dtype, torch.device)): return str(x)
+    if _attr(x, "code") is not None and type(x).__module__.startswith("torch.jit"): return str(x.code)  # TorchScript
+    name = f"{_attr(x, '__module__') or type(x).__module__}.{_attr(x, '__qualname__') or type(x).__qualname__}"
+    if callable(x) and (inspect.isroutine(x) or inspect.isclass(x)): return name  # a library's function or class
+    r = repr(x)
+    return r if " at 0x" not in r else name  # a library's object, by its repr when the repr is stable
 
 def _uses(f) -> tuple:
     "(name, value, kind) of what a function names (globals, annotated types), closes over and takes by default; its names."
     g, names = f.__globals__, _names(f.__code__)
-    used = list(_names(f.__code__, True)) + [n for a in f.__annotations__.values() if isinstance(a, str) for n in re.findall(r"\w+", a)]
-    out = [(n, g[n], "global") for n in dict.fromkeys(used) if n in g]
+    notes = [a for a in f.__annotations__.values()]
+    used = list(_names(f.__code__, True)) + [n for a in notes if isinstance(a, str) for n in re.findall(r"\w+", a)]
+    out = [(n, g[n], "global") for n in dict.fromkeys(used) if n in g] + [("", a, "own") for a in notes if not isinstance(a, str)]
     out += [(n, c.cell_contents, "own") for n, c in zip(f.__code__.co_freevars, f.__closure__ or ()) if _filled(c)]
     return out + [("", v, "own") for v in (*(f.__defaults__ or ()), *(f.__kwdefaults__ or {}).values())], names
 
@@ -106,13 +144,15 @@ def _filled(cell) -> bool:
     try: cell.cell_contents; return True
     except ValueError: return False  # a closure variable not yet assigned
 
-def _inner(f) -> tuple:
-    "What a partial, a bound method or a callable object runs, and the plain data it carries (arguments, attributes)."
-    if isinstance(f, functools.partial): return f.func, [a for a in (*f.args, *sorted(f.keywords.items())) if _plain(a)]
+def _inner(f, todo: list) -> tuple:
+    "What a partial, a bound method or a callable object runs, and a description of what it carries (arguments, state)."
+    if isinstance(f, functools.partial): return None, _describe([f.func, f.args, f.keywords], todo)
     obj, inner = (f.__self__, f.__func__) if inspect.ismethod(f) else (f, type(f))
-    state = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
-    state |= {s: _attr(obj, s) for c in type(obj).__mro__ for s in getattr(c, "__slots__", ()) if isinstance(s, str)}
-    return inner, sorted((k, v) for k, v in state.items() if _plain(v))
+    try: state = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
+    except Exception: state = {}  # a __dict__ or __getattribute__ that raises
+    slots = [s for c in type(obj).__mro__ for s in (_attr(c, "__slots__") or ()) if isinstance(s, str)]
+    state |= {s: _attr(obj, s) for s in slots}
+    return inner, _describe(dict(sorted(state.items())), todo)
 
 # %% ../nbs/01c_store.ipynb #463793d5
 def code_version(*fns: Callable) -> str:
@@ -122,31 +162,34 @@ def code_version(*fns: Callable) -> str:
         f = todo.pop()
         if id(f) in seen: continue
         seen.add(id(f))
-        wrapped = _attr(f, "__wrapped__")
+        wrapped = _wrapped(f)
         if isinstance(f, (staticmethod, classmethod)): todo.append(f.__func__)
         elif isinstance(f, property): todo += [g for g in (f.fget, f.fset, f.fdel) if g]
         elif inspect.isclass(f):
-            parts.append((f.__qualname__, [b.__qualname__ for b in f.__mro__],
-                          [repr((k, v)) for k, v in vars(f).items() if not k.startswith("__") and _plain(v)]))  # defaults
-            todo += [v for v in vars(f).values() if _is_code(v)] + [b for b in f.__mro__[1:] if _is_code(b)]
+            attrs = [(k, v) for k, v in vars(f).items() if not (k.startswith("__") and k.endswith("__")) or _is_code(v)]
+            parts.append((f.__qualname__, [b.__qualname__ for b in f.__mro__], _describe(attrs, todo)))  # methods queued
+            todo += [b for b in (*f.__mro__[1:], type(f)) if _is_code(b)]
         elif inspect.isfunction(f):
             parts.append((f.__qualname__, _code_parts(f.__code__)))
             todo += [wrapped] if wrapped is not None else []
             _follow(f, parts, todo)
         elif wrapped is not None: todo.append(wrapped)  # lru_cache and other wrappers
         elif callable(f) or _is_code(f):  # a partial, a bound method, a callable object: what it runs, and its data
-            inner, data = _inner(f); parts.append(("with", repr(data))); todo.append(inner)
+            inner, data = _inner(f, todo); parts.append(("with", data)); todo += [inner] if inner is not None else []
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 def _follow(f, parts: list, todo: list):
-    "Queue the code `f` names and record the constants: a module's named attributes, a registry's entries, each value."
+    "Queue the code `f` names and describe the values it uses: a user module's named attributes (and theirs), each value."
     uses, names = _uses(f)
+    items, done = [], set()
     for n, v, kind in uses:
-        if inspect.ismodule(v): v = {a: getattr(v, a) for a in names if hasattr(v, a)} if _user_code(v.__name__) else {}
-        for m, x in (v.items() if type(v) is dict and not _plain(v) else [(n, v)]):
-            if _is_code(x): todo.append(x)
-            elif _plain(x) and (kind == "own" or type(x) not in (list, dict) or m.isupper()):  # a global list: state, unless a CONSTANT
-                parts.append((f.__qualname__, m, repr(x)))
+        while inspect.ismodule(v):
+            if not _user_code(v.__name__) or id(v) in done: v = None; break
+            done.add(id(v)); subs = [(a, getattr(v, a)) for a in names if hasattr(v, a)]
+            items += [(a, x, kind) for a, x in subs if not inspect.ismodule(x)]
+            v = next((x for a, x in subs if inspect.ismodule(x) and id(x) not in done), None)  # a submodule chain
+        if v is not None: items.append((n, v, kind))
+    parts += [(f.__qualname__, n, _describe(v, todo)) for n, v, kind in items]
 
 # %% ../nbs/01c_store.ipynb #6cd389b5
 class CorruptCheckpoint(ValueError):
