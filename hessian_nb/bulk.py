@@ -15,7 +15,7 @@ from .core import Objective
 from .gauss_newton import ggn, residual
 from .spectrum import OutlierCount, count_outliers, lanczos, slq
 from .models import FMNIST_CNN, cnn, mlp, normal_init_, num_params
-from .store import cached
+from .store import cached, cached_as
 from .train import TrainConfig, evaluate, make_data, make_model, run, run_at, train
 
 # %% auto #0
@@ -91,7 +91,7 @@ def spectrum_facts(model, data, loss: str = "ce",
 # %% ../nbs/05_bulk_and_outliers.ipynb #00eda447
 def cached_spectra(name: str, config: dict, compute) -> Spectra:
     "A Spectra through the result cache (stored as a plain dict, read back as a Spectra; counts are taken on what is read)."
-    return Spectra(**cached(name, config, lambda: asdict(compute())))
+    return cached_as(Spectra, name, config, compute)
 
 def _trained_facts(name: str, configs: dict, parts: tuple = ("H", "G")) -> dict:
     "spectrum_facts of each configuration's trained network, cached under `name`."
@@ -214,7 +214,7 @@ class TrainedTop:
 
 def cached_top(name: str, config: dict, compute) -> TrainedTop:
     "A TrainedTop through the result cache (stored as a plain dict)."
-    return TrainedTop(**cached(name, config, lambda: asdict(compute())))
+    return cached_as(TrainedTop, name, config, compute)
 
 # %% ../nbs/05_bulk_and_outliers.ipynb #3a85d9e8
 def fmnist_config(n_per_class: int, # training images per class (100 test images per class)

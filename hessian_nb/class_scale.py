@@ -20,7 +20,7 @@ from .data import Data, digits
 from .gauss_newton import ggn, ggn_factor, ggn_op
 from .spectrum import count_outliers, lanczos
 from .models import FMNIST_CNN, mlp
-from .store import cached
+from .store import cached, cached_as
 from .train import TrainConfig, evaluate, run, run_at
 
 # %% auto #0
@@ -227,8 +227,8 @@ def map_point(point: dict) -> list[ClassFacts]:
 def map_control(point: dict, profile: str = "symmetric") -> ControlFacts:
     "control_facts at the end of one map run, under `profile`, cached under the run's key."
     cfg = map_config(point)
-    return ControlFacts(**cached("class_map_control", {"run": cfg.key(), "profile": profile},
-                                 lambda: asdict(control_facts(run_at(cfg, cfg.checkpoints[-1]), run(cfg).data, profile))))
+    return cached_as(ControlFacts, "class_map_control", {"run": cfg.key(), "profile": profile},
+                     lambda: control_facts(run_at(cfg, cfg.checkpoints[-1]), run(cfg).data, profile))
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #3556b5cd
 def map_points(scale: str = "book") -> dict:
@@ -323,8 +323,8 @@ def count_point(data: str = "digits", n_per_class: int|None = 50, seed: int = 0,
         eH = lanczos(obj.H, k=top, tol=1e-4, vectors=False, verify=False).values
         eG = lanczos(ggn_op(obj), k=top, tol=1e-4, vectors=False, verify=False).values
         dcc, w = class_means(obj)
-        return asdict(CountFacts(eH, eG, FactorOp(class_pieces(dcc, w)[1]).eigh(vectors=False), **evaluate(model, d)))
-    return CountFacts(**cached("class_count", {"run": cfg.key(), "top": top}, compute))
+        return CountFacts(eH, eG, FactorOp(class_pieces(dcc, w)[1]).eigh(vectors=False), **evaluate(model, d))
+    return cached_as(CountFacts, "class_count", {"run": cfg.key(), "top": top}, compute)
 
 # %% ../nbs/06b_class_structure_at_scale.ipynb #f829ba35
 def embedding_along(point: dict) -> dict:

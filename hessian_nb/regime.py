@@ -5,13 +5,13 @@
 # %% ../nbs/06c_papyan_regime.ipynb #7af2093f
 from __future__ import annotations
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from .class_scale import (ClassFacts, Collapse, ControlFacts, ProfileCE, class_facts, collapse_facts,
                                     control_facts)
-from .store import cached
+from .store import cached_as
 from .train import TrainConfig, run, run_at
 
 # %% auto #0
@@ -55,10 +55,10 @@ def regime_stage(cfg: TrainConfig, step: int, # a run and one of its checkpoints
     "class_facts and collapse_facts at checkpoint `step` of run `cfg`, and control_facts under each profile; each cached."
     key = {"run": cfg.key(), "step": step}
     model = lambda: run_at(cfg, step)
-    facts = ClassFacts(**cached("regime_facts", key, lambda: asdict(class_facts(model(), run(cfg).data))))
-    collapse = Collapse(**cached("regime_collapse", key, lambda: asdict(collapse_facts(model(), run(cfg).data))))
-    control = {p: ControlFacts(**cached("regime_control", key | {"profile": p},
-                                        lambda: asdict(control_facts(model(), run(cfg).data, p)))) for p in profiles}
+    facts = cached_as(ClassFacts, "regime_facts", key, lambda: class_facts(model(), run(cfg).data))
+    collapse = cached_as(Collapse, "regime_collapse", key, lambda: collapse_facts(model(), run(cfg).data))
+    control = {p: cached_as(ControlFacts, "regime_control", key | {"profile": p},
+                            lambda: control_facts(model(), run(cfg).data, p)) for p in profiles}
     return RegimeStage(step, facts, collapse, control)
 
 # runs as (width, seed, stages measured); every run with all three controls at the paper's scale

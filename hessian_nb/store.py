@@ -5,6 +5,7 @@
 # %% ../nbs/01c_store.ipynb #fa50279e
 from __future__ import annotations
 import contextlib
+import dataclasses
 import dis
 import errno
 import functools
@@ -35,7 +36,7 @@ from .basics import realization
 
 # %% auto #0
 __all__ = ['CACHE_VERSION', 'code_version', 'CorruptCheckpoint', 'atomic_save', 'safe_load', 'load_checkpoint', 'load_state',
-           'one_thread', 'cache_root', 'CacheNotWritable', 'check_writable', 'run_lock', 'cached']
+           'one_thread', 'cache_root', 'CacheNotWritable', 'check_writable', 'run_lock', 'cached', 'cached_as']
 
 # %% ../nbs/01c_store.ipynb #bba7e0cc
 # the layout of a stored entry or checkpoint (what keys it holds); not a code
@@ -67,12 +68,6 @@ def _names(code: types.CodeType, only_globals: bool = False) -> tuple:
     own = tuple(i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")) if only_globals \
         else code.co_names
     return own + tuple(n for k in code.co_consts if isinstance(k, types.CodeType) for n in _names(k, only_globals))
-
-def _plain(v) -> bool:
-    "A constant whose repr is its value: numbers, strings, and tuples, lists and dicts of them."
-    if v is None or type(v) in (bool, int, float, str): return True
-    if type(v) in (tuple, list): return all(map(_plain, v))
-    return type(v) is dict and all(_plain(k) and _plain(x) for k, x in v.items())
 
 # %% ../nbs/01c_store.ipynb #273ee81f
 _INSTALLED = tuple(sorted({os.path.join(os.path.realpath(p), "") for p in (*site.getsitepackages(), *(
@@ -111,10 +106,9 @@ def _describe(x, todo: list, depth: int = 0) -> str:
     "A stable description of a value a computation uses, the code inside it queued to be followed."
     if _is_code(x): todo.append(x); return "<code>"
     if x is None or type(x) in (bool, int, float, complex, str, bytes): return repr(x)
-    if type(x).__name__ == "ndarray" and type(x).__module__ == "numpy":
-        return f"ndarray{x.shape} {x.dtype} {hashlib.sha256(x.tobytes()).hexdigest()[:16]}"
-    if isinstance(x, (bool, int, float, complex, str, bytes)) or type(x).__module__ == "numpy" and hasattr(x, "item"):
-        return f"{type(x).__name__}({x.item() if hasattr(x, 'item') else x!r})"  # NumPy scalars, subclasses
+    if type(x).__module__.split(".")[0] == "numpy" and hasattr(x, "tobytes"):  # arrays, matrices, scalars
+        return f"{type(x).__name__}{x.shape} {x.dtype} {hashlib.sha256(x.tobytes()).hexdigest()[:16]}"
+    if isinstance(x, (bool, int, float, complex, str, bytes)): return f"{type(x).__name__}({x!r})"  # subclasses
     if depth > 4: return type(x).__qualname__
     d = lambda v: _describe(v, todo, depth + 1)
     if isinstance(x, (list, tuple)): return f"{type(x).__name__}[{', '.join(map(d, x))}]"
@@ -131,14 +125,13 @@ def _describe(x, todo: list, depth: int = 0) -> str:
     r = repr(x)
     return r if " at 0x" not in r else name  # a library's object, by its repr when the repr is stable
 
-def _uses(f) -> tuple:
-    "(name, value, kind) of what a function names (globals, annotated types), closes over and takes by default; its names."
-    g, names = f.__globals__, _names(f.__code__)
-    notes = [a for a in f.__annotations__.values()]
+def _uses(f) -> list:
+    "(name, value) of what a function names (globals, annotated types), closes over and takes by default."
+    g, notes = f.__globals__, list(f.__annotations__.values())
     used = list(_names(f.__code__, True)) + [n for a in notes if isinstance(a, str) for n in re.findall(r"\w+", a)]
-    out = [(n, g[n], "global") for n in dict.fromkeys(used) if n in g] + [("", a, "own") for a in notes if not isinstance(a, str)]
-    out += [(n, c.cell_contents, "own") for n, c in zip(f.__code__.co_freevars, f.__closure__ or ()) if _filled(c)]
-    return out + [("", v, "own") for v in (*(f.__defaults__ or ()), *(f.__kwdefaults__ or {}).values())], names
+    out = [(n, g[n]) for n in dict.fromkeys(used) if n in g] + [("", a) for a in notes if not isinstance(a, str)]
+    out += [(n, c.cell_contents) for n, c in zip(f.__code__.co_freevars, f.__closure__ or ()) if _filled(c)]
+    return out + [("", v) for v in (*(f.__defaults__ or ()), *(f.__kwdefaults__ or {}).values())]
 
 def _filled(cell) -> bool:
     try: cell.cell_contents; return True
@@ -180,16 +173,12 @@ def code_version(*fns: Callable) -> str:
 
 def _follow(f, parts: list, todo: list):
     "Queue the code `f` names and describe the values it uses: a user module's named attributes (and theirs), each value."
-    uses, names = _uses(f)
-    items, done = [], set()
-    for n, v, kind in uses:
-        while inspect.ismodule(v):
-            if not _user_code(v.__name__) or id(v) in done: v = None; break
-            done.add(id(v)); subs = [(a, getattr(v, a)) for a in names if hasattr(v, a)]
-            items += [(a, x, kind) for a, x in subs if not inspect.ismodule(x)]
-            v = next((x for a, x in subs if inspect.ismodule(x) and id(x) not in done), None)  # a submodule chain
-        if v is not None: items.append((n, v, kind))
-    parts += [(f.__qualname__, n, _describe(v, todo)) for n, v, kind in items]
+    uses, names, done = _uses(f), _names(f.__code__), set()
+    while uses:  # a user module stands for its attributes that the code names, submodules too
+        n, v = uses.pop(0)
+        if not inspect.ismodule(v): parts.append((f.__qualname__, n, _describe(v, todo)))
+        elif _user_code(v.__name__) and id(v) not in done:
+            done.add(id(v)); uses += [(a, getattr(v, a)) for a in names if hasattr(v, a)]
 
 # %% ../nbs/01c_store.ipynb #6cd389b5
 class CorruptCheckpoint(ValueError):
@@ -349,3 +338,9 @@ def cached(name: str, # a readable prefix for the file, e.g. "gn_trajectory"
         raise TypeError(f"cached({name!r}): the value cannot be stored ({why}). Return tensors, numbers, strings, and lists, "
                         "tuples and dicts of them (e.g. dataclasses.asdict(x), array.tolist()).") from None
     return value
+
+# %% ../nbs/01c_store.ipynb #0307855e
+def cached_as(kind: type, # a dataclass: stored as a plain dict, read back as `kind`
+              name: str, config: dict, compute: Callable):
+    "`cached` for a measurement that returns a dataclass of tensors and numbers."
+    return kind(**cached(name, config, lambda: dataclasses.asdict(compute())))
