@@ -35,8 +35,9 @@ from torch import nn
 from .basics import realization
 
 # %% auto #0
-__all__ = ['CACHE_VERSION', 'code_version', 'CorruptCheckpoint', 'atomic_save', 'safe_load', 'load_checkpoint', 'load_state',
-           'one_thread', 'cache_root', 'CacheNotWritable', 'check_writable', 'run_lock', 'cached', 'cached_as']
+__all__ = ['CACHE_VERSION', 'VersionError', 'code_version', 'CorruptCheckpoint', 'atomic_save', 'safe_load', 'load_checkpoint',
+           'load_state', 'one_thread', 'cache_root', 'CacheNotWritable', 'check_writable', 'run_lock', 'cached',
+           'cached_as']
 
 # %% ../nbs/01c_store.ipynb #bba7e0cc
 # the layout of a stored entry or checkpoint (what keys it holds); not a code
@@ -75,7 +76,7 @@ _INSTALLED = tuple(sorted({os.path.join(os.path.realpath(p), "") for p in (*site
 
 @functools.lru_cache(maxsize=None)
 def _user_code(module: str|None) -> bool:
-    "Code of this package or of its user (a notebook, a script, a module outside the libraries' folders), not a library's."
+    "Whether a module is user code: this package, a notebook, a script, a module outside the libraries' folders."
     if not module: return False
     if module.split(".")[0] == "hessian_nb": return True
     m = sys.modules.get(module)
@@ -83,48 +84,103 @@ def _user_code(module: str|None) -> bool:
     file = getattr(m, "__file__", None)
     return module == "__main__" if file is None else not os.path.realpath(file).startswith(_INSTALLED)
 
+@functools.lru_cache(maxsize=None)
+def _library_file(path: str) -> bool:
+    "Whether code compiled from `path` is a library's: a file in the libraries' folders, or frozen into Python."
+    return path.startswith("<frozen ") or os.path.isabs(path) and os.path.realpath(path).startswith(_INSTALLED)
+
 def _attr(x, name: str):
     try: return getattr(x, name, None)
     except Exception: return None  # a __getattr__ that raises
 
-def _wrapped(x):
-    "What functools.wraps or lru_cache wrapped, from the wrapper's own attributes (a catch-all __getattr__ is not asked)."
-    try: return vars(x).get("__wrapped__")
+def _own(x, name: str):
+    "An attribute `x` holds itself (a catch-all __getattr__, e.g. a Mock's, is not asked)."
+    try: return vars(x).get(name)
     except Exception: return None  # no __dict__, or one that raises
+
+def _wrapped(x): return _own(x, "__wrapped__")  # what functools.wraps or lru_cache wrapped
+
+def _named(x) -> bool:
+    "Whether `x` is found under its module and qualified name (as pickle finds a function or a class)."
+    obj = sys.modules.get(_attr(x, "__module__") or "")
+    for part in str(_attr(x, "__qualname__")).split("."): obj = _attr(obj, part)
+    return obj is x
+
+def _user_def(x) -> bool:
+    "Whether a function or class is user code: by the file its code came from (exec'd code is the user's), or by its module."
+    if (_attr(x, "__module__") or "").split(".")[0] == "hessian_nb": return True
+    if inspect.isfunction(x): return not _library_file(x.__code__.co_filename)
+    if _named(x): return _user_code(x.__module__)
+    if not x.__flags__ & 512: return False  # a built-in type not found by name (a generator's, say): not a heap type
+    return x.__module__ == "builtins" or _user_code(x.__module__)  # made by exec, or in a user's function
+
+_WRAPPERS = (functools.partial, functools.partialmethod, functools.cached_property, functools.singledispatchmethod,
+             staticmethod, classmethod, property)
 
 def _is_code(x) -> bool:
     "Whether `x` is code to follow: a user's function or class, a partial, a method, a wrapper, an instance of a user's class."
-    if inspect.isfunction(x) or inspect.isclass(x): return _user_code(x.__module__)
-    if isinstance(x, (functools.partial, staticmethod, classmethod, property)) or inspect.ismethod(x): return True
-    return _wrapped(x) is not None or not inspect.ismodule(x) and _user_code(type(x).__module__)
+    if inspect.isfunction(x) or inspect.isclass(x): return _user_def(x)
+    if isinstance(x, _WRAPPERS) or inspect.ismethod(x): return True
+    return _wrapped(x) is not None or not inspect.ismodule(x) and _user_def(type(x))
+
+# %% ../nbs/01c_store.ipynb #d3c75644
+class VersionError(TypeError):
+    "A value a computation uses that `code_version` can neither describe nor follow."
+
+def _digest(b: bytes) -> str: return hashlib.sha256(b).hexdigest()[:16]
 
 def _tensor_digest(t: torch.Tensor) -> str:
-    try: return hashlib.sha256(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
-    except Exception: return "?"  # sparse, meta: described by type and shape only
+    try: return _digest(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    except Exception: pass  # sparse, quantised, meta: by what pickling keeps of it
+    try: b = io.BytesIO(); torch.save(t.detach().cpu(), b); return _digest(b.getvalue())
+    except Exception as e: raise VersionError(f"a {t.layout} tensor on {t.device} cannot be read ({e})") from None
 
-def _describe(x, todo: list, depth: int = 0) -> str:
-    "A stable description of a value a computation uses, the code inside it queued to be followed."
+def _describe(x, todo: list, memo: dict|None = None) -> str:
+    "A description of a value a computation uses, by value and to any depth, the code inside it queued to be followed."
+    memo = {} if memo is None else memo  # id -> (value, description); holding the value keeps its id from being reused
+    if id(x) in memo: return memo[id(x)][1]
+    memo[id(x)] = (x, "<cycle>")  # what the value is called if it is met again inside itself
+    out = _value(x, todo, lambda v: _describe(v, todo, memo))
+    memo[id(x)] = (x, out)
+    return out
+
+# %% ../nbs/01c_store.ipynb #26393610
+def _value(x, todo: list, d: Callable) -> str:
+    "One value's description, `d` describing the values inside it: as pickling would take it apart, numbers by digest."
     if _is_code(x): todo.append(x); return "<code>"
-    if x is None or type(x) in (bool, int, float, complex, str, bytes): return repr(x)
-    if type(x).__module__.split(".")[0] == "numpy" and hasattr(x, "tobytes"):  # arrays, matrices, scalars
-        return f"{type(x).__name__}{x.shape} {x.dtype} {hashlib.sha256(x.tobytes()).hexdigest()[:16]}"
-    if isinstance(x, (bool, int, float, complex, str, bytes)): return f"{type(x).__name__}({x!r})"  # subclasses
-    if depth > 4: return type(x).__qualname__
-    d = lambda v: _describe(v, todo, depth + 1)
-    if isinstance(x, (list, tuple)): return f"{type(x).__name__}[{', '.join(map(d, x))}]"
-    if isinstance(x, dict): return "{" + ", ".join(f"{d(k)}: {d(v)}" for k, v in x.items()) + "}"
-    if isinstance(x, (set, frozenset)): return "{" + ", ".join(sorted(map(d, x))) + "}"
-    if isinstance(x, torch.Tensor): return f"tensor{tuple(x.shape)} {x.dtype} {_tensor_digest(x)}"
-    if isinstance(x, nn.Module):  # its layers' classes (a user's followed) and its weights
-        return repr([d(type(m)) for m in x.modules()]) + repr(x) + d(x.state_dict())
+    t = type(x)
+    if x is None or t in (bool, int, float, complex): return repr(x)
+    if t in (str, bytes):  # long ones by digest
+        return repr(x) if len(x) <= 200 else f"{t.__name__}[{len(x)}] {_digest(x if t is bytes else x.encode('utf-8', 'replace'))}"
+    if t in (list, tuple): return f"{t.__name__}[{', '.join(map(d, x))}]"
+    if t is dict: return "{" + ", ".join(f"{d(k)}: {d(v)}" for k, v in x.items()) + "}"
+    if t in (set, frozenset): return f"{t.__name__}{{{', '.join(sorted(map(d, x)))}}}"  # a set's order is per process
+    if isinstance(x, torch.Tensor):
+        return f"{t.__name__}{tuple(x.shape)} {x.dtype} {x.layout} {x.requires_grad} {_tensor_digest(x)} {d(vars(x))}"
+    if t.__module__ == "numpy" and hasattr(x, "tobytes") and hasattr(x, "dtype"):  # arrays, matrices, scalars
+        return f"{t.__name__}{x.shape} {x.dtype} {d(x.tolist()) if x.dtype.hasobject else _digest(x.tobytes())}"
     if isinstance(x, torch.Generator): return f"generator {_tensor_digest(x.get_state())}"
+    if isinstance(x, nn.Module): return f"{d(t)}{d(_state(x))}"  # a library's module
     if isinstance(x, (torch.dtype, torch.device)): return str(x)
-    if _attr(x, "code") is not None and type(x).__module__.startswith("torch.jit"): return str(x.code)  # TorchScript
-    name = f"{_attr(x, '__module__') or type(x).__module__}.{_attr(x, '__qualname__') or type(x).__qualname__}"
-    if callable(x) and (inspect.isroutine(x) or inspect.isclass(x)): return name  # a library's function or class
-    r = repr(x)
-    return r if " at 0x" not in r else name  # a library's object, by its repr when the repr is stable
+    if isinstance(x, torch.jit.ScriptModule): return f"script {x.code} {d(dict(x.state_dict()))}"
+    if isinstance(x, torch.jit.ScriptFunction): return f"script {x.code}"
+    if inspect.ismodule(x):  # a library module by name, a user's by its file
+        file = _attr(x, "__file__")
+        return f"module {x.__name__}" + (f" {_digest(Path(file).read_bytes())}" if file and _user_code(x.__name__) else "")
+    if t is types.MappingProxyType: return f"mappingproxy{d(dict(x))}"
+    if inspect.isroutine(x) or inspect.isclass(x):
+        if _named(x): return f"{x.__module__}.{x.__qualname__}"  # a library's function or class, by where it is found
+        if inspect.isfunction(x):  # a library's lambda or closure: its code and what it holds
+            cells = [c.cell_contents for c in x.__closure__ or () if _filled(c)]
+            return f"{x.__qualname__} {_digest(repr(_code_parts(x.__code__)).encode())} {d([cells, x.__defaults__, x.__kwdefaults__])}"
+        if inspect.isclass(x): return f"{x.__module__}.{x.__qualname__} {[b.__qualname__ for b in x.__mro__]}"  # made in a library
+    try: rv = x.__reduce_ex__(4)  # what pickling would keep: a constructor, its arguments, the state, the items
+    except Exception as e: raise VersionError(f"a {t.__module__}.{t.__qualname__} cannot be taken apart ({e})") from None
+    if isinstance(rv, str): return f"{t.__module__}.{rv}"  # a global singleton
+    fn, args, state, items, pairs = (*rv, None, None, None, None)[:5]
+    return f"{d(fn)}({d(args)}, {d(state)}, {d(list(items or ()))}, {d(list(pairs or ()))})"
 
+# %% ../nbs/01c_store.ipynb #8a318711
 def _uses(f) -> list:
     "(name, value) of what a function names (globals, annotated types), closes over and takes by default."
     g, notes = f.__globals__, list(f.__annotations__.values())
@@ -133,15 +189,22 @@ def _uses(f) -> list:
     out += [(n, c.cell_contents) for n, c in zip(f.__code__.co_freevars, f.__closure__ or ()) if _filled(c)]
     return out + [("", v) for v in (*(f.__defaults__ or ()), *(f.__kwdefaults__ or {}).values())]
 
+def _state(obj) -> dict:
+    "An object's attributes; a module's hooks in their order, without the handles' process-wide numbers."
+    state = dict(vars(obj))
+    if isinstance(obj, nn.Module):
+        state |= {k: list(v.values()) for k, v in state.items() if "hooks" in k and isinstance(v, dict)}
+    return state
+
 def _filled(cell) -> bool:
     try: cell.cell_contents; return True
     except ValueError: return False  # a closure variable not yet assigned
 
 def _inner(f, todo: list) -> tuple:
     "What a partial, a bound method or a callable object runs, and a description of what it carries (arguments, state)."
-    if isinstance(f, functools.partial): return None, _describe([f.func, f.args, f.keywords], todo)
+    if isinstance(f, (functools.partial, functools.partialmethod)): return None, _describe([f.func, f.args, f.keywords], todo)
     obj, inner = (f.__self__, f.__func__) if inspect.ismethod(f) else (f, type(f))
-    try: state = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
+    try: state = _state(obj) if hasattr(obj, "__dict__") else {}
     except Exception: state = {}  # a __dict__ or __getattribute__ that raises
     slots = [s for c in type(obj).__mro__ for s in (_attr(c, "__slots__") or ()) if isinstance(s, str)]
     state |= {s: _attr(obj, s) for s in slots}
@@ -151,32 +214,47 @@ def _inner(f, todo: list) -> tuple:
 def code_version(*fns: Callable) -> str:
     "A 16-digit hash of the code `fns` run, following every function, class, constant and object of user code they name."
     parts, seen, todo = [], set(), list(reversed(fns))
-    while todo:
-        f = todo.pop()
-        if id(f) in seen: continue
-        seen.add(id(f))
-        wrapped = _wrapped(f)
-        if isinstance(f, (staticmethod, classmethod)): todo.append(f.__func__)
-        elif isinstance(f, property): todo += [g for g in (f.fget, f.fset, f.fdel) if g]
-        elif inspect.isclass(f):
-            attrs = [(k, v) for k, v in vars(f).items() if not (k.startswith("__") and k.endswith("__")) or _is_code(v)]
-            parts.append((f.__qualname__, [b.__qualname__ for b in f.__mro__], _describe(attrs, todo)))  # methods queued
-            todo += [b for b in (*f.__mro__[1:], type(f)) if _is_code(b)]
-        elif inspect.isfunction(f):
-            parts.append((f.__qualname__, _code_parts(f.__code__)))
-            todo += [wrapped] if wrapped is not None else []
-            _follow(f, parts, todo)
-        elif wrapped is not None: todo.append(wrapped)  # lru_cache and other wrappers
-        elif callable(f) or _is_code(f):  # a partial, a bound method, a callable object: what it runs, and its data
-            inner, data = _inner(f, todo); parts.append(("with", data)); todo += [inner] if inner is not None else []
+    try:
+        while todo:
+            f = todo.pop()
+            if id(f) not in seen: seen.add(id(f)); _version_of(f, parts, todo)
+    except (VersionError, RecursionError) as e:
+        why = str(e) if isinstance(e, VersionError) else "a value nested too deeply to describe"
+        raise VersionError(f"code_version: {why}. A result stored under a version that cannot see this value could not be "
+                           "told from one computed with other contents: pass the value as an argument and name it in the "
+                           "configuration, or make it picklable (its class's __reduce__ returning its contents).") from None
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+def _version_of(f, parts: list, todo: list):
+    "Add what `f` computes to `parts`, and queue the code it runs."
+    wrapped = _wrapped(f)
+    if isinstance(f, (staticmethod, classmethod)): todo.append(f.__func__)
+    elif isinstance(f, property): todo += [g for g in (f.fget, f.fset, f.fdel) if g]
+    elif isinstance(f, functools.cached_property): todo.append(f.func)
+    elif isinstance(f, functools.singledispatchmethod): todo.append(f.dispatcher)
+    elif inspect.isclass(f):
+        attrs = [(k, v) for k, v in vars(f).items() if not (k.startswith("__") and k.endswith("__")) or _is_code(v)]
+        parts.append((f.__qualname__, [b.__qualname__ for b in f.__mro__], _describe(attrs, todo)))  # methods queued
+        todo += [b for b in (*f.__mro__[1:], type(f)) if _is_code(b)]
+    elif isinstance(_own(f, "registry"), types.MappingProxyType) and wrapped is not None:  # functools.singledispatch
+        parts.append(("dispatch", _describe(dict(f.registry), todo)))  # every registered function, by type
+    elif inspect.isfunction(f) and (wrapped is not None or _user_def(f)):
+        parts.append((f.__qualname__, _code_parts(f.__code__)))
+        todo += [wrapped] if wrapped is not None else []
+        _follow(f, parts, todo)
+    elif inspect.isfunction(f): parts.append(_describe(f, todo))  # a library's function (of a bound method, say)
+    elif wrapped is not None: todo.append(wrapped)  # lru_cache and other wrappers
+    elif callable(f) or _is_code(f):  # a partial, a bound method, a callable object: what it runs, and its data
+        inner, data = _inner(f, todo); parts.append(("with", data)); todo += [inner] if inner is not None else []
 
 def _follow(f, parts: list, todo: list):
     "Queue the code `f` names and describe the values it uses: a user module's named attributes (and theirs), each value."
     uses, names, done = _uses(f), _names(f.__code__), set()
     while uses:  # a user module stands for its attributes that the code names, submodules too
         n, v = uses.pop(0)
-        if not inspect.ismodule(v): parts.append((f.__qualname__, n, _describe(v, todo)))
+        if not inspect.ismodule(v):
+            try: parts.append((f.__qualname__, n, _describe(v, todo)))
+            except VersionError as e: raise VersionError(f"{e}, in what {f.__qualname__} uses ({n or 'a default'})") from None
         elif _user_code(v.__name__) and id(v) not in done:
             done.add(id(v)); uses += [(a, getattr(v, a)) for a in names if hasattr(v, a)]
 

@@ -1,6 +1,5 @@
 """Bad input and failure modes of the lab (hessian_nb.data, hessian_nb.train)."""
 import warnings
-from unittest import mock
 
 import pytest
 import torch
@@ -229,10 +228,11 @@ def test_a_checkpoint_holding_a_code_running_pickle_is_refused(tmp_path, monkeyp
         with pytest.raises(CorruptCheckpoint, match="cannot be read"): load_checkpoint(p)
         assert not marker.exists(), f"{p.name}: the pickle ran code"
     monkeypatch.setenv("HESSIAN_NB_CACHE", str(tmp_path / "cache"))
-    box = mock.Mock(value=1); measure = lambda: box.value  # one code version (a mock is described by its id), two results
+    monkeypatch.setenv("BOX", "1")  # read at run time, not part of the code version: one version, two results
+    measure = lambda: int(os.environ["BOX"])
     cached("v", {}, measure)
     entry = next((tmp_path / "cache" / "results").glob("v_*.pt")); entry.write_bytes(inner.read_bytes())
-    box.value = 2
+    monkeypatch.setenv("BOX", "2")
     with pytest.warns(UserWarning, match="cannot be read"): assert cached("v", {}, measure) == 2
     assert not marker.exists()
 
