@@ -135,8 +135,11 @@ def _tensor_digest(t: torch.Tensor) -> str:
     try: b = io.BytesIO(); torch.save(t.detach().cpu(), b); return _digest(b.getvalue())
     except Exception as e: raise VersionError(f"a {t.layout} tensor on {t.device} cannot be read ({e})") from None
 
+_ATOMS = (type(None), bool, int, float, complex)
+
 def _describe(x, todo: list, memo: dict|None = None) -> str:
     "A description of a value a computation uses, by value and to any depth, the code inside it queued to be followed."
+    if type(x) in _ATOMS: return repr(x)
     memo = {} if memo is None else memo  # id -> (value, description); holding the value keeps its id from being reused
     if id(x) in memo: return memo[id(x)][1]
     memo[id(x)] = (x, "<cycle>")  # what the value is called if it is met again inside itself
@@ -149,7 +152,6 @@ def _value(x, todo: list, d: Callable) -> str:
     "One value's description, `d` describing the values inside it: as pickling would take it apart, numbers by digest."
     if _is_code(x): todo.append(x); return "<code>"
     t = type(x)
-    if x is None or t in (bool, int, float, complex): return repr(x)
     if t in (str, bytes):  # long ones by digest
         return repr(x) if len(x) <= 200 else f"{t.__name__}[{len(x)}] {_digest(x if t is bytes else x.encode('utf-8', 'replace'))}"
     if t in (list, tuple): return f"{t.__name__}[{', '.join(map(d, x))}]"
