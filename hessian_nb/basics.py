@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['quiet', 'finish_bar', 'format_bytes', 'seed_offset', 'shift_seed', 'realization', 'realization_label', 'claim',
-           'check_finite', 'check_eval_mode', 'check_modules', 'check_context', 'traced', 'check_vectors',
+           'check_finite', 'check_eval_mode', 'check_modules', 'sum_dtype', 'check_context', 'traced', 'check_vectors',
            'check_dense_size', 'differentiable_attention', 'functional_forward', 'as_source', 'sample_signatures',
            'Stream', 'refuse_padding', 'fixed_tensors', 'state_versions', 'model_settings', 'tensor_attributes',
            'tensor_versions', 'model_structure', 'what_changed', 'derivative_gap', 'second_order_gap',
@@ -107,6 +107,11 @@ def check_modules(model: nn.Module):
     if bad:
         raise ValueError(f"{', '.join(bad)} has sparse=True: its gradient is a sparse tensor, which Hessian products "
                          "cannot take. Build it with sparse=False (the loss and its derivatives are the same).")
+
+# %% ../nbs/00a_basics.ipynb #d5bfacef
+def sum_dtype(dtype: torch.dtype) -> torch.dtype:
+    "The dtype a sum over batches, samples or classes runs in: float32 for float16 and bfloat16, else `dtype` itself."
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 # %% ../nbs/00a_basics.ipynb #cb5052e2
 def check_context(what: str = "the Objective"):

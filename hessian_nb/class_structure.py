@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .basics import shift_seed
+from .basics import shift_seed, sum_dtype
 from .distributed import all_reduce_sum, reduce_sum
 from .core import Objective, func_vjp
 from torch.func import vjp, vmap
@@ -115,7 +115,7 @@ def class_split(obj: Objective) -> ClassSplit:
 def class_means(obj: Objective) -> tuple[torch.Tensor, torch.Tensor]:
     "The class-pair means delta_{c,c'} (C, C, P) and class shares (C,); one all-reduce."
     C, P = obj.num_classes, obj.num_params
-    buf = torch.zeros(C * C * P + C, dtype=obj.theta.dtype, device=obj.theta.device)
+    buf = torch.zeros(C * C * P + C, dtype=sum_dtype(obj.theta.dtype), device=obj.theta.device)
     sums, counts = buf[:C * C * P].view(C, C, P), buf[C * C * P:]
     def work():
         obj.check_fresh()  # inside the collective: a model edited on one process raises on all
@@ -131,7 +131,7 @@ def class_means(obj: Objective) -> tuple[torch.Tensor, torch.Tensor]:
     # every process's sums and counts in one collective, with its error flag and point
     reduce_sum(buf, obj.group, work, (obj.theta,), "the class means' point")
     _check_counts(counts)
-    return sums / counts[:, None, None], counts / obj.N
+    return (sums / counts[:, None, None]).to(obj.theta.dtype), (counts / obj.N).to(obj.theta.dtype)
 
 def averaged_top_space(source: ClassSplit|Objective, # a split, or an Objective
                        k: int|None = None) -> tuple[torch.Tensor, torch.Tensor]:

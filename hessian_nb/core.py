@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .basics import (check_context, check_dense_size, check_eval_mode, check_finite, check_modules, check_vectors,
                                differentiable_attention, functional_forward, model_settings, model_structure, quiet,
-                               shift_seed, state_versions, traced)
+                               shift_seed, state_versions, sum_dtype, traced)
 from .distributed import fail_together, process_group_info, reduce_sum
 from .losses import Loss, as_loss
 from .operators import Operator
@@ -191,26 +191,25 @@ def logits(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
     with torch.set_grad_enabled(torch.is_grad_enabled() and traced(theta)):
         z = torch.cat([self.forward(theta, Xb) for Xb, _, _ in self.batches])
     if self.X is None and self.batches.reordered:  # checked as the pass ended
-        raise ValueError("logits() has one row per sample, in the data's order, but "
-                         "this pass read the samples in another order than the "
-                         "first (a DataLoader with shuffle=True?): build the "
-                         "Objective on a source with a fixed order (shuffle=False).")
+        raise ValueError("logits() has one row per sample, in the data's order, but this "
+                         "pass read them in another order than the first (shuffle=True?): "
+                         "build the Objective on a source with a fixed order.")
     return z
 
 @patch
 def loss(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
-    ("The mean loss over the N samples at `theta` (default: `self.theta`): a pure "
-     "function, safe under torch.func.")
+    "The mean loss over the N samples at `theta` (default `self.theta`), pure."
     theta = self._theta_arg(theta)
     if traced(theta):
         self.require_unsharded("the loss under torch.func or autograd")
-        return sum(w * self._batch_loss(theta, Xb, yb) for Xb, yb, w in self.batches)
-    L = torch.zeros(1, dtype=theta.dtype, device=theta.device)
+        terms = [w * self._batch_loss(theta, Xb, yb) for Xb, yb, w in self.batches]
+        return sum(t.to(sum_dtype(theta.dtype)) for t in terms).to(theta.dtype)
+    L = torch.zeros(1, dtype=sum_dtype(theta.dtype), device=theta.device)
     def work():
         with torch.no_grad():
             for Xb, yb, w in self.batches: L.add_(w * self._batch_loss(theta, Xb, yb))
     reduce_sum(L, self.group, work, (theta,), "the loss's point theta")
-    return check_finite("the loss", L[0],
+    return check_finite("the loss", L[0].to(theta.dtype),
                         "Check the data and the parameters (a diverged run?).")
 
 # %% ../nbs/00f_core.ipynb #82621adf
@@ -220,14 +219,14 @@ def grad(self: Objective, theta: torch.Tensor|None=None) -> torch.Tensor:
      "torch.func, torch.func.grad of `loss`.")
     theta = self._theta_arg(theta)
     if traced(theta): return torch.func.grad(self.loss)(theta)
-    g = torch.zeros_like(theta)
+    g = torch.zeros_like(theta, dtype=sum_dtype(theta.dtype))
     def work():
         with torch.enable_grad():
             for Xb, yb, w in self.batches:
                 t = theta.detach().requires_grad_()
                 g.add_(w * torch.autograd.grad(self._batch_loss(t, Xb, yb), t)[0])
     reduce_sum(g, self.group, work, (theta,), "the gradient's point theta")
-    return check_finite("the gradient", g,
+    return check_finite("the gradient", g.to(theta.dtype),
                         "Check the data and the parameters (a diverged run?).")
 
 # %% ../nbs/00f_core.ipynb #f1501a4f
@@ -282,7 +281,7 @@ def _hvp_block(self: Objective, V: torch.Tensor) -> torch.Tensor:
     ("H V for a checked block V (P, k): rows of k products at a time through each "
      "batch's cached gradient graph; one all-reduce.")
     rows, k = V.T, self.block_size()
-    out = torch.zeros_like(rows)
+    out = torch.zeros_like(rows, dtype=sum_dtype(rows.dtype))
     def work():
         for t, g, w in self._graphs():
             for i in range(0, len(rows), k):
@@ -292,7 +291,7 @@ def _hvp_block(self: Objective, V: torch.Tensor) -> torch.Tensor:
                "the Hessian product's point or block")
     check_finite("the Hessian-vector product", out,
                  "The model or loss produced NaN/inf in its second derivatives.")
-    return out.T
+    return out.T.to(V.dtype)
 
 @patch
 def hvp(self: Objective, v: torch.Tensor) -> torch.Tensor:
@@ -330,7 +329,8 @@ def hessian(self: Objective, progress: bool|None=None) -> torch.Tensor:
     except MemoryError as e: fail_together(self.group, e)
     # the workspace stays under a quarter of the result
     k = self.block_size(min(self.chunk_bytes, need // 4))
-    H, idx = torch.zeros(P, P, dtype=dt, device=dev), torch.arange(P, device=dev)
+    H = torch.zeros(P, P, dtype=sum_dtype(dt), device=dev)  # float32 in half precision
+    idx = torch.arange(P, device=dev)
     def work():
         for t, g, w in self._graphs():
             for i in tqdm(range(0, P, k), desc="Hessian rows",
@@ -342,7 +342,7 @@ def hessian(self: Objective, progress: bool|None=None) -> torch.Tensor:
     if asym > max(1e-6, 1e3 * torch.finfo(dt).eps) * big:
         raise ValueError(f"the Hessian came out asymmetric ({asym / big:.1e} of its "
                          "largest entry). " + HessianOp.asymmetry_fix)
-    return check_finite("the Hessian", H,
+    return check_finite("the Hessian", H.to(dt),
                         "The model or loss produced NaN/inf in its second derivatives.")
 
 # %% ../nbs/00f_core.ipynb #08da3c83

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch.func import jacrev, jvp, vjp, vmap
 
-from .basics import check_finite, check_dense_size
+from .basics import check_finite, check_dense_size, sum_dtype
 from .losses import Loss, as_loss
 from .distributed import all_reduce_sum, fail_together, reduce_sum
 from .operators import FactorOp, Operator
@@ -131,14 +131,15 @@ def ggn(obj: Objective) -> torch.Tensor:
         obj.check_dense((P, P), "Gauss-Newton matrix", "Use ggn_op(obj) @ V, or "
                         "ggn_op(obj).factor().eigh() for its eigenvalues")
     except MemoryError as e: fail_together(obj.group, e)
-    G = torch.zeros(P, P, dtype=obj.theta.dtype, device=obj.theta.device)
+    G = torch.zeros(P, P, dtype=sum_dtype(obj.theta.dtype), device=obj.theta.device)
     def work():
         obj.check_fresh()  # inside the collective: an edit on one process raises on all
         for Xs, ys in _chunks(obj, 2 * obj.num_classes * P):
             J = _jac(obj, Xs)
             with torch.no_grad():
                 Hz = _in_logits(obj.loss_fn, "hessian", obj.forward(obj.theta, Xs), ys)
-            G.addmm_(J.reshape(-1, P).T, (Hz @ J).reshape(-1, P), alpha=1 / obj.N)
+            J2, HJ = J.reshape(-1, P).to(G.dtype), (Hz @ J).reshape(-1, P).to(G.dtype)
+            G.addmm_(J2.T, HJ, alpha=1 / obj.N)
         G.copy_((G + G.T) / 2)
     try:
         reduce_sum(G, obj.group, work, (obj.theta,),
@@ -147,7 +148,7 @@ def ggn(obj: Objective) -> torch.Tensor:
         per_sample = isinstance(e, PerSampleError) or "per-sample Jacobians" in str(e)
         if not per_sample: raise
         G = Operator.dense(GGNOp(obj))  # P products with the identity instead
-    return check_finite("the Gauss-Newton matrix", G)
+    return check_finite("the Gauss-Newton matrix", G.to(obj.theta.dtype))
 
 # %% ../nbs/03_gauss_newton.ipynb #9431a020
 def _reverse_only(model) -> bool:
@@ -178,7 +179,7 @@ def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
      "reverse mode (J^T u), blocks of k; one all-reduce.")
     rows, k, theta = V.T, obj.block_size(), obj.theta
     reverse = _reverse_only(obj.model)
-    out = torch.zeros_like(rows)
+    out = torch.zeros_like(rows, dtype=sum_dtype(rows.dtype))
     def work():
         obj.check_fresh()  # inside the collective: an edit on one process raises on all
         for Xb, yb, w in obj.batches:
@@ -190,7 +191,7 @@ def _ggn_block(obj: Objective, V: torch.Tensor) -> torch.Tensor:
                 out[i:i + k] += vmap(pull)(torch.einsum("bcd,kbd->kbc", Hz, Jv))[0]
     reduce_sum(out, obj.group, work, (theta, V),
                "the G product's point or block")
-    return out.T
+    return out.T.to(V.dtype)
 
 # %% ../nbs/03_gauss_newton.ipynb #9a63e0a2
 class GGNOp(Operator):
@@ -259,7 +260,7 @@ def ggn_diagonal(obj: Objective) -> torch.Tensor:
      "columns are never held at once (the memory of `chunk_bytes`, not of the factor).")
     _per_sample(obj, "the diagonal of G from per-sample factors")
     obj.check_fresh()
-    d = torch.zeros(obj.num_params, dtype=obj.theta.dtype, device=obj.theta.device)
+    d = torch.zeros(obj.num_params, dtype=sum_dtype(obj.theta.dtype), device=obj.theta.device)
     for Xs, ys in _chunks(obj, 2 * obj.num_classes * obj.num_params):
         try: J = _jac(obj, Xs)
         except PerSampleError as e:
@@ -268,7 +269,7 @@ def ggn_diagonal(obj: Objective) -> torch.Tensor:
                                  "(estimated, with error bars).") from None
         with torch.no_grad(): S = _in_logits(obj.loss_fn, "factor", obj.forward(obj.theta, Xs), ys)
         d += torch.einsum("ncp,ncr->pnr", J, S).pow(2).sum((1, 2))
-    return d / obj.N
+    return (d / obj.N).to(obj.theta.dtype)
 
 # %% ../nbs/03_gauss_newton.ipynb #43ef499b
 def gram_eigh(obj: Objective, # the objective whose Gauss-Newton matrix is wanted

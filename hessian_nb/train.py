@@ -23,8 +23,9 @@ from .basics import finish_bar, quiet, realization, shift_seed
 from .losses import LOSSES
 from .data import Data, blobs, digits, fashion_mnist, two_blobs
 from .models import cnn, mlp, normal_init_, vgg
-from .store import (CACHE_VERSION, CorruptCheckpoint, atomic_save, cache_root, check_writable, code_version,
+from .store import (CACHE_VERSION, CorruptCheckpoint, atomic_save, cache_root, check_writable,
                               load_checkpoint, load_state, one_thread, run_lock)
+from .versions import code_version
 
 # %% auto #0
 __all__ = ['DATASETS', 'TrainConfig', 'make_data', 'make_model', 'batch_indices', 'evaluate', 'Run', 'check_resume', 'train',

@@ -327,7 +327,7 @@ def test_a_runs_key_carries_the_version_of_the_training_code(monkeypatch):
 
 def test_keys_and_code_versions_are_the_same_in_every_process():
     "String hashing is randomised per process: a set's order must never reach a key (a set of paths once did)."
-    code = ("from hessian_nb.train import TrainConfig; from hessian_nb import bulk, regime; from hessian_nb.store import "
+    code = ("from hessian_nb.train import TrainConfig; from hessian_nb import bulk, regime; from hessian_nb.versions import "
             "code_version; print(TrainConfig(**" + repr(SMALL) + ").key(), code_version(bulk.fmnist_width_run), "
             "code_version(regime.regime_stage))")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
