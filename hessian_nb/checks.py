@@ -283,9 +283,12 @@ def _check_loss(self: ObjectiveChecks, z: torch.Tensor, yb: torch.Tensor):
         mean = (a * (n // 2) + b * (n - n // 2)) / n
         if not torch.isclose(out.reshape(()), mean.reshape(()), rtol=1e-4, atol=1e-6 * float(mean.abs()) + 1e-12):
             kind = "the sum" if torch.isclose(out.reshape(()), (a + b).reshape(()), rtol=1e-4) else "not the mean"
+            square = yb.ndim == 1 and z.ndim == 2 and z.shape[1] == 1 and yb.is_floating_point()
+            fix = ("Use reduction='mean' (or divide by the batch size)." if kind == "the sum" else "Pass y[:, None]: the "
+                   f"targets {tuple(yb.shape)} and logits {tuple(z.shape)} are broadcast to a square." if square else
+                   "A loss that mixes the samples of a batch (its statistics) has no per-sample curvature: give a mean.")
             raise ValueError(f"the loss of a batch ({float(out):.6g}) is {kind} of its samples' losses (the weighted mean of its "
-                             f"halves is {float(mean):.6g}): the Objective needs the mean over samples. Use reduction='mean' "
-                             "(or divide by the batch size).")
+                             f"halves is {float(mean):.6g}): the Objective needs the mean over samples. {fix}")
         check_weighted(self.loss_fn, z, yb)
 
 
@@ -353,10 +356,8 @@ def _float64_forward(self: ObjectiveChecks) -> Callable:
 
 @patch
 def check_second_order(self: ObjectiveChecks):
-    ("Before the first product that needs the model's second derivatives (H, R), once: autograd's derivative of the "
-     "gradient against a central difference of gradients, on a float64 copy. A custom autograd Function whose backward "
-     "is right but not differentiable the way its forward is (it uses a detached value, NumPy, or a hand-written formula "
-     "without a graph) passes the first-order check and gives wrong Hessians; G needs first derivatives only.")
+    ("Once, before the first H or R product: autograd's derivative of the gradient against a central difference of "
+     "gradients on a float64 copy (a custom Function right to first order only gives wrong Hessians; G is still right).")
     if getattr(self, "_second_order_ok", False): return
     Xb = next(iter(self.batches))[0] if self.X is None else self.batches[0][0]
     Xb, th, keep = Xb[:8], self._theta, defined_rows(self.model, self._names, self._numels)  # a wrong backward is wrong on any sample
@@ -445,6 +446,5 @@ def check_fresh(self: ObjectiveChecks):
 
 @patch
 def _data_contents(self: ObjectiveChecks) -> list:
-    ("Position-weighted checksums of the buffers and frozen parameters: edits torch's version counters do not see "
-     "(through .data or a NumPy view). X and y need none: the Objective holds its own copies.")
+    "Position-weighted checksums of the buffers and frozen parameters (edits through .data or a NumPy view)."
     return [checksum(t) for t in fixed_tensors(self.model)]

@@ -140,8 +140,20 @@ def averaged_top_space(source: ClassSplit|Objective, # a split, or an Objective
     return FactorOp(A1, "G1").eigh(k)
 
 def subspace_overlap(Q1: torch.Tensor, Q2: torch.Tensor) -> float:
-    "||Q1^T Q2||_F^2 / k for orthonormal bases (P, k): 1 if equal, 0 if orthogonal."
-    return float((Q1.T @ Q2).pow(2).sum() / Q1.shape[1])
+    ("||Q1^T Q2||_F^2 / k1 for orthonormal bases (P, k1), (P, k2): the share of span(Q1) inside span(Q2), 1 if it lies "
+     "inside, 0 if orthogonal (not symmetric when k1 != k2).")
+    for name, Q in (("Q1", Q1), ("Q2", Q2)):
+        if not isinstance(Q, torch.Tensor) or Q.ndim != 2 or Q.shape[1] == 0 or not Q.is_floating_point():
+            raise ValueError(f"subspace_overlap: {name} must be a (P, k) float tensor of k >= 1 basis vectors as columns "
+                             f"(got {type(Q).__name__} {tuple(getattr(Q, 'shape', ()))}); a single vector v is v[:, None].")
+        off = float((Q.double().T @ Q.double() - torch.eye(Q.shape[1], dtype=torch.float64)).abs().max())
+        if off > max(1e-6, 4e5 * torch.finfo(Q.dtype).eps):  # float32 Lanczos vectors: orthonormal to a few 1e-3
+            raise ValueError(f"subspace_overlap: the columns of {name} are not orthonormal (|Q^T Q - I| = {off:.1e}): "
+                             "pass an orthonormal basis, e.g. torch.linalg.qr(Q).Q.")
+    if Q1.shape[0] != Q2.shape[0]:
+        raise ValueError(f"subspace_overlap: Q1 has {Q1.shape[0]} rows and Q2 {Q2.shape[0]}: both must live in one space.")
+    dt = torch.promote_types(Q1.dtype, Q2.dtype)  # in the bases' own precision (float32 when both are)
+    return float((Q1.to(dt).T @ Q2.to(dt)).pow(2).sum() / Q1.shape[1])
 
 # %% ../nbs/06_class_structure.ipynb #e445de5f
 @dataclass

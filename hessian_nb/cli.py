@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import json
+import numpy as np
 import statistics
 
 import torch
@@ -229,6 +230,43 @@ EXPERIMENTS = {
 }
 
 # %% ../nbs/99_cli.ipynb #2a483687
+def _inputs(data) -> torch.Tensor|None:
+    "The inputs of (X, y) tensors, of an object with .X, or of the first batch of a DataLoader or batch list."
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
+        return data[0]
+    if torch.is_tensor(getattr(data, "X", None)): return data.X
+    if not isinstance(data, (tuple, list, torch.utils.data.DataLoader)):
+        return None  # a Dataset yields samples without the batch dimension
+    try: b = next(iter(data))
+    except Exception: return None  # only a diagnosis: without it the report's own error is raised
+    return b[0] if isinstance(b, (tuple, list)) and len(b) == 2 and torch.is_tensor(b[0]) else None
+
+def _unfit(model: torch.nn.Module, data) -> str|None:
+    "Why the model cannot take the data's inputs (its forward pass fails on one sample), or None if it can."
+    X, p = _inputs(data), next(model.parameters(), None)
+    if X is None or X.ndim < 2 or not len(X) or p is None: return None
+    was = model.training
+    try:
+        x = X[:1].to(p.device, p.dtype) if X.is_floating_point() else X[:1].to(p.device)
+        with torch.no_grad(): model.eval()(x)
+        return None  # it runs: the report failed for another reason
+    except RuntimeError as e: err = str(e).strip().splitlines()[0]
+    finally: model.train(was)
+    width = lambda m: next((k, getattr(m, k)) for k in ("in_features", "in_channels") if hasattr(m, k))
+    first = next(((n, m) for n, m in model.named_modules()
+                  if isinstance(getattr(m, "in_features", getattr(m, "in_channels", None)), int)
+                  and width(m)[1] > 0), None)  # a lazy layer's width is 0 until its first call
+    if first is None:
+        return (f"the model's forward pass fails on one sample of the data (X of shape {tuple(X.shape)}): "
+                f"{err}. Make the model's input match the data's.")
+    (name, m), (attr, want) = first, width(first[1])
+    unit = "features" if attr == "in_features" else "channels"
+    per = f", {X.shape[1]} {unit} per sample," if (X.ndim == 2) == (unit == "features") else ""
+    layer = f"{name + ' ' if name else ''}({type(m).__name__})"
+    return (f"the model cannot take the data's inputs: X has shape {tuple(X.shape)}{per} but the model's "
+            f"first layer {layer} expects {attr} = {want} ({err}). Make the model's input width match the data "
+            f"({type(m).__name__}({X.shape[1]}, ...)) or give data with {want} {unit}.")
+
 def _report(rp: argparse.ArgumentParser, a) -> int:
     "`hessian-nb report MODULE:FUNCTION`: load the user's function, call it, print the report."
     module, _, name = a.target.partition(":")
@@ -244,10 +282,22 @@ def _report(rp: argparse.ArgumentParser, a) -> int:
         rp.error(f"{a.target} returned {type(got).__name__}: it must return (model, data) or (model, data, loss).")
     if len(got) == 3 and all(torch.is_tensor(t) for t in got[1:]):
         rp.error(f"{a.target} returned (model, X, y): return (model, (X, y)), the data as one pair.")
+    data = got[1]
+    if isinstance(data, (tuple, list)) and len(data) == 2 and any(isinstance(t, np.ndarray) for t in data):
+        kinds = ", ".join(type(t).__name__ for t in data)
+        rp.error(f"{a.target}: the data are NumPy arrays ({kinds}): convert them to tensors, return "
+                 "(model, (torch.as_tensor(X), torch.as_tensor(y))).")
+    if isinstance(data, (tuple, list)) and len(data) not in (0, 2) and all(torch.is_tensor(t) for t in data):
+        rp.error(f"{a.target}: the data is a {type(data).__name__} of {len(data)} tensors: give the pair "
+                 "(X, y) (inputs, targets) or a DataLoader of (x, y) batches.")
     from hessian_nb.network import report  # here: importing it patches Operator, which would move every cache key
     try: print(report(*got[:2], *got[2:], k=a.k))
     except (TypeError, ValueError) as e:  # the library's errors name the fix: one line, as argparse says it
         rp.error(f"{a.target}: {e}")
+    except RuntimeError:  # from the model's forward pass: named where the model does not take the inputs
+        why = _unfit(got[0], got[1])
+        if why is None: raise
+        rp.error(f"{a.target}: {why}")
     return 0
 
 def main(argv: list[str]|None = None) -> int: # the arguments (default: sys.argv[1:])

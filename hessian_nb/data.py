@@ -28,7 +28,8 @@ def _check_split(X, y, C: int, which: str):
     if X.ndim < 2 or y.ndim != 1 or len(X) != len(y):
         raise ValueError(f"{which}: X must have shape (N, ...) with at least 2 dimensions and y shape (N,); got X {tuple(X.shape)} "
                          f"and y {tuple(y.shape)}. For a single feature use X[:, None].")
-    if y.is_floating_point(): raise ValueError(f"{which}: labels must be integers in 0..{C - 1}, got {y.dtype}. Use y.long().")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:  # bool labels: bincount cannot count them
+        raise ValueError(f"{which}: labels must be integers in 0..{C - 1}, got {y.dtype}. Use y.long().")
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= C):
         raise ValueError(f"{which}: labels must lie in 0..{C - 1} for {C} classes; found {int(y.min())}..{int(y.max())}.")
     if X.is_floating_point() and not bool(torch.isfinite(X.sum())) and not bool(torch.isfinite(X).all()):  # a finite sum: all finite
@@ -46,6 +47,11 @@ class Data:
     name: str = "data" # a short description, for titles and cache keys
 
     def __post_init__(self):
+        C = self.num_classes
+        if isinstance(C, (bool, np.bool_)) or not isinstance(C, numbers.Integral) or C < 1:
+            raise ValueError(f"{self.name}: num_classes must be a whole number >= 1 (the number of classes C), "
+                             f"got {C!r} ({type(C).__name__}).")
+        self.num_classes = int(C)  # a NumPy integer as the int it is
         _check_split(self.X, self.y, self.num_classes, f"{self.name} (train)")
         if (self.X_test is None) != (self.y_test is None):
             raise ValueError(f"{self.name}: give both X_test and y_test, or neither (None, None) for no test set.")
@@ -90,37 +96,64 @@ def class_counts(self: Data) -> torch.Tensor:
     return torch.bincount(self.y, minlength=self.num_classes)
 
 # %% ../nbs/01_data.ipynb #470df9ee
+_SEED_RANGE = "-2**63..2**64-1"  # what torch.Generator.manual_seed takes
+
+def _seed(who: str, seed) -> int:
+    "`seed` as a Python int; a ValueError for a float or bool (int() would truncate it) or one the generator refuses."
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        real = isinstance(seed, numbers.Real) and not isinstance(seed, (bool, np.bool_)) and math.isfinite(seed)
+        hint = f"seed={math.floor(seed)}" if real else f"an int, not a {type(seed).__name__}"
+        raise ValueError(f"{who}: seed must be a whole number (an int), got {seed!r} ({type(seed).__name__}); "
+                         f"pass {hint}.")
+    if not -2**63 <= shift_seed(seed) <= 2**64 - 1:
+        raise ValueError(f"{who}: seed={seed} is outside what torch.Generator.manual_seed takes, {_SEED_RANGE} (after "
+                         "the realization's seed offset): pass a seed in that range, e.g. 0..2**32-1.")
+    return int(seed)
+
 def shuffled_by_class(y: torch.Tensor, # integer labels (N,)
                       num_classes: int, # C
                       seed: int = 0) -> list[torch.Tensor]:
     "For each class c in 0..C-1, the indices of its samples in a seeded random order."
-    g = torch.Generator().manual_seed(shift_seed(seed))
+    g = torch.Generator().manual_seed(shift_seed(_seed("shuffled_by_class", seed)))
     return [idx[torch.randperm(len(idx), generator=g)] for idx in ((y == c).nonzero().flatten() for c in range(num_classes))]
 
 def stratified_split(y: torch.Tensor, # integer labels (N,)
                      test_fraction: float, # share of each class held out for testing
                      seed: int = 0): # seeds the shuffle
     "Indices (train, test) that hold out `test_fraction` of every class, shuffled with `seed`."
-    if not 0 <= test_fraction < 1: raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}.")
+    tf = test_fraction
+    if isinstance(tf, (bool, np.bool_)) or not isinstance(tf, numbers.Real) or not 0 <= tf < 1:
+        raise ValueError(f"test_fraction must be a number in [0, 1), got {test_fraction!r}.")
     train, test = [], []
-    for idx in shuffled_by_class(y, int(y.max()) + 1, seed):
+    for idx in shuffled_by_class(y, int(y.max()) + 1, _seed("stratified_split", seed)):
         n_test = int(round(test_fraction * len(idx)))
         test.append(idx[:n_test]); train.append(idx[n_test:])
     return torch.cat(train).sort().values, torch.cat(test).sort().values
 
 # %% ../nbs/01_data.ipynb #6191ffb2
-def from_tensors(X: torch.Tensor, # inputs (N, ...)
+def from_tensors(X: torch.Tensor, # inputs (N, ...), floating point
                  y: torch.Tensor, # integer labels (N,)
                  num_classes: int|None = None, # C; default: max(y) + 1
                  test_fraction: float = 0.2, # share of each class held out (0: no test set)
                  seed: int = 0, # seeds the split
                  name: str = "tensors"):
     "A `Data` from your own tensors, split per class into train and test."
-    X, y = torch.as_tensor(X), torch.as_tensor(y)
-    _check_split(X, y, (num_classes or int(y.max()) + 1) if len(y) else 1, name)
+    X, y, seed = torch.as_tensor(X), torch.as_tensor(y), _seed("from_tensors", seed)
+    if not X.is_floating_point():  # the networks take floating inputs: 8-bit images want scaling too
+        raise ValueError(f"from_tensors: X is {X.dtype}; the networks take floating-point inputs: pass X.float() "
+                         "(for 8-bit images X.float() / 255).")
+    if num_classes is not None and (isinstance(num_classes, (bool, np.bool_))
+                                    or not isinstance(num_classes, numbers.Integral) or num_classes < 1):
+        raise ValueError(f"from_tensors: num_classes must be a whole number >= 1 (the number of classes C), or "
+                         f"None for max(y) + 1; got {num_classes!r} ({type(num_classes).__name__}).")
+    if (X.ndim and not len(X)) or (y.ndim and not len(y)):
+        raise ValueError(f"from_tensors: X and y hold no samples (X {tuple(X.shape)}, y {tuple(y.shape)}): pass at "
+                         "least one per class.")
+    C = int(num_classes) if num_classes is not None else 1 if y.is_complex() else int(y.max()) + 1
+    _check_split(X, y, C, name)
     tr, te = stratified_split(y, test_fraction, seed)
     test = (X[te], y[te]) if len(te) else (None, None)  # nothing held out: no test set, rather than an empty one
-    return Data(X[tr], y[tr], *test, num_classes or int(y.max()) + 1, name)
+    return Data(X[tr], y[tr], *test, C, name)
 
 def from_dataset(ds, **kwargs):
     "A `Data` from a torch `Dataset` of (input, label) pairs; keyword arguments as for `from_tensors`."
@@ -146,14 +179,15 @@ def gaussian_clusters(centres: torch.Tensor, # (k, d) cluster centres
 def _whole(who: str, # the function, named in the error
            name: str, # the argument, named in the error
            value, # what was passed
-           lowest: int|None = None): # the smallest value allowed (None: no bound)
-    "Refuse a count that is not a whole number (2.5, True, '5') or is below `lowest`, naming the argument and the fix."
+           lowest: int|None = None) -> int: # the smallest value allowed (None: no bound)
+    "`value` as a Python int; refuse a count that is not a whole number (2.5, True, '5') or is below `lowest`."
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
         if real: hint = f"{name}={math.floor(value)}" + (f" or {name}={math.ceil(value)}" if value != math.floor(value) else "")
         else: hint = f"an int, not a {type(value).__name__}"
         raise ValueError(f"{who}: {name} must be a whole number (an int), got {value!r} ({type(value).__name__}); pass {hint}.")
     if lowest is not None and value < lowest: raise ValueError(f"{who} needs {name} >= {lowest}; got {name}={value}.")
+    return int(value)  # a NumPy integer as the int it is
 
 # %% ../nbs/01_data.ipynb #c8d2a5f6
 def _positive(who: str, # the function, named in the error
@@ -165,10 +199,11 @@ def _positive(who: str, # the function, named in the error
 
 def _flag(who: str, # the function, named in the error
           name: str, # the argument, named in the error
-          value): # what was passed
-    "Refuse a switch that is not True or False (the string 'no' is truthy), naming the argument."
+          value) -> bool: # what was passed
+    "`value` as a Python bool; refuse a switch that is not True or False (the string 'no' is truthy)."
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{who}: {name} must be True or False, got {value!r} ({type(value).__name__}).")
+    return bool(value)  # a NumPy bool as the bool it is
 
 # %% ../nbs/01_data.ipynb #9c6cef72
 def blobs(k: int = 2, # number of classes (clusters)
@@ -179,9 +214,9 @@ def blobs(k: int = 2, # number of classes (clusters)
           seed: int = 0, # seeds centres and samples
           center_box: float = 10.0): # centres are uniform in [-center_box, center_box]^d
     "k balanced Gaussian clusters in d dimensions, globally standardized, as in Sagun et al. (2017)."
-    for name, value, lowest in (("k", k, 2), ("d", d, 1), ("n_per_class", n_per_class, 1), ("n_test_per_class", n_test_per_class, 0)):
-        _whole("blobs", name, value, lowest)
-    _positive("blobs", "spread", spread); _positive("blobs", "center_box", center_box); _whole("blobs", "seed", seed)
+    k, d, n_per_class, n_test_per_class = (_whole("blobs", name, value, lowest) for name, value, lowest in (
+        ("k", k, 2), ("d", d, 1), ("n_per_class", n_per_class, 1), ("n_test_per_class", n_test_per_class, 0)))
+    _positive("blobs", "spread", spread); _positive("blobs", "center_box", center_box); seed = _seed("blobs", seed)
     g = torch.Generator().manual_seed(shift_seed(seed))
     centres = (torch.rand(k, d, generator=g, dtype=torch.float64) * 2 - 1) * center_box
     X, y, Xt, yt = gaussian_clusters(centres, spread, n_per_class, n_test_per_class, g)
@@ -194,9 +229,9 @@ def two_blobs(spread: float = 0.2, # standard deviation of each cluster
               n_test_per_class: int = 50, # test samples per class
               seed: int = 0):
     "The 2-D two-class set of Sagun, Bottou & LeCun (2016): centres (1, 1) and (-1, -1), not standardized."
-    _positive("two_blobs", "spread", spread); _whole("two_blobs", "seed", seed)
-    for name, value, lowest in (("n_per_class", n_per_class, 1), ("n_test_per_class", n_test_per_class, 0)):
-        _whole("two_blobs", name, value, lowest)
+    _positive("two_blobs", "spread", spread); seed = _seed("two_blobs", seed)
+    n_per_class, n_test_per_class = (_whole("two_blobs", name, value, lowest) for name, value, lowest in (
+        ("n_per_class", n_per_class, 1), ("n_test_per_class", n_test_per_class, 0)))
     centres, g = torch.tensor([[1.0, 1.0], [-1.0, -1.0]]), torch.Generator().manual_seed(shift_seed(seed))
     X, y, Xt, yt = gaussian_clusters(centres, spread, n_per_class, n_test_per_class, g)
     return Data(X.float(), y, Xt.float(), yt, 2, f"two_blobs(spread={spread})")
@@ -220,19 +255,22 @@ def digits(n_per_class: int|None = None, # training images per class (None: all 
            image: bool = False, # True: shape (N, 1, 8, 8) for a CNN; False: (N, 64)
            seed: int = 0): # seeds the split and the subset
     "scikit-learn's 8x8 digits (shipped with the package, no download), balanced per class, scaled to [0, 1]."
-    if n_per_class is not None: _whole("digits", "n_per_class", n_per_class)  # the range is checked per digit, below
-    _whole("digits", "n_test_per_class", n_test_per_class); _flag("digits", "image", image); _whole("digits", "seed", seed)
+    if n_per_class is not None: n_per_class = _whole("digits", "n_per_class", n_per_class)  # its range: below
+    n_test_per_class = _whole("digits", "n_test_per_class", n_test_per_class, 0)
+    image, seed = _flag("digits", "image", image), _seed("digits", seed)
     from sklearn.datasets import load_digits
     raw = load_digits()
     X, y = torch.tensor(raw.data, dtype=torch.float32) / 16, torch.tensor(raw.target)
-    train, test = [], []
-    for c, idx in enumerate(shuffled_by_class(y, 10, seed)):
-        avail = len(idx) - n_test_per_class
-        if n_test_per_class < 0 or avail < 1 or (n_per_class is not None and not 1 <= n_per_class <= avail):
-            raise ValueError(f"digit {c} has {len(idx)} images: with n_test_per_class={n_test_per_class}, at most {avail} remain "
-                             f"for training, so n_per_class={n_per_class} is not possible. Lower one of them.")
-        test.append(idx[:n_test_per_class]); train.append(idx[n_test_per_class:][:n_per_class])
-    tr, te = torch.cat(train), torch.cat(test)
+    idxs = shuffled_by_class(y, 10, seed)
+    c = min(range(10), key=lambda c: len(idxs[c])); avail = len(idxs[c]) - n_test_per_class  # the rarest digit
+    if avail < 1:
+        raise ValueError(f"digits: digit {c} has {len(idxs[c])} images, so n_test_per_class={n_test_per_class} "
+                         f"leaves none for training: pass n_test_per_class={len(idxs[c]) - 1} or fewer.")
+    if n_per_class is not None and not 1 <= n_per_class <= avail:
+        raise ValueError(f"digit {c} has {len(idxs[c])} images: with n_test_per_class={n_test_per_class}, at most "
+                         f"{avail} remain for training, so n_per_class={n_per_class} is not possible. Lower one of them.")
+    tr = torch.cat([idx[n_test_per_class:][:n_per_class] for idx in idxs])
+    te = torch.cat([idx[:n_test_per_class] for idx in idxs])
     shape = (-1, 1, 8, 8) if image else (-1, 64)
     return Data(X[tr].reshape(shape), y[tr], X[te].reshape(shape), y[te], 10, f"digits(n_per_class={n_per_class})")
 
@@ -242,8 +280,8 @@ def mnist(root: str, # folder that holds MNIST/raw (as torchvision lays it out)
           image: bool = False, # True: (N, 1, 28, 28); False: (N, 784)
           seed: int = 0):
     "MNIST from a local copy through torchvision (never downloaded), scaled to [0, 1], optionally a balanced subset."
-    if n_per_class is not None: _whole("mnist", "n_per_class", n_per_class, 1)
-    _flag("mnist", "image", image); _whole("mnist", "seed", seed)
+    if n_per_class is not None: n_per_class = _whole("mnist", "n_per_class", n_per_class, 1)
+    image, seed = _flag("mnist", "image", image), _seed("mnist", seed)
     try:
         from torchvision.datasets import MNIST
     except Exception as e:  # torchvision missing, or built for another torch
@@ -341,10 +379,11 @@ def fashion_mnist(n_per_class: int|None = None, # training images per class (Non
                   pad: int = 0, # black pixels added on each side (2: 32 x 32, as Papyan's nets take)
                   normalize: bool = False): # True: (x - 0.5) / 0.5, in [-1, 1], after padding (Papyan's normalisation)
     "Fashion-MNIST from the Debian package or your copy (never downloaded), scaled to [0, 1], optionally balanced subsets."
-    for name, value in (("n_per_class", n_per_class), ("n_test_per_class", n_test_per_class)):
-        if value is not None: _whole("fashion_mnist", name, value)  # the range is checked against the files, in _per_class
-    _flag("fashion_mnist", "image", image); _whole("fashion_mnist", "seed", seed); _flag("fashion_mnist", "normalize", normalize)
-    _whole("fashion_mnist", "pad", pad)
+    # the counts' ranges are checked against the files, in _per_class; NumPy numbers become Python's (the name)
+    n_per_class, n_test_per_class = (None if v is None else _whole("fashion_mnist", name, v) for name, v in (
+        ("n_per_class", n_per_class), ("n_test_per_class", n_test_per_class)))
+    image, normalize = _flag("fashion_mnist", "image", image), _flag("fashion_mnist", "normalize", normalize)
+    seed, pad = _seed("fashion_mnist", seed), _whole("fashion_mnist", "pad", pad)
     if pad < 0: raise ValueError(f"fashion_mnist: pad={pad} is negative: pass the number of pixels to add on each side (0: none).")
     arrays, out = fashion_mnist_arrays(root), []
     for split, n, what, lowest in (("train", n_per_class, "n_per_class", 1), ("test", n_test_per_class, "n_test_per_class", 0)):
@@ -380,7 +419,7 @@ def plot_images(data: Data, # square grey images, (N, 1, H, H) or flat (N, H*H)
 # %% ../nbs/01_data.ipynb #9d2749ae
 def subset(data: Data, n_per_class: int, seed: int = 0) -> Data:
     "A class-balanced subset of the training set: `n_per_class` samples of every class; the test set (if any) is kept."
-    _whole("subset", "n_per_class", n_per_class)  # the range is checked against the classes, below
+    n_per_class, seed = _whole("subset", "n_per_class", n_per_class), _seed("subset", seed)  # the range: below
     counts = data.class_counts()
     if n_per_class < 1 or n_per_class > int(counts.min()):
         small = int(counts.argmin())

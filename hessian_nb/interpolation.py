@@ -20,9 +20,9 @@ from .store import cached, load_state
 from .train import TrainConfig, make_data, make_model, run, run_at, train
 
 # %% auto #0
-__all__ = ['flat_params', 'check_interpolable', 'Line', 'TwoPhase', 'line_losses', 'interpolate', 'barrier', 'two_phase',
-           'check_batches', 'join_histories', 'two_phase_run', 'plot_two_phase', 'sharpness_along', 'plot_lines',
-           'as_snapshots', 'paired_lines', 'paired_runs', 'fmnist_two_phase']
+__all__ = ['flat_params', 'check_interpolable', 'Line', 'TwoPhase', 'check_alphas', 'line_losses', 'interpolate', 'barrier',
+           'two_phase', 'check_batches', 'join_histories', 'two_phase_run', 'plot_two_phase', 'sharpness_along',
+           'plot_lines', 'as_snapshots', 'paired_lines', 'paired_runs', 'fmnist_two_phase']
 
 # %% ../nbs/07_interpolation.ipynb #dc165bf6
 def flat_params(model: nn.Module) -> torch.Tensor:
@@ -74,6 +74,24 @@ class TwoPhase:
     data: Data|None = None # what they were trained on (two_phase_run)
 
 # %% ../nbs/07_interpolation.ipynb #223e644d
+def check_alphas(alphas) -> torch.Tensor:
+    "The points of a line as a 1-D float64 tensor; a TypeError or ValueError naming the fix otherwise."
+    try: a = torch.as_tensor(alphas, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError("alphas must be a sequence of numbers (a list, or a 1-D tensor such as "
+                        f"torch.linspace(0, 1, 11)), not {type(alphas).__name__}.") from None
+    if a.ndim == 0:
+        raise ValueError(f"alphas={alphas!r} is one number: pass a sequence of points, e.g. [{float(a):g}] "
+                         "(or torch.linspace(0, 1, 11)).")
+    if a.ndim != 1:
+        raise ValueError(f"alphas must be a 1-D sequence of points, got shape {tuple(a.shape)}: flatten it "
+                         "(alphas.reshape(-1)) or pass a plain list.")
+    if not len(a):
+        raise ValueError("alphas is empty: pass the points of the line, e.g. torch.linspace(0, 1, 11).")
+    if not bool(torch.isfinite(a).all()):
+        raise ValueError(f"alphas must be finite, got {a.tolist()}: drop the NaN or inf points.")
+    return a
+
 def line_losses(model_a: nn.Module, # the point at alpha = 0
                 model_b: nn.Module, # the point at alpha = 1
                 X: torch.Tensor, # the inputs the loss is measured on
@@ -82,8 +100,7 @@ def line_losses(model_a: nn.Module, # the point at alpha = 0
                 loss: str = "ce") -> Line:
     "Loss and accuracy on (X, y) at theta(alpha) = (1 - alpha) theta_a + alpha theta_b."
     check_interpolable(model_a, model_b)
-    if alphas is None: alphas = torch.linspace(-1, 2, 31, dtype=torch.float64)
-    alphas = torch.as_tensor(alphas, dtype=torch.float64)
+    alphas = torch.linspace(-1, 2, 31, dtype=torch.float64) if alphas is None else check_alphas(alphas)
     ta, tb = flat_params(model_a), flat_params(model_b)
     obj, losses, accs = Objective(model_a, X, y, loss=loss), [], []
     for a in alphas.tolist():
@@ -110,11 +127,27 @@ def interpolate(model_a: nn.Module, # the point at alpha = 0
 def barrier(curve: Line, # from interpolate or line_losses
             key: str = "loss") -> float: # "loss" (training), or "test_loss"
     "The barrier: max over alpha in [0, 1] of L(alpha) - max(L(0), L(1)), or 0."
+    if not isinstance(curve, Line):
+        raise TypeError(f"barrier takes a Line (from line_losses or interpolate), not {type(curve).__name__}: "
+                        "for values of your own, Line(torch.as_tensor(alphas), torch.as_tensor(losses), "
+                        "torch.as_tensor(accs)).")
     a = curve.alpha
     L = getattr(curve, key, None) if key in ("loss", "test_loss") else None
     if L is None:
         raise ValueError(f"key={key!r}: a barrier is taken of 'loss' or, where the "
                          "line was measured on a test set (interpolate), 'test_loss'.")
+    if not (torch.is_tensor(a) and torch.is_tensor(L)):
+        raise TypeError(f"the line's alpha and {key} must be torch tensors, got {type(a).__name__} and "
+                        f"{type(L).__name__}: build the Line with torch.as_tensor(...) of each.")
+    if a.ndim != 1 or L.ndim != 1:
+        raise ValueError(f"the line's alpha and {key} must be 1-D, one value per alpha; got shapes "
+                         f"{tuple(a.shape)} and {tuple(L.shape)}.")
+    if len(a) != len(L):
+        raise ValueError(f"the line has {len(a)} alphas but {len(L)} values of {key}: they must pair up, "
+                         "one value per alpha (measure the line with line_losses or interpolate).")
+    if not len(a):
+        raise ValueError("the line has no points (alpha is empty): evaluate it with line_losses or "
+                         "interpolate at alphas that include 0 and 1.")
     if not bool(torch.isfinite(L).all()):
         bad = a[~torch.isfinite(L)].tolist()
         raise ValueError(f"the {key} is not finite (NaN or inf) at alpha = {bad}: the "
@@ -214,7 +247,7 @@ def sharpness_along(model_a: nn.Module, # the point at alpha = 0
     ta, tb = flat_params(model_a), flat_params(model_b)
     base = Objective(model_a, data.X, data.y, loss=loss)
     out = []
-    for a in torch.as_tensor(alphas, dtype=torch.float64).tolist():
+    for a in check_alphas(alphas).tolist():
         H = base.at((1 - a) * ta + a * tb).H  # the Hessian operator at theta(alpha)
         out.append(float(lanczos(H, k=1).values[0]))
     return torch.tensor(out, dtype=torch.float64)

@@ -210,11 +210,16 @@ def check_ignored(loss_fn: Callable, # the loss (a Loss, or a callable it wraps)
     dropped = ignore is not None and not yb.is_floating_point() and bool((yb == ignore).any())
     got = None if dropped else _one_at_a_time(loss_fn, z, yb)
     if dropped or (got is not None and not bool(torch.isfinite(got[0]).all())):
+        if not dropped and ignore is None:  # no label is ignored: the loss needs the other samples of its batch
+            raise ValueError("a sample's loss alone is not finite while the batch's is: the loss leaves some samples out of "
+                             "its mean (an ignored label: drop those samples, X[keep], y[keep]), or it mixes the samples of "
+                             "a batch (its statistics, a contrastive term) and has no per-sample curvature (give the mean "
+                             "of per-sample losses). The Objective weighs every sample by 1/N.")
         why = (f"its ignore_index={ignore} drops the samples labelled {ignore} (nn.CrossEntropyLoss's default is -100)"
                if dropped else "a sample's loss alone is not finite while the batch's is")
         raise ValueError(f"the loss leaves samples out of its mean: {why}, so the Objective, whose G and R weigh every "
                          "sample by 1/N, would disagree with the loss's own H. Drop those samples from the data "
-                         f"(keep = y != {ignore if ignore is not None else 'the ignored label'}; X[keep], y[keep]).")
+                         f"(keep = y != {ignore}; X[keep], y[keep]).")
 
 def check_weighted(loss_fn: Callable, z: torch.Tensor, yb: torch.Tensor):
     ("The loss of a batch against the mean of its samples' losses one at a time: a loss that weighs its samples passes "

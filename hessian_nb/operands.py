@@ -96,6 +96,8 @@ def check_eigen_args(op: Operator, k, which: str, max_iter):
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= op.P:
         raise ValueError(f"k={k!r} eigenpairs asked of a {op.P:,} x {op.P:,} operator: k must be an integer in 1..{op.P:,}.")
     if max_iter is not None: positive_int("max_iter", max_iter)
+    if max_iter is not None and max_iter < k:
+        raise ValueError(f"max_iter={max_iter} steps cannot give k={k} eigenpairs: give max_iter >= k (or leave it out).")
 
 # %% ../nbs/00g_operands.ipynb #6059155c
 def _plain(v):

@@ -178,6 +178,9 @@ def as_op(A, # a square tensor, an Operator, a scipy LinearOperator, a curvlinop
     if type(A).__name__ == "Objective":
         raise TypeError("an Objective is a loss, not an operator: pass obj.H (its Hessian), or ggn_op(obj) / residual_op(obj).")
     if torch.is_tensor(A):
+        if (P, dtype, device) != (None, None, None):
+            raise TypeError("as_op: P=, dtype= and device= are for a function; a tensor brings its own: "
+                            "cast it instead, e.g. as_op(A.to(torch.float64)).")
         _check_square(A)
         if A.layout != torch.strided:  # a torch sparse matrix: products without densifying; eigensolvers check symmetry
             return FunctionOp(lambda V: A @ V, A.shape[0], A.dtype, A.device, name or "a sparse matrix")
@@ -210,7 +213,10 @@ def to_scipy(self: Operator):
     "A `scipy.sparse.linalg.LinearOperator` of this operator (numpy arrays in and out; products counted here)."
     import numpy as np
     from scipy.sparse.linalg import LinearOperator
-    np_dt = {torch.float32: np.float32, torch.float64: np.float64}.get(self.dtype, np.float64)
+    if self.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"to_scipy: {self.name} is {str(self.dtype).removeprefix('torch.')} and SciPy works in float32 or "
+                        "float64: build the operator in float32 (e.g. from a model.float() copy).")
+    np_dt = {torch.float32: np.float32, torch.float64: np.float64}[self.dtype]
     def mm(X):
         X = np.asarray(X).reshape(self.P, -1)
         if np.iscomplexobj(X):

@@ -5,6 +5,8 @@
 # %% ../nbs/06c_papyan_regime.ipynb #7af2093f
 from __future__ import annotations
 import math
+import numbers
+import re
 from dataclasses import dataclass
 
 import torch
@@ -81,10 +83,21 @@ def papyan_regime(scale: str = "book") -> dict:
 # %% ../nbs/06c_papyan_regime.ipynb #16c533bf
 def regime_rows(result: dict) -> list[dict]:
     "One row per (run, step) of papyan_regime: G/G1 and the overlap, trace shares, collapse numbers, each control's pair."
+    if not isinstance(result, dict):
+        raise TypeError("regime_rows takes papyan_regime's result, a dict 'width W, seed S' -> [RegimeStage], "
+                        f"not {type(result).__name__}.")
     rows = []
     for label, stages in result.items():
-        width, seed = (int(x.split()[-1]) for x in label.split(", "))
-        for st in stages:
+        m = re.fullmatch(r"width (\d+), seed (\d+)", label) if isinstance(label, str) else None
+        if m is None:
+            raise ValueError(f"run label {label!r}: regime_rows reads the width and seed from labels "
+                             "'width W, seed S' (integers, as papyan_regime writes them): relabel the run so.")
+        width, seed = map(int, m.groups())
+        listed = isinstance(stages, (list, tuple))
+        for st in stages if listed else [stages]:
+            if not listed or not all(hasattr(st, k) for k in RegimeStage.__annotations__):
+                raise TypeError(f"run {label!r}: its stages must be a list of RegimeStage (regime_stage's), "
+                                f"not {type(st).__name__}.")
             f, co = st.facts, st.collapse
             r1 = f.G.double() / f.G1.double()
             rows.append({"run": label, "width": width, "seed": seed, "step": st.step, "G/G1": float(r1.median()), "G/G1 max": float(r1.max()),
@@ -96,6 +109,28 @@ def regime_rows(result: dict) -> list[dict]:
 
 def regime_verdict(rows: list[dict], rule: dict = REGIME_RULE, width: int = REGIME["width"]) -> Verdict:
     "The rule applied to the last stage of each seed at the recipe's width: does the claim stand, and under the symmetric control?"
+    if isinstance(rows, dict):
+        raise TypeError("regime_verdict takes rows, the list regime_rows makes, not papyan_regime's dict: "
+                        "call regime_verdict(regime_rows(result)).")
+    rows = list(rows)
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise TypeError(f"each row must be a dict (a row of regime_rows), not {type(r).__name__} "
+                            f"(row {i}).")
+    if not isinstance(rule, dict):
+        raise TypeError(f"rule must be a dict like REGIME_RULE = {REGIME_RULE}, not {type(rule).__name__}.")
+    if gone := [k for k in REGIME_RULE if k not in rule]:
+        raise ValueError(f"rule has no {gone[0]!r}: it needs 'G/G1' (at most) and 'overlap' (at least), as "
+                         f"REGIME_RULE = {REGIME_RULE}.")
+    for i, r in enumerate(rows):  # the rows the verdict reads
+        if r.get("width", width) != width: continue
+        missing = [k for k in ("seed", "step", "G/G1", "overlap") if k not in r]
+        if missing:
+            raise ValueError(f"row {i} has no {missing[0]!r}: regime_verdict reads 'seed', 'step', 'G/G1' "
+                             "and 'overlap' from each row, as regime_rows writes them.")
+        if isinstance(r["step"], bool) or not isinstance(r["step"], numbers.Integral):
+            raise TypeError(f"row {i}: step={r['step']!r} is not an integer: the last stage of a seed is its "
+                            "largest step, so steps must be integers (as regime_rows writes them).")
     end = {}  # the last stage of each seed: its largest step, whatever the rows' order
     for r in sorted((r for r in rows if r.get("width", width) == width), key=lambda r: r["step"]): end[r["seed"]] = r
     if not end: raise ValueError(f"no rows at width {width}: give rows of regime_rows with that width, or width=.")

@@ -293,11 +293,11 @@ def density(q: Quadrature, # from `slq`
     x, w = q.nodes.reshape(-1), q.weights.reshape(-1) / q.nodes.shape[0]
     if log:
         keep = (x * sign) > 0
-        x, w = torch.log10(x[keep].abs()), w[keep]
-        sigma = sigma or 0.1
+        x, w, sigma = torch.log10(x[keep].abs()), w[keep], sigma or 0.1
     else:  # the range of the nodes that carry weight (a probe whose Krylov space closed early pads with empty nodes at 0)
         live = x[w > 0] if bool((w > 0).any()) else x
-        sigma = sigma or 0.01 * float(live.max() - live.min()) or 1.0
+        spread, size = float(live.max() - live.min()), float(live.abs().max())  # size: when they differ by rounding
+        sigma = sigma or 0.01 * (spread if spread > 1e-6 * size else size) or 1.0
     t = torch.as_tensor(grid, dtype=torch.float64)  # a list or an array of points is taken too
     if t.ndim != 1: raise ValueError(f"grid has shape {tuple(t.shape)}: pass the points as one 1-D tensor, e.g. torch.linspace(a, b, 200).")
     return (w * torch.exp(-0.5 * ((t[:, None] - x) / sigma) ** 2)).sum(1) / (sigma * math.sqrt(2 * math.pi))

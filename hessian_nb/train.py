@@ -4,17 +4,12 @@
 
 # %% ../nbs/02_train.ipynb #1f23e51a
 from __future__ import annotations
-import hashlib
-import json
-import math
-import numbers
-import os
-import time
-import warnings
-from dataclasses import asdict, dataclass
+import hashlib, json, math, numbers, os, time, warnings
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -32,6 +27,25 @@ __all__ = ['DATASETS', 'TrainConfig', 'make_data', 'make_model', 'batch_indices'
            'save_state', 'fit', 'last_good_checkpoint', 'run', 'run_at', 'plot_history']
 
 # %% ../nbs/02_train.ipynb #f6a8b620
+def _plain(value, where: str):
+    "A copy of a data/model entry with NumPy numbers as Python ones; a ValueError naming an entry JSON cannot hold."
+    if isinstance(value, dict):
+        if bad := [k for k in value if not isinstance(k, str)]:
+            raise ValueError(f"TrainConfig: {where} has the key {bad[0]!r} ({type(bad[0]).__name__}); the keys must be "
+                             f"strings (the cache key is JSON): write {str(bad[0])!r}.")
+        return {k: _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return (list if isinstance(value, list) else tuple)(_plain(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, (np.bool_, np.integer, np.floating, np.str_)): return value.item()  # the same value: same key
+    if value is None or isinstance(value, (str, bool, int, float)): return value
+    raise ValueError(f"TrainConfig: {where} is {value!r} ({type(value).__name__}), which the cache key (JSON) cannot hold: "
+                     "give str, int, float, bool, None, lists and dicts, e.g. int(x) or float(x) for a number x.")
+
+def _frozen(value):
+    "A hashable stand-in for a field, equal wherever the field is: dicts as frozensets of items, lists as tuples."
+    if isinstance(value, dict): return frozenset((k, _frozen(v)) for k, v in value.items())
+    return tuple(map(_frozen, value)) if isinstance(value, (list, tuple)) else value
+
 DATASETS = {"blobs": blobs, "two_blobs": two_blobs, "digits": digits, "fashion_mnist": fashion_mnist}
 _DTYPES = ("float32", "float64", "float16", "bfloat16") # TrainConfig.dtype: torch's floating dtypes, by name
 
@@ -63,10 +77,19 @@ class TrainConfig:
         real = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
         lr, b, steps, tol, every = self.lr, self.batch_size, self.max_steps, self.grad_tol, self.log_every
         check("lr", real(lr) and lr > 0, "a finite number > 0 (the constant step, e.g. 0.1)")
-        check("loss", self.loss in LOSSES, f"one of {', '.join(map(repr, LOSSES))} (your own loss: train your model with fit)")
+        check("loss", isinstance(self.loss, str) and self.loss in LOSSES,
+              f"one of {', '.join(map(repr, LOSSES))} (your own loss: train your model with fit)")
         for name in ("data", "model"):
             check(name, getattr(self, name) is None or isinstance(getattr(self, name), dict),
                   "a dict such as {'name': 'blobs', ...} / {'arch': 'mlp', ...}, or None for your own")
+            object.__setattr__(self, name, _plain(getattr(self, name), name))  # a copy: the caller's may change later
+        model, hidden = self.model or {}, (self.model or {}).get("hidden", [])
+        if own := [k for k in ("seed", "dtype") if k in model]:  # make_model passes the configuration's own
+            raise ValueError(f"TrainConfig: model[{own[0]!r}] is set by the configuration itself: remove it from model and "
+                             f"pass TrainConfig({own[0]}={model[own[0]]!r}).")
+        if model.get("arch") == "mlp" and isinstance(hidden, (list, tuple)) and not all(whole(w) and w >= 1 for w in hidden):
+            raise ValueError(f"TrainConfig: model hidden must be a list of positive integers, the widths of the hidden "
+                             f"layers, e.g. [30, 30]; got {hidden!r}.")  # not a list at all: make_model says so
         check("batch_size", b is None or (whole(b) and b >= 1), "a positive integer, or None for full-batch gradient descent")
         check("max_steps", whole(steps) and steps >= 0, "an integer >= 0 (the step budget: steps= in fit)")
         check("grad_tol", real(tol) and tol >= 0, "a finite number >= 0 (0: never stop on the gradient norm)")
@@ -97,6 +120,10 @@ class TrainConfig:
             v = getattr(self, name)  # Python ints and floats are kept as given, so existing keys do not change
             if v is not None and not isinstance(v, (int, float)):
                 object.__setattr__(self, name, int(v) if isinstance(v, numbers.Integral) else float(v))
+
+    def __hash__(self) -> int:
+        "A hash that agrees with ==, the data and model dicts read as frozen values (a dict has no hash)."
+        return hash(tuple(_frozen(getattr(self, f.name)) for f in fields(self)))
 
     def spec(self) -> dict:
         "The configuration as a dict, without the later fields at their defaults: what checkpoints record and keys hash."
@@ -131,18 +158,23 @@ def make_model(cfg: TrainConfig, data: Data) -> nn.Module:
     if cfg.model is None: raise ValueError("this TrainConfig names no model (model=None): pass your model to train(cfg, data, model), or use fit().")
     spec, dtype = dict(cfg.model), getattr(torch, cfg.dtype)
     arch, std = spec.pop("arch", None), spec.pop("init_std", None)
+    shape = tuple(data.X.shape[1:])
+    if arch == "mlp" and len(shape) != 1 or arch in ("cnn", "vgg") and len(shape) != 3:
+        raise ValueError(f"arch {arch!r} takes " + ("flat inputs (N, features)" if arch == "mlp" else "images (N, channels, "
+                         "side, side)") + f"; {data.name} has inputs of shape {shape}: use image={arch != 'mlp'} in data"
+                         + (" (and pad=2 for Fashion-MNIST's 28 x 28)." if arch == "vgg" else "."))
     if arch == "mlp":
         hidden = spec.pop("hidden", [])
         if not isinstance(hidden, (list, tuple)):
             raise ValueError(f"model hidden={hidden!r}: give the hidden widths as a list, e.g. [{hidden}] for one layer.")
-        widths = [math.prod(data.X.shape[1:]), *hidden, data.num_classes]
-        model = mlp(widths, seed=cfg.seed, dtype=dtype, **spec)
-    elif arch == "cnn": model = cnn(num_classes=data.num_classes, seed=cfg.seed, dtype=dtype, **spec)
+        model = mlp([math.prod(shape), *hidden, data.num_classes], seed=cfg.seed, dtype=dtype, **spec)
+    elif arch == "cnn":
+        if shape != (1, side := spec.get("image_size", 8), side):
+            raise ValueError(f"the cnn takes 1 x {side} x {side} images (model image_size={side}); {data.name} has {shape}: "
+                             f"set image_size={shape[-1]} in model (square images of one channel only).")
+        model = cnn(num_classes=data.num_classes, seed=cfg.seed, dtype=dtype, **spec)
     elif arch == "vgg":
-        if data.X.ndim != 4:
-            raise ValueError(f"arch 'vgg' takes images (N, channels, side, side); {data.name} has inputs of shape "
-                             f"{tuple(data.X.shape[1:])}: use image=True (and pad=2 for Fashion-MNIST's 28 x 28).")
-        model = vgg(num_classes=data.num_classes, in_channels=data.X.shape[1], image_size=data.X.shape[-1], seed=cfg.seed,
+        model = vgg(num_classes=data.num_classes, in_channels=shape[0], image_size=shape[-1], seed=cfg.seed,
                     dtype=dtype, **spec)
     else: raise ValueError(f"model arch {arch!r} is not 'mlp', 'cnn' or 'vgg'.")
     return (model if std is None else normal_init_(model, std, cfg.seed)).to(cfg.device)

@@ -40,3 +40,41 @@ def test_half_precision_dense_matrices_over_many_batches():
     obj = Objective(m, DataLoader(TensorDataset(X.bfloat16(), y), batch_size=2))
     ref = Objective(copy.deepcopy(m).double(), X.bfloat16().double(), y)
     assert rel(obj.hessian(), ref.hessian()) < 0.02 and rel(ggn(obj), ggn(ref)) < 0.02
+
+
+def test_subspace_overlap_checks_its_bases():
+    from hessian_nb.class_structure import subspace_overlap
+    Q = torch.linalg.qr(torch.randn(6, 2, dtype=torch.float64)).Q
+    assert abs(subspace_overlap(Q, Q) - 1) < 1e-12 and abs(subspace_overlap(Q.float(), Q) - 1) < 1e-6  # dtypes mix
+    for Q1, Q2, says in ((2 * Q, Q, "not orthonormal"), (Q[:, 0], Q, "must be a \\(P, k\\)"), (Q, torch.linalg.qr(torch.randn(5, 2, dtype=torch.float64)).Q, "rows")):
+        with pytest.raises(ValueError, match=says): subspace_overlap(Q1, Q2)
+
+
+def test_density_width_when_the_nodes_coincide():
+    from hessian_nb.spectrum import Quadrature, density
+    for value, grid in ((1e-6, torch.linspace(0, 2e-6, 2001)), (2.0, torch.linspace(1.9, 2.1, 2001))):
+        nodes = torch.full((1, 3), value, dtype=torch.float64)
+        nodes[0, 1] += value * 1e-15  # equal up to rounding (or exactly equal, for the first)
+        q = Quadrature(nodes=nodes, weights=torch.full((1, 3), 1 / 3, dtype=torch.float64), P=3, products=3)
+        mass = float(density(q, grid).sum() * (grid[1] - grid[0]))
+        assert abs(mass - 1) < 1e-3, (value, mass)  # a unit mass, seen by a grid of its own scale
+
+
+def test_lanczos_steps_fewer_than_the_pairs_and_operator_casts_are_refused():
+    from hessian_nb.operators import as_op
+    from hessian_nb.spectrum import lanczos
+    A = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="max_iter >= k"): lanczos(as_op(A), k=5, max_iter=3)
+    with pytest.raises(TypeError, match="cast it instead"): as_op(A, dtype=torch.float32)
+    for dt in (torch.float16, torch.bfloat16):
+        with pytest.raises(TypeError, match="SciPy works in float32 or float64"): as_op(A.to(dt)).to_scipy()
+
+
+def test_loss_checks_name_the_cause():
+    torch.manual_seed(0)
+    X, y = torch.randn(12, 5, dtype=torch.float64), torch.randn(12, dtype=torch.float64)
+    m = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 1)).double()
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"Pass y\[:, None\]"):
+        Objective(m, X, y, loss=nn.MSELoss())
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="mixes the samples"):
+        Objective(m, X, y[:, None], loss=lambda z, t: (((z - t) / t.std()) ** 2).mean())
