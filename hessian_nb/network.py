@@ -410,6 +410,8 @@ class Report:
 
 def _objective(model: nn.Module, data, loss, batch_size) -> Objective:
     "An Objective from data given as (X, y), an object with .X and .y, or a DataLoader / Dataset / list of batches."
+    if isinstance(data, (tuple, list)) and len(data) == 2 and any(type(t).__module__ == "numpy" for t in data):
+        raise TypeError("the data are NumPy arrays: pass tensors, (torch.as_tensor(X), torch.as_tensor(y)).")
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
         return Objective(model, data[0], data[1], loss, batch_size)
     if hasattr(data, "X") and hasattr(data, "y"): return Objective(model, data.X, data.y, loss, batch_size)

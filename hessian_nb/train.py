@@ -185,7 +185,7 @@ def batch_indices(step: int, n: int, batch_size: int|None, seed: int) -> torch.T
     if batch_size is None or batch_size >= n: return None
     per_epoch = math.ceil(n / batch_size)
     epoch, i = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(shift_seed(seed) * 1_000_003 + epoch))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed((shift_seed(seed) * 1_000_003 + epoch) % 2**63))
     return perm[i * batch_size:(i + 1) * batch_size]
 
 # %% ../nbs/02_train.ipynb #4e015977

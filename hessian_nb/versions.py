@@ -7,8 +7,13 @@ from __future__ import annotations
 import dis
 import functools
 import hashlib
+import importlib.util
 import inspect
 import io
+import itertools
+import struct
+import copyreg
+import weakref
 import os
 import re
 import site
@@ -36,11 +41,28 @@ def _code_parts(code: types.CodeType) -> tuple:
         if i.opname != "EXTENDED_ARG": ins.append(i)
     ops = [("LOAD_ATTR" if i.opname == "LOAD_METHOD" else i.opname,
             at.get(i.argval) if i.opcode in _JUMPS else _arg(i.argval)) for i in ins]
-    return tuple(ops) + tuple(p for k in code.co_consts if isinstance(k, types.CodeType) for p in _code_parts(k))
+    return (code.co_name, *ops) + tuple(p for k in code.co_consts if isinstance(k, types.CodeType) for p in _code_parts(k))
 
 def _arg(v) -> str:
     if isinstance(v, types.CodeType): return "<code>"  # followed on its own
     return repr(sorted(map(repr, v))) if isinstance(v, frozenset) else repr(v)  # a set's order is per process
+
+@functools.lru_cache(maxsize=None)
+def _import_specs(code: types.CodeType) -> tuple:
+    "(level, module, names) of each import in the code's body and in the code nested in it."
+    ins = list(dis.get_instructions(code))
+    own = tuple((ins[j - 2].argval, i.argval, ins[j - 1].argval) for j, i in enumerate(ins) if i.opname == "IMPORT_NAME")
+    return own + tuple(s for k in code.co_consts if isinstance(k, types.CodeType) for s in _import_specs(k))
+
+def _imports(code: types.CodeType, package: str|None) -> list:
+    "(name, value) of what the code imports in its body (`import m`, `from m import a`)."
+    out = []
+    for level, name, fromlist in _import_specs(code):
+        try: m = importlib.import_module(importlib.util.resolve_name("." * level + name, package))
+        except Exception: continue  # not importable here: the call itself would fail
+        if not fromlist: out.append((name.split(".")[0], m if level else sys.modules[name.split(".")[0]]))
+        else: out += [(a, getattr(m, a)) for a in fromlist if a != "*" and hasattr(m, a)]
+    return out
 
 @functools.lru_cache(maxsize=None)
 def _names(code: types.CodeType, only_globals: bool = False) -> tuple:
@@ -53,20 +75,31 @@ def _names(code: types.CodeType, only_globals: bool = False) -> tuple:
 _INSTALLED = tuple(sorted({os.path.join(os.path.realpath(p), "") for p in (*site.getsitepackages(), *(
     sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")))}))  # libraries, not user code
 
-@functools.lru_cache(maxsize=None)
+_PACKAGE = os.path.join(os.path.dirname(os.path.realpath(__file__)), "") if "__file__" in globals() else None
+
 def _user_code(module: str|None) -> bool:
     "Whether a module is user code: this package, a notebook, a script, a module outside the libraries' folders."
     if not module: return False
     if module.split(".")[0] == "hessian_nb": return True
-    m = sys.modules.get(module)
-    if m is None: return True  # code run by exec under a name of its own
-    file = getattr(m, "__file__", None)
-    return module == "__main__" if file is None else not os.path.realpath(file).startswith(_INSTALLED)
+    if module in sys.modules: return _loaded_user_code(module)
+    try: spec = importlib.util.find_spec(module)  # not imported yet: where it would be found
+    except (ImportError, ValueError): spec = None
+    return spec is None or spec.origin is None or not _library_file(spec.origin)  # exec'd under a name of its own
+
+@functools.lru_cache(maxsize=None)
+def _loaded_user_code(module: str) -> bool:
+    if module == "__main__": return True  # a script or a notebook (also run by cProfile or pdb)
+    m, top = sys.modules[module], module.split(".")[0]
+    if getattr(m, "__file__", None) is not None: return not _library_file(m.__file__)
+    if top != module and top in sys.modules: return _loaded_user_code(top)  # made at run time inside a package
+    return m.__spec__ is None and not module.startswith("_")  # made by types.ModuleType (a built-in one has a spec)
 
 @functools.lru_cache(maxsize=None)
 def _library_file(path: str) -> bool:
     "Whether code compiled from `path` is a library's: a file in the libraries' folders, or frozen into Python."
-    return path.startswith("<frozen ") or os.path.isabs(path) and os.path.realpath(path).startswith(_INSTALLED)
+    if not os.path.isabs(path): return path.startswith("<frozen ")
+    real = os.path.realpath(path)  # this package is user code wherever it is installed
+    return real.startswith(_INSTALLED) and not (_PACKAGE and real.startswith(_PACKAGE))
 
 def _attr(x, name: str):
     try: return getattr(x, name, None)
@@ -91,7 +124,10 @@ def _user_def(x) -> bool:
     if inspect.isfunction(x): return not _library_file(x.__code__.co_filename)
     if _named(x): return _user_code(x.__module__)
     if not x.__flags__ & 512: return False  # a built-in type not found by name (a generator's, say): not a heap type
-    return x.__module__ == "builtins" or _user_code(x.__module__)  # made by exec, or in a user's function
+    if any(inspect.isfunction(v) and _user_def(v) for v in vars(x).values()): return True  # user code inside
+    if any(_user_def(b) for b in x.__mro__[1:-1]): return True  # made by a library from a user's class (parametrize)
+    if x.__module__ in ("builtins", "__main__"): return True  # made by exec in a fresh namespace
+    return x.__module__ in sys.modules and _loaded_user_code(x.__module__)  # made in a user's function
 
 _WRAPPERS = (functools.partial, functools.partialmethod, functools.cached_property, functools.singledispatchmethod,
              staticmethod, classmethod, property)
@@ -128,7 +164,7 @@ _IMMUTABLE = (tuple, frozenset, range, torch.dtype, torch.device)  # one of thes
 def _describe(x, todo: _Todo) -> str:
     "A description of a value a computation uses, by value and to any depth; code is numbered and queued to be followed."
     if type(x) in _ATOMS:
-        r = repr(x)
+        r = hex(x) if type(x) is int and x.bit_length() > 600 else struct.pack(">d", x).hex() if x != x else repr(x)
         return r if len(r) <= 200 else f"{type(x).__name__}[{len(r)}] {_digest(r.encode())}"
     if _is_code(x): return todo.add(x)
     if id(x) in todo.seen: return f"<same as {todo.seen[id(x)][1]}>"  # the same object again: tied weights, a cycle
@@ -137,7 +173,8 @@ def _describe(x, todo: _Todo) -> str:
 
 def _alone(x) -> str:
     "A description of `x` that does not depend on what was met before it: for the members of a set, in any order."
-    return repr(x) if type(x) in _ATOMS else code_version(lambda: x)
+    flat = type(x) in _ATOMS or type(x) is tuple and all(type(v) in _ATOMS for v in x)
+    return _describe(x, _Todo()) if flat else code_version(lambda: x)
 
 # %% ../nbs/01c_versions.ipynb #26393610
 def _value(x, todo: _Todo, d: Callable) -> str:
@@ -148,14 +185,24 @@ def _value(x, todo: _Todo, d: Callable) -> str:
     if t in (set, frozenset): return f"{t.__name__}{{{', '.join(sorted(map(_alone, x)))}}}"  # a set's order is per process
     if isinstance(x, torch.Tensor):
         if x.is_nested: return f"nested {d(list(x.unbind()))}"
-        return f"{t.__name__}{tuple(x.shape)} {x.dtype} {x.layout} {x.requires_grad} {_tensor_digest(x)} {d(vars(x))}"
+        if isinstance(x, nn.parameter.UninitializedTensorMixin): return f"{t.__name__} (not yet initialised)"
+        hooks = [x._backward_hooks, getattr(x, "_post_accumulate_grad_hooks", None)]
+        extra = d([x._base, x.storage_offset(), x.stride(), x.grad if x.is_leaf else None, hooks, type(x.grad_fn).__name__,
+                   vars(x)])
+        return f"{t.__name__}{tuple(x.shape)} {x.dtype} {x.layout} {x.device.type} {x.requires_grad} {_tensor_digest(x)} {extra}"
     if t.__module__ == "numpy" and hasattr(x, "tobytes") and hasattr(x, "dtype"):  # arrays, matrices, scalars
-        return f"{t.__name__}{x.shape} {x.dtype} {d(x.tolist()) if x.dtype.hasobject else _digest(x.tobytes())}"
+        body = d(x.tolist()) if x.dtype.hasobject else _digest(x.tobytes())
+        return f"{t.__name__}{x.shape} {x.dtype} {body} {d(getattr(x, 'base', None))}"  # a view names what it views
     if isinstance(x, torch.Generator): return f"generator {_tensor_digest(x.get_state())}"
+    if isinstance(x, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):  # the graph with what it calls, no file lines
+        return f"script {re.sub(r'#.*', '', str(x.inlined_graph))} {d(dict(x.state_dict()) if hasattr(x, 'state_dict') else None)}"
     if isinstance(x, nn.Module): return f"{d(t)}{d(_state(x))}"  # a library's module
-    if isinstance(x, (torch.dtype, torch.device)): return str(x)
-    if isinstance(x, torch.jit.ScriptModule): return f"script {x.code} {d(dict(x.state_dict()))}"
-    if isinstance(x, torch.jit.ScriptFunction): return f"script {x.code}"
+    if isinstance(x, (torch.dtype, torch.device, torch.layout, torch.finfo, torch.iinfo)): return repr(x)
+    if isinstance(x, weakref.ref): return f"weakref {d(x())}"  # by what it refers to
+    if isinstance(x, torch.utils.hooks.RemovableHandle): return "a hook's handle"  # its number is per process
+    if isinstance(x, (type({}.keys()), type({}.values()), type({}.items()))): return f"{t.__name__}{d(list(x))}"
+    if isinstance(x, (types.GetSetDescriptorType, types.MemberDescriptorType, types.WrapperDescriptorType,
+                      types.MethodDescriptorType)): return f"{x.__objclass__.__module__}.{x.__objclass__.__qualname__}.{x.__name__}"
     if isinstance(x, types.UnionType): return f"union{d(x.__args__)}"
     if inspect.ismodule(x):  # a library module by name; a user's by what it holds
         return f"module {x.__name__}" + (d({k: v for k, v in vars(x).items() if not k.startswith("__")}) if _user_code(x.__name__) else "")
@@ -170,12 +217,16 @@ def _value(x, todo: _Todo, d: Callable) -> str:
 
 def _reduced(x, d: Callable) -> str:
     "What pickling keeps of `x`: the constructor, its arguments, the state and the items, each described by `d`."
-    try: rv = x.__reduce_ex__(4)
+    try: rv = copyreg.dispatch_table[type(x)](x) if type(x) in copyreg.dispatch_table else x.__reduce_ex__(4)
     except Exception as e:
         raise VersionError(f"a {type(x).__module__}.{type(x).__qualname__} cannot be taken apart ({e})") from None
     if isinstance(rv, str): return f" {rv}"  # a global singleton
     fn, args, state, items, pairs = (*rv, None, None, None, None)[:5]
-    return f"{d(fn)}({d(args)}, {d(state)}, {d(list(items or ()))}, {d(list(pairs or ()))})"
+    try: n = len(x)
+    except Exception: n = 10**7
+    items, pairs = (list(itertools.islice(it or (), n + 1)) for it in (items, pairs))  # an endless __iter__ stops here
+    if max(len(items), len(pairs)) > n: raise VersionError(f"a {type(x).__qualname__} iterates past its length {n}")
+    return f"{d(fn)}({d(args)}, {d(state)}, {d(items)}, {d(pairs)})"
 
 # %% ../nbs/01c_versions.ipynb #8a318711
 def _uses(f) -> list:
@@ -184,6 +235,7 @@ def _uses(f) -> list:
     used = list(_names(f.__code__, True)) + [n for a in notes if isinstance(a, str) for n in re.findall(r"\w+", a)]
     out = [(n, g[n]) for n in dict.fromkeys(used) if n in g] + [("an annotation", a) for a in notes if not isinstance(a, str)]
     out += [(n, c.cell_contents) for n, c in zip(f.__code__.co_freevars, f.__closure__ or ()) if _filled(c)]
+    out += _imports(f.__code__, g.get("__package__") or g.get("__name__", "").rpartition(".")[0] or None)
     return out + [("the defaults", (f.__defaults__, f.__kwdefaults__)),
                   ("its attributes", {k: v for k, v in vars(f).items() if k != "__wrapped__"})]
 
@@ -195,10 +247,14 @@ def _state(obj) -> dict:
     "An object's attributes and slots; a module's hooks in their order, without the handles' process-wide numbers."
     try: state = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
     except Exception: state = {}  # a __dict__ or __getattribute__ that raises
-    slots = [s for c in type(obj).__mro__ for s in (_attr(c, "__slots__") or ()) if isinstance(s, str)]
-    state |= {s: _attr(obj, s) for s in slots}
-    if isinstance(obj, nn.Module):
-        state |= {k: list(v.values()) for k, v in state.items() if "hooks" in k and isinstance(v, dict)}
+    for c in type(obj).__mro__:  # slots: a single name too, private ones by their mangled name, unset ones as such
+        slots = (c.__dict__.get("__slots__", ()),) if isinstance(c.__dict__.get("__slots__"), str) else c.__dict__.get("__slots__", ())
+        for s in (s for s in slots if s not in ("__dict__", "__weakref__")):
+            s = f"_{c.__name__.lstrip('_')}{s}" if s.startswith("__") and not s.endswith("__") else s
+            try: state[s] = getattr(obj, s)
+            except AttributeError: state[s] = "<unset>"
+    # hooks in their order, without the handles' process-wide numbers
+    state |= {k: list(v.values()) for k, v in state.items() if "hooks" in k and isinstance(v, dict)}
     return dict(sorted(state.items()))
 
 _PICKLED = ("__reduce__", "__reduce_ex__", "__getstate__")
@@ -249,7 +305,7 @@ def _version_of(f, todo: _Todo):
     if isinstance(_own(f, "registry"), types.MappingProxyType) and wrapped is not None:  # functools.singledispatch
         return "dispatch", d(dict(f.registry))  # every registered function, by type
     if inspect.isfunction(f) and (wrapped is not None or _user_def(f)):
-        return f.__qualname__, _signature(f.__code__), _code_parts(f.__code__), _follow(f, todo)
+        return f.__qualname__, _signature(f.__code__), _code_parts(f.__code__), _follow(f, todo), d(wrapped)
     if inspect.isfunction(f): return d(f)  # a library's function (of a bound method, say)
     if wrapped is not None: return "wraps", d(wrapped), d(_state(f))  # lru_cache and other wrappers
     inner, data = _inner(f, todo)  # a partial, a bound method, a callable object: what it runs, and its data
@@ -269,6 +325,7 @@ def _follow(f, todo: _Todo) -> list:
         if not inspect.ismodule(v):
             try: out.append((n, _describe(v, todo)))
             except VersionError as e: raise VersionError(f"{e}, in what {f.__qualname__} uses ({n})") from None
-        elif _user_code(v.__name__) and id(v) not in done:
+        elif id(v) not in done and _user_code(v.__name__):
             done.add(id(v)); uses += [(a, getattr(v, a)) for a in names if hasattr(v, a)]
+        else: out.append((n, f"module {v.__name__}"))  # a library module, by name (`xp = numpy` is not `xp = torch`)
     return out

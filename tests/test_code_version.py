@@ -96,10 +96,17 @@ def test_a_library_module_by_its_attributes_and_hooks():
 
 
 def test_what_cannot_be_described_is_refused():
+    import threading
     gen = (i for i in range(3))
-    ref = weakref.ref(torch.nn.Tanh())
-    for value, says in ((gen, "generator"), (ref, "weakref")):
+    for value, says in ((gen, "generator"), (threading.Lock(), "lock")):
         with pytest.raises(VersionError, match=f"{says}.*pass the value as an argument"): code_version(over(value))
+
+
+def test_a_weak_reference_by_what_it_refers_to():
+    keep = {1: torch.nn.Linear(2, 2), 2: torch.nn.Linear(2, 2)}
+    with torch.no_grad():
+        for k, m in keep.items(): m.weight.fill_(k); m.bias.fill_(0.0)
+    differs(lambda k: over(weakref.ref(keep[k])))
 
 
 def test_cycles_and_shared_values():
@@ -204,3 +211,83 @@ def test_annotations_nested_tensors_and_numpy_randomness():
     differs(lambda k: over(torch.nested.nested_tensor([torch.ones(2) * k, torch.ones(3)], layout=torch.jagged)))
     from numpy.random import randn
     assert code_version(lambda: randn(3))  # NumPy's global generator is described
+
+
+# the sixteenth round
+
+def test_imports_inside_a_function_body_are_followed(tmp_path, monkeypatch):
+    import importlib
+    def version_with(body):
+        name = f"helpers_{abs(hash(body))}"
+        (tmp_path / f"{name}.py").write_text(f"def scale(x):\n    return {body}\n")
+        ns = {}; exec(f"def compute():\n    from {name} import scale\n    return scale(1.0)\n", ns)
+        return code_version(ns["compute"])
+    monkeypatch.syspath_prepend(str(tmp_path)); importlib.invalidate_caches()
+    assert version_with("x * 2") != version_with("x * 3")
+
+
+def test_library_modules_by_name_and_classes_made_by_libraries():
+    import cmath, math
+    from dataclasses import make_dataclass
+    differs(lambda k: over((math, cmath)[k - 1]))
+    def made(k):
+        ns = {}; exec(f"def f(self):\n    return {k}\n", ns)
+        return make_dataclass("Made", [("a", int)], namespace={"f": ns["f"]})(1)
+    differs(made)
+
+
+def test_slots_written_every_way():
+    def single(k):
+        class A:
+            __slots__ = "value"
+        a = A(); a.value = k; return over(a)
+    def private(k):
+        class A:
+            __slots__ = ("__w",)
+            def __init__(self): self.__w = k
+        return over(A())
+    def unset(k):
+        class A:
+            __slots__ = ("v",)
+        a = A()
+        if k == 2: a.v = None
+        return over(a)
+    for make in (single, private, unset): differs(make)
+
+
+def test_views_hooks_and_gradients_of_tensors():
+    import numpy as np
+    def views(k):
+        a = torch.zeros(3); return over([a, a[:] if k == 1 else a.clone()])
+    def np_views(k):
+        a = np.zeros(3); return over([a, a[:] if k == 1 else a.copy()])
+    def hook(k):
+        t = torch.ones(2, requires_grad=True)
+        if k == 2: t.register_hook(lambda g: 2 * g)
+        return over(t)
+    def grad(k):
+        t = torch.ones(2, requires_grad=True); t.grad = torch.full((2,), float(k)); return over(t)
+    for make in (views, np_views, hook, grad): differs(make)
+
+
+def test_wrapped_scripted_and_odd_values():
+    def wrapped(k):
+        ns = {}; exec(f"def f():\n    return {k}\n", ns)
+        def wrapper(): return wrapper.__wrapped__()
+        wrapper.__wrapped__ = ns["f"]
+        return wrapper
+    def scripted(k):
+        return over(torch.jit.trace(lambda x: x * k, torch.ones(2)))
+    differs(wrapped); differs(scripted)
+    differs(lambda k: over(float("nan") if k == 1 else -float("nan")))
+    import re as re_
+    for value in (re_.compile("a+"), torch.finfo(torch.float32), {"a": 1}.keys(), 10 ** 5000, torch.nn.LSTM(2, 2),
+                  torch.Tensor.T, __import__("numpy").exp):
+        assert code_version(over(value)) == code_version(over(value))  # described, not refused
+
+
+def test_an_endless_iterator_is_refused_not_followed_forever():
+    class Ring(list):
+        def __iter__(self):
+            while True: yield 1
+    with pytest.raises(VersionError, match="iterates past its length"): code_version(over(Ring([1, 2, 3])))

@@ -78,3 +78,11 @@ def test_loss_checks_name_the_cause():
         Objective(m, X, y, loss=nn.MSELoss())
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="mixes the samples"):
         Objective(m, X, y[:, None], loss=lambda z, t: (((z - t) / t.std()) ** 2).mean())
+
+
+def test_report_names_numpy_data():
+    import numpy as np
+    from hessian_nb.network import report
+    m = nn.Sequential(nn.Linear(3, 2))
+    with pytest.raises(TypeError, match="NumPy arrays"):
+        report(m, (np.zeros((4, 3), dtype=np.float32), np.zeros(4, dtype=np.int64)))

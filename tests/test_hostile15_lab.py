@@ -211,3 +211,11 @@ def test_digits_blames_the_test_count_it_was_given():
     with raises(ValueError, "n_per_class=200 is not possible"):
         digits(n_per_class=200)
 
+
+
+def test_minibatch_training_takes_every_seed_the_config_takes(tmp_path, monkeypatch):
+    "The minibatch order's generator seed is seed * 1_000_003 + epoch: past 2**43 it overflowed torch's seed."
+    from hessian_nb.train import train
+    monkeypatch.setenv("HESSIAN_NB_CACHE", str(tmp_path))
+    run = train(TrainConfig(data=SMALL, model=MLP, seed=2**61, batch_size=8, max_steps=3, grad_tol=0, log_every=1))
+    assert run.step == 3
