@@ -294,6 +294,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'hessian_nb.data.Data.require_test': ('data.html#data.require_test', 'hessian_nb/data.py'),
                                  'hessian_nb.data.Data.to': ('data.html#data.to', 'hessian_nb/data.py'),
                                  'hessian_nb.data._check_split': ('data.html#_check_split', 'hessian_nb/data.py'),
+                                 'hessian_nb.data._classes': ('data.html#_classes', 'hessian_nb/data.py'),
                                  'hessian_nb.data._flag': ('data.html#_flag', 'hessian_nb/data.py'),
                                  'hessian_nb.data._per_class': ('data.html#_per_class', 'hessian_nb/data.py'),
                                  'hessian_nb.data._positive': ('data.html#_positive', 'hessian_nb/data.py'),

@@ -36,6 +36,13 @@ def _check_split(X, y, C: int, which: str):
         raise ValueError(f"{which}: X contains NaN or inf; remove or impute those samples.")
 
 # %% ../nbs/01_data.ipynb #841057fd
+def _classes(who: str, C) -> int:
+    "The number of classes as a Python int; a ValueError for anything but a whole number >= 1 (2.0, True, 0)."
+    if isinstance(C, (bool, np.bool_)) or not isinstance(C, numbers.Integral) or C < 1:
+        raise ValueError(f"{who}: num_classes must be a whole number >= 1 (the number of classes C), "
+                         f"got {C!r} ({type(C).__name__}).")
+    return int(C)  # a NumPy integer as the int it is
+
 @dataclass
 class Data:
     "Training inputs with integer labels in 0..C-1, and optionally test ones (None: no test set)."
@@ -47,11 +54,7 @@ class Data:
     name: str = "data" # a short description, for titles and cache keys
 
     def __post_init__(self):
-        C = self.num_classes
-        if isinstance(C, (bool, np.bool_)) or not isinstance(C, numbers.Integral) or C < 1:
-            raise ValueError(f"{self.name}: num_classes must be a whole number >= 1 (the number of classes C), "
-                             f"got {C!r} ({type(C).__name__}).")
-        self.num_classes = int(C)  # a NumPy integer as the int it is
+        self.num_classes = _classes(self.name, self.num_classes)
         _check_split(self.X, self.y, self.num_classes, f"{self.name} (train)")
         if (self.X_test is None) != (self.y_test is None):
             raise ValueError(f"{self.name}: give both X_test and y_test, or neither (None, None) for no test set.")
@@ -142,14 +145,10 @@ def from_tensors(X: torch.Tensor, # inputs (N, ...), floating point
     if not X.is_floating_point():  # the networks take floating inputs: 8-bit images want scaling too
         raise ValueError(f"from_tensors: X is {X.dtype}; the networks take floating-point inputs: pass X.float() "
                          "(for 8-bit images X.float() / 255).")
-    if num_classes is not None and (isinstance(num_classes, (bool, np.bool_))
-                                    or not isinstance(num_classes, numbers.Integral) or num_classes < 1):
-        raise ValueError(f"from_tensors: num_classes must be a whole number >= 1 (the number of classes C), or "
-                         f"None for max(y) + 1; got {num_classes!r} ({type(num_classes).__name__}).")
     if (X.ndim and not len(X)) or (y.ndim and not len(y)):
         raise ValueError(f"from_tensors: X and y hold no samples (X {tuple(X.shape)}, y {tuple(y.shape)}): pass at "
                          "least one per class.")
-    C = int(num_classes) if num_classes is not None else 1 if y.is_complex() else int(y.max()) + 1
+    C = _classes("from_tensors", num_classes) if num_classes is not None else 1 if y.is_complex() else int(y.max()) + 1
     _check_split(X, y, C, name)
     tr, te = stratified_split(y, test_fraction, seed)
     test = (X[te], y[te]) if len(te) else (None, None)  # nothing held out: no test set, rather than an empty one
